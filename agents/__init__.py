@@ -1,0 +1,1 @@
+"""Policies: heuristics, LP scheduler, oracle (issue 4)."""

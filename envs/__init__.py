@@ -1,0 +1,1 @@
+"""Gymnasium environments: see envs/README in the project README."""

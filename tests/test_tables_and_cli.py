@@ -1,0 +1,43 @@
+"""Precomputed tables agree with the roofline; the CLI prints one row per chip."""
+
+import numpy as np
+import pytest
+
+from hardware import Workload, build_serving_tables, estimate_serving, list_chips
+from hardware.__main__ import main
+
+
+def test_tables_match_direct_estimates():
+    workloads = [Workload("chat", "llama-3.1-70b", "fp8", 1024, 256, 0.05),
+                 Workload("batch", "llama-3.1-8b", "bf16", 2048, 512, None)]
+    chips = ["H100", "MI300X", "LPU", "TPU-v5e"]
+    t = build_serving_tables(chips, workloads)
+    assert t.fits.shape == (2, 4) and t.fits.all()
+    est = estimate_serving("MI300X", "llama-3.1-70b", precision="fp8", input_tokens=1024, output_tokens=256,
+                           tpot_slo_s=0.05)
+    assert t.decode_tokens_per_s_per_chip[0, 1] == pytest.approx(est.decode_tokens_per_s / est.n_chips)
+    assert t.tpot_s[0, 1] <= 0.05
+    assert t.precision[0, 2] == "int8"  # the LPU has no fp8 but runs 8-bit integers
+    with pytest.raises(ValueError):
+        t.decode_tokens_per_s_per_chip[0, 0] = 1.0  # tables are read-only
+
+
+def test_tables_mark_models_that_need_too_many_chips():
+    t = build_serving_tables(["LPU", "H200"], [Workload("big", "llama-3.1-405b", "fp8", 1024, 256)],
+                             max_replica_chips=64)
+    assert not t.fits[0, 0] and t.fits[0, 1]
+    assert t.decode_tokens_per_s_per_chip[0, 0] == 0
+    assert np.all(t.replica_chips[t.fits] >= 1)
+
+
+def test_cli_prints_a_row_per_chip(capsys):
+    assert main(["--model", "llama-3.1-70b", "--precision", "fp8"]) == 0
+    out = capsys.readouterr().out
+    for chip in list_chips():
+        assert chip in out
+    assert "bandwidth" in out and "compute" in out
+
+
+def test_cli_rejects_an_unknown_model(capsys):
+    assert main(["--model", "gpt-9"]) == 2
+    assert "valid models" in capsys.readouterr().err
