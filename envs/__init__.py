@@ -1,1 +1,25 @@
-"""Gymnasium environments: see envs/README in the project README."""
+"""chipalloc environments. Importing this package registers the ``ChipAlloc/*`` IDs with Gymnasium."""
+
+from gymnasium.envs.registration import register
+
+from envs.datacenter import DatacenterEnv, DatacenterVectorEnv
+from envs.scenario import SCENARIO_NAMES, Scenario, ScenarioError, load_scenario
+
+_SCENARIO_IDS = {"default": "", "hbm_shortage": "-HBMShortage", "agent_surge": "-AgentSurge", "small": "-Small"}
+_VARIANTS = {"Datacenter": ("datacenter", False), "Procurement": ("procurement", False),
+             "Scheduling": ("scheduling", False), "DatacenterDiscrete": ("datacenter", True)}
+ENV_IDS: list[str] = []
+
+for _name, (_variant, _discrete) in _VARIANTS.items():
+    for _scenario, _suffix in _SCENARIO_IDS.items():
+        _id = f"ChipAlloc/{_name}{_suffix}-v0"
+        register(
+            id=_id,
+            entry_point="envs.datacenter:DatacenterEnv",
+            vector_entry_point="envs.datacenter:DatacenterVectorEnv",
+            kwargs={"scenario": _scenario, "variant": _variant, "discrete": _discrete},
+        )
+        ENV_IDS.append(_id)
+
+__all__ = ["ENV_IDS", "SCENARIO_NAMES", "DatacenterEnv", "DatacenterVectorEnv", "Scenario", "ScenarioError",
+           "load_scenario"]

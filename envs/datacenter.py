@@ -1,0 +1,205 @@
+"""Gymnasium front ends over :mod:`envs.core`: single environments and a native vector environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from envs import render as rendering
+from envs.core import Exogenous, draw_exogenous, initial_state, step
+from envs.scenario import Scenario, load_scenario
+from envs.spaces import VARIANTS, action_masks, action_space, check_action, decode, observation_space, observe
+
+
+def _scalar_info(info: dict, i: int, scenario: Scenario) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        v = value[i]
+        out[key] = v.item() if np.ndim(v) == 0 else v.copy()
+    out["classes"] = tuple(c.name for c in scenario.classes)
+    out["chips"] = scenario.chips
+    return out
+
+
+class DatacenterEnv(gym.Env):
+    """An AI datacenter operator buying and scheduling heterogeneous accelerators.
+
+    ## Description
+    Each step is one week of a scenario (default: 156 weeks from 2025-01). The operator owns a
+    fleet of chips, orders more (paid at order, delivered after HBM or wafer allocation plus a
+    base lead time), and splits the fleet into training, prefill and decode replicas for each
+    inference class (chat, agents, batch, video, RL students). Demand, HBM supply and shocks
+    follow seeded exogenous paths; SLO attainment and throughput come from tables precomputed
+    by ``hardware``.
+
+    ## Action Space
+    ``Box(-1, 1, (K + 4,), float32)`` for ``variant="datacenter"``: K order entries (one per
+    purchasable chip; a > 0 orders a x ``max_order_chips_per_week`` chips, rounded down to whole
+    order units; a <= 0 orders none) then four knobs mapped from [-1, 1] to [0, 1]: training
+    share (x 0.5 of training-capable chips), prefill bias (0.5 balances work), specialisation (0
+    colocated, 1 disaggregated by comparative advantage), latency priority (0.5 neutral).
+    ``procurement``: the K order entries only (fixed schedule knobs). ``scheduling``: the four knobs
+    only (a fixed purchase plan). ``discrete=True`` gives ``MultiDiscrete`` with five levels each and
+    ``action_masks()`` for MaskablePPO. NaN, inf, out-of-range or mis-shaped actions raise
+    ``ValueError``. Orders for chips not yet on sale are dropped, and orders beyond cash plus
+    credit are scaled down; both are reported in ``info`` (``orders_unavailable``, ``orders_clipped``).
+
+    ## Observation Space
+    ``Box(-10, 10, (2 + 5K + 3C + 6,), float32)``, each block scaled to order one; see
+    :func:`envs.spaces.observe` for the layout.
+
+    ## Rewards
+    Weekly accounting profit (revenue - power - maintenance - interest - depreciation - write-offs)
+    divided by the scenario's ``reward_scale_usd``. Revenue counts only tokens served within
+    their SLOs (goodput) and training jobs finished before their deadline. ``info`` decomposes
+    every term and reports KPIs (SLO attainment per class, utilisation per chip, $ per million
+    tokens, HBM exposure, unmet demand).
+
+    ## Starting State
+    The scenario's initial fleet and cash; no orders in flight; HBM price index 1.
+
+    ## Episode End
+    Terminated when cash falls below minus the credit limit (bankruptcy). Truncated at the
+    scenario's horizon, which is part of the problem: the observation carries week / horizon.
+
+    ## Arguments
+    ``scenario`` (registered name, YAML path, dict or Scenario), ``variant``, ``discrete``,
+    ``render_mode`` ("ansi" or "rgb_array"). ``reset(options={"exogenous": exo})`` replays a
+    given exogenous path; ``options={"path_seed": s}`` draws it from seed ``s`` (common random
+    numbers across policies).
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+
+    def __init__(self, scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
+                 discrete: bool = False, render_mode: str | None = None):
+        if variant not in VARIANTS:
+            raise ValueError(f"variant {variant!r} is not one of {list(VARIANTS)}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']} or None")
+        self.scenario = load_scenario(scenario)
+        self.variant, self.discrete, self.render_mode = variant, discrete, render_mode
+        self.observation_space = observation_space(self.scenario)
+        self.action_space = action_space(self.scenario, variant, discrete)
+        self.state = None
+        self.exogenous: Exogenous | None = None
+        self.history: list[dict[str, Any]] = []
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if "exogenous" in options:
+            self.exogenous = options["exogenous"]
+        elif "path_seed" in options:
+            self.exogenous = draw_exogenous(self.scenario, np.random.default_rng(options["path_seed"]), 1)
+        else:
+            self.exogenous = draw_exogenous(self.scenario, self.np_random, 1)
+        self.state = initial_state(self.scenario, 1)
+        self.history = []
+        return observe(self.scenario, self.state, self.exogenous)[0], {"week": 0}
+
+    def step(self, action):
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        if int(self.state.week[0]) >= self.scenario.weeks or bool(self.state.bankrupt[0]):
+            raise RuntimeError("the episode has ended; call reset() before step()")
+        act = check_action(action, self.action_space)[None]
+        orders, knobs = decode(self.scenario, self.variant, act, self.state, self.discrete)
+        self.state, reward, info = step(self.scenario, self.state, orders, knobs, self.exogenous)
+        info = _scalar_info(info, 0, self.scenario)
+        info["week"] = int(self.state.week[0])
+        self.history.append(info)
+        terminated = bool(self.state.bankrupt[0])
+        truncated = not terminated and info["week"] >= self.scenario.weeks
+        obs = observe(self.scenario, self.state, self.exogenous)[0]
+        return obs, float(reward[0]), terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        """Valid discrete levels (MaskablePPO reads this method by name)."""
+        if not self.discrete:
+            raise AttributeError("action_masks() exists only for discrete=True (a MultiDiscrete action space)")
+        if self.state is None:
+            raise RuntimeError("call reset() before action_masks()")
+        return action_masks(self.scenario, self.variant, self.state)[0]
+
+    def render(self):
+        if self.render_mode == "ansi":
+            return rendering.dashboard(self.scenario, self.history)
+        if self.render_mode == "rgb_array":
+            return rendering.figure(self.scenario, self.history)
+        return None
+
+
+class DatacenterVectorEnv(VectorEnv):
+    """N datacenters stepped in one array operation; matches N single environments step for step.
+
+    Sub-environment ``i`` of ``reset(seed=s)`` uses seed ``s + i`` (as Gymnasium's SyncVectorEnv
+    does), so it follows the same exogenous path as a single env reset with that seed. Autoreset
+    is NEXT_STEP: the step after an episode ends resets that sub-environment and ignores its action.
+    """
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int, scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
+                 discrete: bool = False, render_mode: str | None = None):
+        if render_mode is not None:
+            raise ValueError("the native vector env does not render; use a single env with render_mode")
+        self.single = DatacenterEnv(scenario, variant, discrete)
+        self.scenario, self.variant, self.discrete = self.single.scenario, variant, discrete
+        self.num_envs = num_envs
+        self.single_observation_space = self.single.observation_space
+        self.single_action_space = self.single.action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
+        self.state = None
+        self.exogenous = None
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+
+    def _draw(self, indices) -> Exogenous:
+        paths = [draw_exogenous(self.scenario, self._rngs[i], 1) for i in indices]
+        fields_ = Exogenous.__dataclass_fields__
+        return Exogenous(**{f: np.concatenate([getattr(p, f) for p in paths]) for f in fields_})
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if seed is not None:
+            seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
+            # match gym.Env.reset(seed=s), whose np_random is seeding.np_random(s)
+            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+        self.exogenous = self._draw(range(self.num_envs))
+        self.state = initial_state(self.scenario, self.num_envs)
+        self._needs_reset[:] = False
+        return observe(self.scenario, self.state, self.exogenous), {}
+
+    def step(self, actions):
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        act = check_action(actions, self.single_action_space, batch=self.num_envs)
+        orders, knobs = decode(self.scenario, self.variant, act, self.state, self.discrete)
+        new_state, reward, info = step(self.scenario, self.state, orders, knobs, self.exogenous)
+        resetting = self._needs_reset.copy()
+        if resetting.any():
+            idx = np.flatnonzero(resetting)
+            fresh = initial_state(self.scenario, self.num_envs)
+            new_state = new_state.where(resetting, fresh)
+            redrawn = self._draw(idx)
+            for f in Exogenous.__dataclass_fields__:
+                getattr(self.exogenous, f)[idx] = getattr(redrawn, f)
+            reward = np.where(resetting, 0.0, reward)
+        self.state = new_state
+        terminated = new_state.bankrupt & ~resetting
+        truncated = (new_state.week >= self.scenario.weeks) & ~terminated & ~resetting
+        self._needs_reset = terminated | truncated
+        obs = observe(self.scenario, new_state, self.exogenous)
+        return obs, reward.astype(np.float64), terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        if not self.discrete:
+            raise AttributeError("action_masks() exists only for discrete=True")
+        return action_masks(self.scenario, self.variant, self.state)

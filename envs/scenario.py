@@ -1,0 +1,353 @@
+"""Scenario files: YAML in ``envs/scenarios`` (or a path, or a dict), validated into immutable parameters.
+
+A scenario may name a ``base`` scenario and override any part of it; ``drop_classes`` removes
+workload classes of the base. Every market and demand figure must have a ``provenance`` entry
+(a source, or ``"ASSUMPTION: reasoning"``); a missing entry is a validation error.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from hardware import Workload, build_serving_tables, get_chip
+from hardware.catalog import UnknownNameError, efficiency, get_model
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+SCENARIO_NAMES = ("default", "hbm_shortage", "agent_surge", "small")
+GROWTH_KINDS = ("exponential", "logistic")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1.5e8`` (no dot, no exponent sign) as a string; scientific notation reads as a float here."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$|^[-+]?(?:[0-9][0-9_]*)\.[0-9_]*$"),
+    list("-+0123456789"),
+)
+
+
+class ScenarioError(ValueError):
+    """An invalid scenario: the message names the field, the value and what is allowed."""
+
+
+# field -> (type, low, high); None bounds are open. Market and demand figures need provenance.
+_TOP = {
+    "weeks": (int, 4, 520), "initial_cash_usd": (float, 0, None), "credit_limit_usd": (float, 0, None),
+    "interest_rate_per_year": (float, 0, 1), "max_order_chips_per_week": (int, 1, 1_000_000),
+    "base_lead_weeks": (int, 0, 104), "price_decline_per_year": (float, 0, 0.9),
+    "maintenance_per_year": (float, 0, 1), "failure_rate_per_year": (float, 0, 1),
+    "depreciation_years": (float, 0.5, 20), "energy_usd_per_kwh": (float, 0, 5), "pue": (float, 1, 3),
+    "reward_scale_usd": (float, 1, None),
+}
+_HBM = {
+    "supply_stacks_per_week": (float, 1, None), "supply_growth_per_year": (float, -0.9, 10),
+    "our_allocation_share": (float, 0, 1), "other_demand_ratio": (float, 0, 10),
+    "other_demand_growth_per_year": (float, -0.9, 10), "price_elasticity": (float, 0, 50),
+    "price_smoothing": (float, 0, 1), "hbm_cost_share": (float, 0, 1),
+    "shock_probability_per_week": (float, 0, 1), "shock_depth": (float, 0, 1), "shock_weeks": (int, 1, 104),
+}
+_TRAINING = {
+    "arrivals_per_week": (float, 0, 100), "flops_per_job": (float, 1e15, 1e30),
+    "value_per_job_usd": (float, 0, None), "deadline_weeks": (int, 1, 520), "slots": (int, 1, 16),
+}
+_CLASS = {
+    "input_tokens": (int, 1, 1_000_000), "output_tokens": (int, 1, 1_000_000), "tpot_slo_s": (float, 1e-4, 60),
+    "ttft_slo_s": (float, 1e-3, 86_400), "price_per_mtok_usd": (float, 0, 1_000),
+    "demand_tokens_per_s": (float, 0, 1e12), "noise": (float, 0, 2), "train_fraction": (float, 0, 0.95),
+}
+_SHOCKS = {"probability_per_week": (float, 0, 1), "magnitude": (float, 0, 0.99), "weeks": (int, 1, 104)}
+_PRECISIONS = ("bf16", "fp8", "int8", "fp4")
+_TOP_KEYS = {"name", "base", "description", "start", "chips", "initial_fleet", "order_unit_chips", "hbm",
+             "sram_chips_per_week", "training", "classes", "demand_shocks", "provenance", "drop_classes",
+             *_TOP}
+
+
+@dataclass(frozen=True)
+class ClassParams:
+    name: str
+    model: str
+    precision: str
+    input_tokens: int
+    output_tokens: int
+    tpot_slo_s: float
+    ttft_slo_s: float
+    price_per_mtok_usd: float
+    demand_tokens_per_s: float
+    growth: Mapping[str, Any]
+    noise: float
+    carry_over: bool
+    train_fraction: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Validated scenario: the raw mapping plus the arrays the dynamics read. Immutable."""
+
+    name: str
+    description: str
+    raw: Mapping[str, Any]
+    start: dt.date
+    weeks: int
+    chips: tuple[str, ...]
+    classes: tuple[ClassParams, ...]
+    arrays: Mapping[str, np.ndarray]
+
+    @property
+    def n_chips(self) -> int:
+        return len(self.chips)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def __getattr__(self, key: str) -> Any:
+        # Scalars of the scenario file read as attributes: scenario.credit_limit_usd, scenario.hbm["..."]
+        raw = object.__getattribute__(self, "raw")
+        if key in raw:
+            return raw[key]
+        raise AttributeError(key)
+
+
+def _merge(base: dict, override: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key != "growth":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read(spec: str | Path | Mapping | None, seen: tuple[str, ...] = ()) -> dict:
+    if spec is None:
+        spec = "default"
+    if isinstance(spec, Mapping):
+        raw = dict(spec)
+    else:
+        path = SCENARIO_DIR / f"{spec}.yaml" if str(spec) in SCENARIO_NAMES else Path(spec)
+        if not path.is_file():
+            raise ScenarioError(f"scenario {str(spec)!r} is neither a registered name ({', '.join(SCENARIO_NAMES)}) "
+                                f"nor an existing YAML file")
+        try:
+            raw = yaml.load(path.read_text(), Loader=_Loader)
+        except yaml.YAMLError as exc:
+            raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ScenarioError(f"{path}: a scenario file must hold a mapping, got {type(raw).__name__}")
+    base = raw.get("base")
+    if base is None:
+        return raw
+    if base in seen:
+        raise ScenarioError(f"scenario 'base' chain loops: {' -> '.join((*seen, base))}")
+    merged = _merge(_read(base, (*seen, str(base))), {k: v for k, v in raw.items() if k != "base"})
+    for name in raw.get("drop_classes", []):
+        if name not in merged.get("classes", {}):
+            raise ScenarioError(f"drop_classes: {name!r} is not a class of base {base!r}")
+        merged["classes"].pop(name)
+    merged.pop("drop_classes", None)
+    return merged
+
+
+def _number(section: Mapping, key: str, spec: tuple, where: str) -> float | int:
+    kind, low, high = spec
+    if key not in section:
+        raise ScenarioError(f"{where}{key}: missing (required)")
+    value = section[key]
+    ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        ok_type = ok_type and float(value).is_integer()
+    if not ok_type or not np.isfinite(value):
+        raise ScenarioError(f"{where}{key}: expected a finite {'integer' if kind is int else 'number'}, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ScenarioError(f"{where}{key}: {value!r} is outside the allowed range [{low}, {high}]")
+    return kind(value)
+
+
+def _check_keys(section: Mapping, allowed: set, where: str) -> None:
+    if not isinstance(section, Mapping):
+        raise ScenarioError(f"{where.rstrip('.')}: expected a mapping, got {section!r}")
+    unknown = set(section) - allowed
+    if unknown:
+        raise ScenarioError(f"{where}{sorted(unknown)[0]}: unknown field; allowed: {sorted(allowed)}")
+
+
+def _chip_mapping(raw: Mapping, key: str, chips: tuple[str, ...], fill: float) -> np.ndarray:
+    """A per-chip number: a scalar for all, or a mapping of chip name (or ``default``) to number.
+
+    Chips the mapping does not name get its ``default`` entry, else ``fill``. Catalog chips this
+    scenario does not offer are ignored (a variant may drop chips of its base); unknown names are errors.
+    """
+    value = raw.get(key, {})
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return np.full(len(chips), float(value))
+    if not isinstance(value, Mapping):
+        raise ScenarioError(f"{key}: expected a number or a mapping of chip name to number, got {value!r}")
+    numbers = {}
+    for name, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ScenarioError(f"{key}.{name}: expected a number >= 0, got {v!r}")
+        if name == "default":
+            continue
+        try:
+            numbers[get_chip(name).name] = float(v)
+        except UnknownNameError as exc:
+            raise ScenarioError(f"{key}.{name}: {exc}") from None
+    fallback = float(value.get("default", fill))
+    return np.array([numbers.get(chip, fallback) for chip in chips])
+
+
+def _parse_class(name: str, raw: Mapping) -> ClassParams:
+    where = f"classes.{name}."
+    _check_keys(raw, {"model", "precision", "growth", "carry_over", *_CLASS}, where)
+    try:
+        model = get_model(raw.get("model", "")).name
+    except UnknownNameError as exc:
+        raise ScenarioError(f"{where}model: {exc}") from None
+    if raw.get("precision") not in _PRECISIONS:
+        raise ScenarioError(f"{where}precision: {raw.get('precision')!r} is not one of {list(_PRECISIONS)}")
+    numbers = {k: _number({**{"train_fraction": 0.0}, **raw}, k, spec, where) for k, spec in _CLASS.items()}
+    if numbers["input_tokens"] + numbers["output_tokens"] > get_model(model).context:
+        raise ScenarioError(f"{where}input_tokens + output_tokens exceeds {model}'s context")
+    growth = raw.get("growth")
+    if not isinstance(growth, Mapping) or growth.get("kind") not in GROWTH_KINDS:
+        raise ScenarioError(f"{where}growth.kind: must be one of {list(GROWTH_KINDS)}, got {growth!r}")
+    if growth["kind"] == "exponential":
+        _check_keys(growth, {"kind", "rate_per_year"}, f"{where}growth.")
+        _number(growth, "rate_per_year", (float, -0.99, 100), f"{where}growth.")
+    else:
+        _check_keys(growth, {"kind", "ceiling_multiple", "midpoint_week", "steepness", "uncertainty"},
+                    f"{where}growth.")
+        _number(growth, "ceiling_multiple", (float, 1, 1e6), f"{where}growth.")
+        _number(growth, "midpoint_week", (float, -520, 1040), f"{where}growth.")
+        _number(growth, "steepness", (float, 1e-4, 10), f"{where}growth.")
+        _number(growth, "uncertainty", (float, 0, 5), f"{where}growth.")
+    carry = raw.get("carry_over", False)
+    if not isinstance(carry, bool):
+        raise ScenarioError(f"{where}carry_over: expected true or false, got {carry!r}")
+    return ClassParams(name=name, model=model, precision=raw["precision"], growth=dict(growth), carry_over=carry,
+                       **numbers)
+
+
+def _required_provenance(raw: Mapping, classes: tuple[ClassParams, ...]) -> list[str]:
+    keys = [k for k in _TOP if k not in ("weeks",)] + ["initial_fleet", "order_unit_chips", "sram_chips_per_week",
+                                                       "demand_shocks"]
+    keys += [f"hbm.{k}" for k in _HBM] + [f"training.{k}" for k in (*_TRAINING, "model")]
+    for c in classes:
+        keys += [f"classes.{c.name}.{k}" for k in ("input_tokens", "output_tokens", "tpot_slo_s", "ttft_slo_s",
+                                                   "price_per_mtok_usd", "demand_tokens_per_s", "growth", "noise")]
+        if c.train_fraction > 0:
+            keys.append(f"classes.{c.name}.train_fraction")
+    return keys
+
+
+def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenario:
+    """Load and validate a scenario by registered name, YAML path or mapping (``None`` = default)."""
+    if isinstance(spec, Scenario):
+        return spec
+    raw = _read(spec)
+    _check_keys(raw, _TOP_KEYS, "")
+    for key in ("name", "start", "chips", "classes", "hbm", "training"):
+        if key not in raw:
+            raise ScenarioError(f"{key}: missing (required)")
+    top = {k: _number(raw, k, spec, "") for k, spec in _TOP.items()}
+    try:
+        start = dt.date.fromisoformat(f"{raw['start']}-01")
+    except (TypeError, ValueError):
+        raise ScenarioError(f"start: expected 'YYYY-MM', got {raw['start']!r}") from None
+    if not isinstance(raw["chips"], list) or not raw["chips"]:
+        raise ScenarioError("chips: expected a non-empty list of chip names")
+    try:
+        chips = tuple(get_chip(c).name for c in raw["chips"])
+    except UnknownNameError as exc:
+        raise ScenarioError(f"chips: {exc}") from None
+    if len(set(chips)) != len(chips):
+        raise ScenarioError(f"chips: a chip is listed twice: {list(chips)}")
+    _check_keys(raw["hbm"], set(_HBM), "hbm.")
+    hbm = {k: _number(raw["hbm"], k, spec, "hbm.") for k, spec in _HBM.items()}
+    _check_keys(raw["training"], {"model", *_TRAINING}, "training.")
+    training = {k: _number(raw["training"], k, spec, "training.") for k, spec in _TRAINING.items()}
+    try:
+        training_model = get_model(raw["training"].get("model", "")).name
+    except UnknownNameError as exc:
+        raise ScenarioError(f"training.model: {exc}") from None
+    if not isinstance(raw["classes"], Mapping) or not raw["classes"]:
+        raise ScenarioError("classes: expected a mapping of one or more workload classes")
+    classes = tuple(_parse_class(n, c) for n, c in raw["classes"].items())
+    shocks_raw = raw.get("demand_shocks", {"probability_per_week": 0.0, "magnitude": 0.0, "weeks": 1})
+    _check_keys(shocks_raw, set(_SHOCKS), "demand_shocks.")
+    shocks = {k: _number(shocks_raw, k, spec, "demand_shocks.") for k, spec in _SHOCKS.items()}
+    provenance = raw.get("provenance", {})
+    for key in _required_provenance(raw, classes):
+        text = provenance.get(key) or provenance.get(key.split(".")[0])
+        if not isinstance(text, str) or not text.strip():
+            raise ScenarioError(f"provenance.{key}: every market and demand figure needs a source "
+                                f"(or 'ASSUMPTION: reasoning')")
+    initial = np.floor(_chip_mapping(raw, "initial_fleet", chips, 0.0))
+    arrays = _build_arrays(raw, top, hbm, training, training_model, shocks, start, chips, classes, initial)
+    validated = {**raw, **top, "hbm": hbm, "training": {**training, "model": training_model},
+                 "demand_shocks": shocks}
+    return Scenario(name=str(raw["name"]), description=str(raw.get("description", "")).strip(), raw=validated,
+                    start=start, weeks=top["weeks"], chips=chips, classes=classes, arrays=arrays)
+
+
+def _build_arrays(raw, top, hbm, training, training_model, shocks, start, chips, classes, initial):
+    specs = [get_chip(c) for c in chips]
+    available = []
+    for c in specs:
+        year, month = (int(x) for x in c.available.split("-"))
+        days = (dt.date(year, month, 1) - start).days
+        available.append(int(np.ceil(days / 7)))
+    workloads = [Workload(c.name, c.model, c.precision, c.input_tokens, c.output_tokens, c.tpot_slo_s)
+                 for c in classes]
+    tables = build_serving_tables(list(chips), workloads)
+    training_capable = np.array([c.segment != "inference" for c in specs])
+    arrays = {
+        "available_week": np.array(available, dtype=float),
+        "list_price": np.array([c.price_usd for c in specs]),
+        "tdp_w": np.array([c.tdp_w for c in specs]),
+        "hbm_stacks": np.array([c.hbm_stacks for c in specs], dtype=float),
+        "memory_gb": np.array([c.memory_gb for c in specs]),
+        "order_unit": np.maximum(np.floor(_chip_mapping(raw, "order_unit_chips", chips, 1.0)), 1.0),
+        "sram_cap": _chip_mapping(raw, "sram_chips_per_week", chips, np.inf),
+        "initial_fleet": initial,
+        "train_flops_per_chip_s": np.where(training_capable, [c.peak_flops("bf16") for c in specs], 0.0)
+        * efficiency("training.mfu"),
+        "fits": tables.fits.astype(float),
+        "replica_chips": tables.replica_chips,
+        "prefill_rate": tables.prefill_tokens_per_s_per_chip,
+        "decode_rate": tables.decode_tokens_per_s_per_chip,
+        "prefill_latency_s": tables.prefill_latency_s,
+        "tpot_s": tables.tpot_s,
+        "kv_bytes_per_request": tables.kv_bytes_per_request,
+        "input_tokens": np.array([c.input_tokens for c in classes], dtype=float),
+        "output_tokens": np.array([c.output_tokens for c in classes], dtype=float),
+        "tpot_slo_s": np.array([c.tpot_slo_s for c in classes]),
+        "ttft_slo_s": np.array([c.ttft_slo_s for c in classes]),
+        "price_per_token": np.array([c.price_per_mtok_usd for c in classes]) / 1e6,
+        "demand0": np.array([c.demand_tokens_per_s for c in classes]),
+        "noise": np.array([c.noise for c in classes]),
+        "carry_over": np.array([c.carry_over for c in classes], dtype=float),
+        "train_fraction": np.array([c.train_fraction for c in classes]),
+        "latency_class": np.array([c.ttft_slo_s < 60 for c in classes], dtype=float),
+    }
+    sram = ~np.array([c.uses_hbm for c in specs])
+    arrays["sram_cap"] = np.where(sram, arrays["sram_cap"], np.inf)
+    for value in arrays.values():
+        value.setflags(write=False)
+    return arrays
+
+
+def scenario_dates(scenario: Scenario) -> list[dt.date]:
+    """The calendar date of each step's start."""
+    return [scenario.start + dt.timedelta(weeks=w) for w in range(scenario.weeks)]
