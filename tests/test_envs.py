@@ -1,0 +1,199 @@
+"""The Gymnasium environments: API compliance, determinism, vector equality, invariants, bad input."""
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import envs
+from envs import ENV_IDS, ScenarioError, load_scenario
+from envs.core import WEEK_S
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_registered_env_passes_gymnasium_and_sb3_checkers(env_id):
+    check_env(gym.make(env_id, render_mode="ansi").unwrapped)
+    sb3_check_env(gym.make(env_id))
+
+
+def test_default_action_space_is_compact():
+    env = gym.make("ChipAlloc/Datacenter-v0")
+    assert env.action_space.shape[0] < 30
+    assert env.observation_space.dtype == np.float32
+
+
+def _rollout(env, seed, steps=20, action_seed=0):
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(action_seed)
+    out = [obs]
+    for _ in range(steps):
+        a = (rng.random(env.action_space.shape) * 0.4 - 0.2).astype(np.float32)
+        obs, r, term, trunc, info = env.step(a)
+        out.append(np.append(obs, [r, info["cash"]]))
+        if term or trunc:
+            break
+    return np.concatenate(out)
+
+
+def test_same_seed_same_trajectory_and_different_seed_differs():
+    env = gym.make("ChipAlloc/Datacenter-Small-v0")
+    a, b, c = _rollout(env, 7), _rollout(env, 7), _rollout(env, 8)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_reset_options_fix_the_exogenous_path_for_common_random_numbers():
+    env = gym.make("ChipAlloc/Datacenter-Small-v0").unwrapped
+    env.reset(seed=1, options={"path_seed": 42})
+    first = env.exogenous.demand.copy()
+    env.reset(seed=2, options={"path_seed": 42})
+    assert np.array_equal(first, env.exogenous.demand)
+
+
+def test_env_pickles_for_subprocess_vec_env():
+    env = gym.make("ChipAlloc/Datacenter-Small-v0")
+    env.reset(seed=0)
+    clone = pickle.loads(pickle.dumps(env))
+    a = np.zeros(env.action_space.shape, dtype=np.float32)
+    assert np.array_equal(env.step(a)[0], clone.step(a)[0])
+
+
+def test_native_vector_env_matches_single_envs_step_for_step():
+    n, seed = 3, 11
+    vec = gym.make_vec("ChipAlloc/Datacenter-Small-v0", num_envs=n, vectorization_mode="vector_entry_point")
+    singles = [gym.make("ChipAlloc/Datacenter-Small-v0") for _ in range(n)]
+    vobs, _ = vec.reset(seed=seed)
+    sobs = [e.reset(seed=seed + i)[0] for i, e in enumerate(singles)]
+    assert np.allclose(vobs, np.stack(sobs))
+    rng = np.random.default_rng(0)
+    for _ in range(26):
+        acts = (rng.random((n, *vec.single_action_space.shape)) * 0.6 - 0.3).astype(np.float32)
+        vobs, vrew, vterm, vtrunc, _ = vec.step(acts)
+        for i, e in enumerate(singles):
+            o, r, term, trunc, _ = e.step(acts[i])
+            assert np.allclose(vobs[i], o) and np.isclose(vrew[i], r)
+            assert vterm[i] == term and vtrunc[i] == trunc
+    assert vtrunc.all()
+
+
+@pytest.mark.parametrize("bad", [
+    np.full(7, np.nan, dtype=np.float32), np.full(7, np.inf, dtype=np.float32), np.zeros(3, dtype=np.float32),
+    np.full(7, 2.0, dtype=np.float32), np.array(["a"] * 7),
+])
+def test_invalid_actions_raise_a_clear_error(bad):
+    env = gym.make("ChipAlloc/Datacenter-Small-v0")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(bad)
+
+
+def test_discrete_variant_masks_chips_not_on_sale_and_unaffordable_orders():
+    env = gym.make("ChipAlloc/DatacenterDiscrete-v0").unwrapped
+    env.reset(seed=0)
+    mask = env.action_masks().reshape(-1)[: env.scenario.n_chips * 5].reshape(env.scenario.n_chips, 5)
+    b300 = env.scenario.chips.index("B300")  # on sale from 2026
+    assert mask[b300].tolist() == [True, False, False, False, False]
+    assert mask[:, 0].all()
+
+
+def test_orders_for_chips_not_on_sale_are_dropped_and_reported():
+    env = gym.make("ChipAlloc/Datacenter-v0")
+    env.reset(seed=0)
+    a = -np.ones(env.action_space.shape, dtype=np.float32)
+    b300 = env.unwrapped.scenario.chips.index("B300")
+    a[b300] = 1.0
+    _, _, _, _, info = env.step(a)
+    assert info["orders_unavailable"][b300] > 0 and info["ordered"][b300] == 0
+
+
+SMALL = load_scenario("small")
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), actions=st.lists(
+    st.lists(st.floats(-1, 1, allow_nan=False, width=32), min_size=7, max_size=7), min_size=1, max_size=26))
+def test_invariants_hold_under_random_action_sequences(seed, actions):
+    env = gym.make("ChipAlloc/Datacenter-Small-v0").unwrapped
+    env.reset(seed=seed)
+    ordered = env.state.fleet.sum()
+    gone = 0.0
+    for act in actions:
+        cash_before = float(env.state.cash[0])
+        _, _, term, trunc, info = env.step(np.asarray(act, dtype=np.float32))
+        s = env.state
+        ordered += info["ordered"].sum()
+        gone += info["failed"].sum()
+        in_system = s.fleet.sum() + s.queue.sum() + s.pipeline.sum()
+        assert np.isclose(ordered, in_system + gone), "chips are conserved"
+        assert (s.fleet >= 0).all() and (s.queue >= 0).all() and (s.pipeline >= 0).all()
+        assert np.isclose(info["cash"], cash_before - info["capex"] + info["revenue"] - info["opex"])
+        assert (info["served"] <= info["demand"] + 1e-6).all()
+        assert (info["served"] <= np.minimum(info["prefill_capacity"], info["decode_capacity"]) + 1e-6).all()
+        assert info["hbm_drawn"] <= info["hbm_allocation"] + 1e-6 <= info["hbm_supply"] + 1e-6
+        revenue = info["revenue_per_class"].sum() + info["revenue_training"]
+        assert np.isclose(info["revenue"], revenue)
+        ceiling = (info["served"] * SMALL.arrays["price_per_token"]).sum() * WEEK_S
+        assert info["revenue_per_class"].sum() <= ceiling + 1e-6
+        if term or trunc:
+            break
+
+
+def test_render_modes():
+    env = gym.make("ChipAlloc/Datacenter-Small-v0", render_mode="ansi")
+    env.reset(seed=0)
+    env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    text = env.render()
+    assert "H100-SXM" in text and "chat" in text
+    env = gym.make("ChipAlloc/Datacenter-Small-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    img = env.render()
+    assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
+
+
+@pytest.mark.parametrize(("patch", "message"), [
+    ({"weeks": -3}, "weeks"),
+    ({"chips": ["H9000"]}, "valid chips"),
+    ({"hbm": {"shock_depth": 2.0}}, r"hbm\.shock_depth"),
+    ({"classes": {"chat": {"precision": "fp3"}}}, r"classes\.chat\.precision"),
+    ({"classes": {"chat": {"growth": {"kind": "linear"}}}}, r"growth\.kind"),
+    ({"surprise": 1}, "unknown field"),
+    ({"initial_cash_usd": "lots"}, "initial_cash_usd"),
+])
+def test_invalid_scenarios_name_the_field(patch, message):
+    with pytest.raises(ScenarioError, match=message):
+        gym.make("ChipAlloc/Datacenter-v0", scenario={"base": "small", **patch})
+
+
+def test_a_figure_without_provenance_is_rejected():
+    import yaml
+
+    from envs.scenario import SCENARIO_DIR, _Loader
+
+    raw = yaml.load((SCENARIO_DIR / "default.yaml").read_text(), Loader=_Loader)
+    raw["provenance"].pop("hbm.shock_depth")
+    with pytest.raises(ScenarioError, match=r"provenance\.hbm\.shock_depth"):
+        load_scenario(raw)
+
+
+def test_scenario_from_path_and_unknown_path(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: small\nname: mine\nweeks: 8\n")
+    env = gym.make("ChipAlloc/Datacenter-v0", scenario=str(path))
+    assert env.unwrapped.scenario.weeks == 8
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("base: small\nweeks: [\n")
+    with pytest.raises(ScenarioError, match="not valid YAML"):
+        gym.make("ChipAlloc/Datacenter-v0", scenario=str(bad))
+    with pytest.raises(ScenarioError, match="neither a registered name"):
+        gym.make("ChipAlloc/Datacenter-v0", scenario="nowhere.yaml")
+
+
+def test_package_registers_every_variant():
+    assert len(envs.ENV_IDS) == 16
+    assert "ChipAlloc/Datacenter-HBMShortage-v0" in gym.registry
