@@ -9,12 +9,11 @@ training-job arrivals, failure draws) and every policy can face the same one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from envs.scenario import Scenario
-from hardware.catalog import efficiency
 
 WEEK_S = 7 * 24 * 3600.0
 N_KNOBS = 4
@@ -46,11 +45,6 @@ class State:
     last_utilisation: np.ndarray  # (B, K)
     bankrupt: np.ndarray  # (B,) bool
 
-    def index(self, i) -> State:
-        """The sub-batch ``i`` (an int keeps the batch axis)."""
-        sel = [i] if isinstance(i, (int, np.integer)) else i
-        return State(**{f.name: getattr(self, f.name)[sel] for f in fields(self)})
-
     def where(self, mask: np.ndarray, other: State) -> State:
         """``other`` where ``mask`` (B,) is True, else self."""
         out = {}
@@ -72,10 +66,6 @@ class Exogenous:
     job_arrival: np.ndarray  # (B, T) 1 if a training job arrives
     job_flops: np.ndarray  # (B, T)
     failure_u: np.ndarray  # (B, T, K) uniforms for stochastic rounding of failures
-
-    def index(self, i) -> Exogenous:
-        sel = [i] if isinstance(i, (int, np.integer)) else i
-        return Exogenous(**{f.name: getattr(self, f.name)[sel] for f in fields(self)})
 
 
 def draw_exogenous(scenario: Scenario, rng: np.random.Generator, batch: int) -> Exogenous:
@@ -176,13 +166,13 @@ def allocate(scenario: Scenario, fleet: np.ndarray, demand: np.ndarray, knobs: n
     train = np.floor(0.5 * knobs[:, :1] * fleet * capable)
     serve = fleet - train
     fits = a["fits"]
-    pr, dr = a["prefill_rate"], a["decode_rate"] * (1.0 - a["train_fraction"])[:, None]
+    pr, dr = a["prefill_rate"], a["serving_decode_rate"]
 
     # "Chips needed" are counted at the serving fleet's own average rate, so needs of different
     # roles are comparable whatever mix of chips (a wafer-scale CS-3 or an 80 GB GPU) is owned.
     weight = serve[:, None, :] * fits  # (B, C, K)
     owned = weight.sum(2)
-    fallback = [np.median(np.where(fits > 0, r, np.nan), axis=1) for r in (pr, dr)]
+    fallback = (a["median_prefill_rate"], a["median_decode_rate"])
 
     def mean_rate(rate, which):
         fleet_mean = (weight * rate).sum(2) / np.maximum(owned, 1e-9)
@@ -282,21 +272,20 @@ def step(scenario: Scenario, state: State, orders: np.ndarray, knobs: np.ndarray
     train, prefill, decode = allocate(scenario, fleet, demand_eff, knobs)
     ratio = a["output_tokens"] / a["input_tokens"]
     prefill_cap = (prefill * a["prefill_rate"]).sum(2) * ratio  # output-token equivalent
-    decode_rate = a["decode_rate"] * (1.0 - a["train_fraction"])[:, None]
+    decode_rate = a["serving_decode_rate"]
     decode_cap = (decode * decode_rate).sum(2)
     p_share = prefill * a["prefill_rate"] / np.maximum((prefill * a["prefill_rate"]).sum(2, keepdims=True), 1e-9)
     d_share = decode * decode_rate / np.maximum(decode_cap[:, :, None], 1e-9)
     crossing = np.clip(1.0 - np.minimum(p_share, d_share).sum(2), 0.0, 1.0)  # share of KV caches that move
     kv_req = (p_share * a["kv_bytes_per_request"]).sum(2)
-    link = (prefill.sum(2)) * efficiency("network.kv_transfer_gbps") * 1e9
+    link = prefill.sum(2) * a["kv_link_bytes_per_s"]
     transfer_cap = np.where(crossing > 0, link / np.maximum(crossing * kv_req, 1e-9) * a["output_tokens"], np.inf)
     served = np.minimum.reduce([demand_eff, prefill_cap, decode_cap, transfer_cap])
     tpot_ok = (d_share * (a["tpot_s"] <= a["tpot_slo_s"][:, None])).sum(2)
     service = (p_share * a["prefill_latency_s"]).sum(2)
     rho = np.where(prefill_cap > 0, served / np.maximum(prefill_cap, 1e-9), 0.0)
     rho = np.minimum(rho, 0.99)
-    ttft = service + rho * service / (2.0 * (1.0 - rho)) + crossing * kv_req / (
-        efficiency("network.kv_transfer_gbps") * 1e9)
+    ttft = service + rho * service / (2.0 * (1.0 - rho)) + crossing * kv_req / a["kv_link_bytes_per_s"]
     ttft_ok = np.where(served > 0, np.minimum(1.0, a["ttft_slo_s"] / np.maximum(ttft, 1e-9)), 1.0)
     attainment = np.where(served > 0, tpot_ok * ttft_ok, 1.0)
     revenue_class = served * attainment * a["price_per_token"] * WEEK_S
@@ -377,6 +366,3 @@ def step(scenario: Scenario, state: State, orders: np.ndarray, knobs: np.ndarray
     }
     return next_state, reward, info
 
-
-def replace_state(state: State, **changes) -> State:
-    return replace(state, **changes)

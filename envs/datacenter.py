@@ -114,7 +114,8 @@ class DatacenterEnv(gym.Env):
         self.state, reward, info = step(self.scenario, self.state, orders, knobs, self.exogenous)
         info = _scalar_info(info, 0, self.scenario)
         info["week"] = int(self.state.week[0])
-        self.history.append(info)
+        if self.render_mode is not None:  # the history exists only to draw it
+            self.history.append(info)
         terminated = bool(self.state.bankrupt[0])
         truncated = not terminated and info["week"] >= self.scenario.weeks
         obs = observe(self.scenario, self.state, self.exogenous)[0]

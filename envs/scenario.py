@@ -239,7 +239,7 @@ def _parse_class(name: str, raw: Mapping) -> ClassParams:
                        **numbers)
 
 
-def _required_provenance(raw: Mapping, classes: tuple[ClassParams, ...]) -> list[str]:
+def _required_provenance(classes: tuple[ClassParams, ...]) -> list[str]:
     keys = [k for k in _TOP if k not in ("weeks",)] + ["initial_fleet", "order_unit_chips", "sram_chips_per_week",
                                                        "demand_shocks"]
     keys += [f"hbm.{k}" for k in _HBM] + [f"training.{k}" for k in (*_TRAINING, "model")]
@@ -288,7 +288,7 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
     _check_keys(shocks_raw, set(_SHOCKS), "demand_shocks.")
     shocks = {k: _number(shocks_raw, k, spec, "demand_shocks.") for k, spec in _SHOCKS.items()}
     provenance = raw.get("provenance", {})
-    for key in _required_provenance(raw, classes):
+    for key in _required_provenance(classes):
         text = provenance.get(key) or provenance.get(key.split(".")[0])
         if not isinstance(text, str) or not text.strip():
             raise ScenarioError(f"provenance.{key}: every market and demand figure needs a source "
@@ -341,13 +341,14 @@ def _build_arrays(raw, top, hbm, training, training_model, shocks, start, chips,
         "train_fraction": np.array([c.train_fraction for c in classes]),
         "latency_class": np.array([c.ttft_slo_s < 60 for c in classes], dtype=float),
     }
+    # Derived once here so the per-step transition does not recompute them.
+    arrays["serving_decode_rate"] = arrays["decode_rate"] * (1.0 - arrays["train_fraction"])[:, None]
+    for name, rate in (("prefill", arrays["prefill_rate"]), ("decode", arrays["serving_decode_rate"])):
+        arrays[f"median_{name}_rate"] = np.median(np.where(tables.fits, rate, np.nan), axis=1)
+    arrays["kv_link_bytes_per_s"] = np.array(efficiency("network.kv_transfer_gbps") * 1e9)
     sram = ~np.array([c.uses_hbm for c in specs])
     arrays["sram_cap"] = np.where(sram, arrays["sram_cap"], np.inf)
     for value in arrays.values():
         value.setflags(write=False)
     return arrays
 
-
-def scenario_dates(scenario: Scenario) -> list[dt.date]:
-    """The calendar date of each step's start."""
-    return [scenario.start + dt.timedelta(weeks=w) for w in range(scenario.weeks)]

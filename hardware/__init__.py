@@ -28,11 +28,11 @@ from hardware.perf import (
     smallest_replica,
     smallest_training_group,
 )
-from hardware.tables import ServingTables, Workload, build_serving_tables, training_tokens_per_s_per_chip
+from hardware.tables import ServingTables, Workload, build_serving_tables
 
 __all__ = [
     "CatalogError", "Chip", "DisaggregatedEstimate", "Figure", "Model", "ServingEstimate", "ServingTables",
     "UnknownNameError", "Workload", "build_serving_tables", "cost_per_million_tokens", "estimate_disaggregated",
     "estimate_serving", "estimate_training", "get_chip", "get_model", "largest_batch_within_tpot", "list_chips",
-    "list_models", "smallest_replica", "smallest_training_group", "training_tokens_per_s_per_chip",
+    "list_models", "smallest_replica", "smallest_training_group",
 ]

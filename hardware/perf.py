@@ -92,8 +92,7 @@ class DisaggregatedEstimate:
 def serving_precision(chip: str | Chip, requested: str) -> str:
     """``requested`` if the chip runs it, else another format of the same width (fp8 <-> int8), else bf16."""
     chip = get_chip(chip)
-    if requested not in WEIGHT_BYTES:
-        raise ValueError(f"unknown precision {requested!r}; allowed: {list(WEIGHT_BYTES)}")
+    _check_precision_name(requested)
     if requested in chip.peak_tflops:
         return requested
     same_width = [p for p in chip.precisions if WEIGHT_BYTES[p] == WEIGHT_BYTES[requested]]
@@ -107,9 +106,13 @@ def _check_count(name: str, value: int | None, *, allow_none: bool = True) -> No
         raise ValueError(f"{name} must be a positive whole number, got {value!r}")
 
 
-def _check_precision(chip: Chip, precision: str) -> None:
+def _check_precision_name(precision: str) -> None:
     if precision not in WEIGHT_BYTES:
         raise ValueError(f"unknown precision {precision!r}; allowed: {list(WEIGHT_BYTES)}")
+
+
+def _check_precision(chip: Chip, precision: str) -> None:
+    _check_precision_name(precision)
     chip.peak_flops(precision)  # raises with the chip's supported precisions
 
 

@@ -10,10 +10,8 @@ from hardware.catalog import get_chip, get_model
 from hardware.perf import (
     KV_BYTES,
     estimate_serving,
-    estimate_training,
     serving_precision,
     smallest_replica,
-    smallest_training_group,
 )
 
 
@@ -99,18 +97,3 @@ def build_serving_tables(chips: list[str], workloads: list[Workload], *, max_rep
     return ServingTables(chips=tuple(chips), workloads=tuple(w.name for w in workloads), fits=fits,
                          precision=precision, **out)
 
-
-def training_tokens_per_s_per_chip(chips: list[str], model: str, *, precision: str = "bf16",
-                                   seq_len: int = 8192) -> np.ndarray:
-    """Training tokens/s per chip at the catalog MFU (bf16 where a chip lacks ``precision``).
-
-    Per-chip rates are linear in chip count, so the environment scales them by the chips it assigns;
-    the optimizer-state memory floor is enforced by the environment's minimum job size.
-    """
-    rates = []
-    for name in chips:
-        chip = get_chip(name)
-        prec = serving_precision(chip, precision)
-        n = smallest_training_group(chip, model)
-        rates.append(estimate_training(chip, model, n_chips=n, precision=prec, seq_len=seq_len) / n)
-    return np.asarray(rates)
