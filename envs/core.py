@@ -1,17 +1,27 @@
 """The datacenter dynamics: exogenous paths drawn at reset, and one pure transition over a batch.
 
 Everything here works on arrays with a leading batch axis ``B``; the single environment is a
-batch of one. ``Params`` (the scenario's arrays) never change; ``State`` is replaced, not
-mutated, by :func:`step`. All randomness is drawn up front by :func:`draw_exogenous` from one
+batch of one. The scenario's arrays never change; ``State`` is replaced, not mutated, by
+:func:`step`. All randomness is drawn up front by :func:`draw_exogenous` from one
 ``numpy.random.Generator``, so a seed fixes the whole exogenous path (demand, HBM supply, shocks,
 training-job arrivals, failure draws) and every policy can face the same one.
+
+The transition is written against the Python array API standard (through ``array-api-compat``):
+it takes its namespace from the state's arrays, so the same code steps NumPy arrays here and
+torch tensors (CPU or GPU) when the state and exogenous paths are created with that namespace
+(:func:`initial_state` with ``xp=``, :func:`exogenous_as`). ``tests/test_backends.py`` checks
+torch and the strict reference namespace against NumPy.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace as _compat_namespace
+from array_api_compat import device as _device
 
 from envs.scenario import Scenario
 
@@ -45,13 +55,14 @@ class State:
     last_utilisation: np.ndarray  # (B, K)
     bankrupt: np.ndarray  # (B,) bool
 
-    def where(self, mask: np.ndarray, other: State) -> State:
+    def where(self, mask: Any, other: State) -> State:
         """``other`` where ``mask`` (B,) is True, else self."""
+        xp = array_namespace(self.cash)
         out = {}
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            m = mask.reshape((-1,) + (1,) * (a.ndim - 1))
-            out[f.name] = np.where(m, b, a)
+            m = xp.reshape(mask, (-1,) + (1,) * (a.ndim - 1))
+            out[f.name] = xp.where(m, b, a)
         return State(**out)
 
 
@@ -118,39 +129,95 @@ def draw_exogenous(scenario: Scenario, rng: np.random.Generator, batch: int) -> 
                      failure_u=failure_u)
 
 
-def initial_state(scenario: Scenario, batch: int) -> State:
-    a = scenario.arrays
+def exogenous_as(exo: Exogenous, xp: Any, device: Any = None) -> Exogenous:
+    """The exogenous paths as arrays of namespace ``xp`` (float64), e.g. ``array_api_compat.torch``."""
+    return Exogenous(**{f.name: xp.asarray(getattr(exo, f.name), dtype=xp.float64, device=device)
+                        for f in fields(exo)})
+
+
+def array_namespace(x: Any) -> Any:
+    """NumPy itself for NumPy arrays (it implements the standard since 2.1, without the compat
+    layer's per-call wrapping, which halves the single env's speed); the compat namespace otherwise."""
+    return np if isinstance(x, np.ndarray) else _compat_namespace(x)
+
+
+_PARAMS: dict[tuple[int, str, str], tuple[Scenario, dict[str, Any]]] = {}
+
+
+def params(scenario: Scenario, xp: Any, device: Any = None) -> dict[str, Any]:
+    """The scenario's arrays in namespace ``xp``, converted once per (scenario, namespace, device)."""
+    key = (id(scenario), xp.__name__, str(device))
+    cached = _PARAMS.get(key)
+    if cached is None or cached[0] is not scenario:
+        # np.array(v) is a writable copy: torch refuses to wrap the read-only scenario arrays quietly.
+        arrays = {k: xp.asarray(np.array(v), dtype=xp.float64, device=device) for k, v in scenario.arrays.items()}
+        cached = _PARAMS[key] = (scenario, arrays)
+    return cached[1]
+
+
+def initial_state(scenario: Scenario, batch: int, xp: Any = np, device: Any = None) -> State:
+    a = params(scenario, xp, device)
     K, C, J = scenario.n_chips, scenario.n_classes, scenario.training["slots"]
     L = max(int(scenario.base_lead_weeks), 1)
-    fleet = np.tile(a["initial_fleet"], (batch, 1))
+    f64 = xp.float64
+
+    def zeros(*shape):
+        return xp.zeros((batch, *shape), dtype=f64, device=device)
+
+    fleet = xp.tile(a["initial_fleet"][None, :], (batch, 1))
     book = fleet * a["list_price"]
-    dep_weeks = scenario.depreciation_years * 52.0
-    zeros = lambda *s: np.zeros((batch, *s))  # noqa: E731
     return State(
-        week=np.zeros(batch, dtype=np.int64), cash=np.full(batch, float(scenario.initial_cash_usd)), fleet=fleet,
+        week=xp.zeros(batch, dtype=xp.int64, device=device),
+        cash=xp.full(batch, float(scenario.initial_cash_usd), dtype=f64, device=device), fleet=fleet,
         age_weeks=zeros(K), queue=zeros(K), queue_value=zeros(K), pipeline=zeros(K, L),
-        pipeline_value=zeros(K, L), book_value=book, depreciation_rate=book / dep_weeks,
-        hbm_price=np.ones(batch), backlog=zeros(C), job_flops=zeros(J), job_weeks_left=zeros(J),
-        job_value=zeros(J), last_served_fraction=np.ones((batch, C)), last_attainment=np.ones((batch, C)),
-        last_utilisation=zeros(K), bankrupt=np.zeros(batch, dtype=bool),
+        pipeline_value=zeros(K, L), book_value=book, depreciation_rate=book / (scenario.depreciation_years * 52.0),
+        hbm_price=xp.ones(batch, dtype=f64, device=device), backlog=zeros(C), job_flops=zeros(J),
+        job_weeks_left=zeros(J), job_value=zeros(J), last_served_fraction=zeros(C) + 1.0,
+        last_attainment=zeros(C) + 1.0, last_utilisation=zeros(K),
+        bankrupt=xp.zeros(batch, dtype=xp.bool, device=device),
     )
 
 
-def chip_prices(scenario: Scenario, week: np.ndarray, hbm_price: np.ndarray) -> np.ndarray:
+def _floor_div(xp, x, unit):
+    """Whole multiples of ``unit`` not exceeding ``x``."""
+    return xp.floor(x / unit) * unit
+
+
+def _pos(xp, x):
+    return xp.clip(x, min=0.0)
+
+
+def _safe(xp, x, eps=1e-9):
+    """``x`` kept away from zero, for denominators whose zero cases are masked afterwards."""
+    return xp.clip(x, min=eps)
+
+
+def _at_week(xp, path, t):
+    """Row b of ``path`` (B, T, ...) at week ``t[b]``."""
+    B = path.shape[0]
+    if path.ndim == 2:
+        return xp.take_along_axis(path, xp.reshape(t, (B, 1)), axis=1)[:, 0]
+    idx = xp.broadcast_to(xp.reshape(t, (B, 1, 1)), (B, 1, path.shape[2]))
+    return xp.take_along_axis(path, idx, axis=1)[:, 0, :]
+
+
+def chip_prices(scenario: Scenario, week: Any, hbm_price: Any) -> Any:
     """(B, K) unit prices this week: list price falling with age on the market, HBM share moving with HBM prices."""
-    a = scenario.arrays
-    years_on_market = np.maximum(week[:, None] - a["available_week"], 0.0) / 52.0
+    xp = array_namespace(hbm_price)
+    a = params(scenario, xp, _device(hbm_price))
+    years_on_market = _pos(xp, xp.astype(week, xp.float64)[:, None] - a["available_week"]) / 52.0
     price = a["list_price"] * (1.0 - scenario.price_decline_per_year) ** years_on_market
-    hbm_term = 1.0 + scenario.hbm["hbm_cost_share"] * (hbm_price[:, None] - 1.0) * (a["hbm_stacks"] > 0)
-    return price * hbm_term
+    hbm_chip = xp.astype(a["hbm_stacks"] > 0, xp.float64)
+    return price * (1.0 + scenario.hbm["hbm_cost_share"] * (hbm_price[:, None] - 1.0) * hbm_chip)
 
 
-def available_mask(scenario: Scenario, week: np.ndarray) -> np.ndarray:
+def available_mask(scenario: Scenario, week: Any) -> Any:
     """(B, K) True where the chip can be bought this week."""
-    return week[:, None] >= scenario.arrays["available_week"]
+    xp = array_namespace(week)
+    return xp.astype(week, xp.float64)[:, None] >= params(scenario, xp, _device(week))["available_week"]
 
 
-def allocate(scenario: Scenario, fleet: np.ndarray, demand: np.ndarray, knobs: np.ndarray):
+def allocate(scenario: Scenario, fleet: Any, demand: Any, knobs: Any):
     """Turn four knobs in [0, 1] into whole replicas per role.
 
     knobs[:, 0] training share: up to half of each training-capable chip type trains.
@@ -161,9 +228,10 @@ def allocate(scenario: Scenario, fleet: np.ndarray, demand: np.ndarray, knobs: n
     knobs[:, 3] latency priority: 0.5 neutral; higher favours latency classes over batch work.
     Returns (train_chips (B,K), prefill_chips (B,C,K), decode_chips (B,C,K)).
     """
-    a = scenario.arrays
-    capable = (a["train_flops_per_chip_s"] > 0).astype(float)
-    train = np.floor(0.5 * knobs[:, :1] * fleet * capable)
+    xp = array_namespace(fleet)
+    a = params(scenario, xp, _device(fleet))
+    capable = xp.astype(a["train_flops_per_chip_s"] > 0, xp.float64)
+    train = xp.floor(0.5 * knobs[:, :1] * fleet * capable)
     serve = fleet - train
     fits = a["fits"]
     pr, dr = a["prefill_rate"], a["serving_decode_rate"]
@@ -171,168 +239,169 @@ def allocate(scenario: Scenario, fleet: np.ndarray, demand: np.ndarray, knobs: n
     # "Chips needed" are counted at the serving fleet's own average rate, so needs of different
     # roles are comparable whatever mix of chips (a wafer-scale CS-3 or an 80 GB GPU) is owned.
     weight = serve[:, None, :] * fits  # (B, C, K)
-    owned = weight.sum(2)
-    fallback = (a["median_prefill_rate"], a["median_decode_rate"])
+    owned = xp.sum(weight, axis=2)
 
-    def mean_rate(rate, which):
-        fleet_mean = (weight * rate).sum(2) / np.maximum(owned, 1e-9)
-        return np.where(owned > 0, fleet_mean, fallback[which])
+    def mean_rate(rate, fallback):
+        fleet_mean = xp.sum(weight * rate, axis=2) / _safe(xp, owned)
+        return xp.where(owned > 0, fleet_mean, fallback)
 
-    mean_p, mean_d = mean_rate(pr, 0), mean_rate(dr, 1)
+    mean_p, mean_d = mean_rate(pr, a["median_prefill_rate"]), mean_rate(dr, a["median_decode_rate"])
     need_p = demand * (a["input_tokens"] / a["output_tokens"]) / mean_p * 2.0 * knobs[:, 1:2]
     need_d = demand / mean_d * 2.0 * (1.0 - knobs[:, 1:2])
     lat = a["latency_class"]
     priority = lat * (0.5 + knobs[:, 3:4]) + (1.0 - lat) * (1.5 - knobs[:, 3:4])
     gamma = _AFFINITY_SHARPNESS * knobs[:, 2][:, None, None]
-    # Comparative advantage: a chip's rate for a role relative to the scenario's average chip.
-    rel_p = np.where(fits > 0, pr / mean_p[:, :, None], 0.0)
-    rel_d = np.where(fits > 0, dr / mean_d[:, :, None], 0.0)
-    # Comparative advantage is the ratio of a chip's prefill and decode strengths.
-    advantage_p = np.sqrt(np.where(rel_d > 0, rel_p / np.maximum(rel_d, 1e-12), 1.0))
+    # Comparative advantage: the ratio of a chip's prefill and decode strengths, each relative
+    # to the fleet's average chip for that class.
+    rel_p = pr / mean_p[:, :, None] * fits
+    rel_d = dr / mean_d[:, :, None] * fits
+    one = xp.ones_like(rel_p)
+    advantage_p = xp.sqrt(xp.where(rel_d > 0, rel_p / _safe(xp, rel_d, 1e-12), one))
     w_p = (need_p * priority)[:, :, None] * fits * advantage_p ** gamma
-    w_d = (need_d * priority)[:, :, None] * fits * (1.0 / np.maximum(advantage_p, 1e-12)) ** gamma
-    total = w_p.sum(1) + w_d.sum(1)  # (B, K)
-    safe = np.where(total > 0, total, 1.0)
-    n = np.maximum(a["replica_chips"], 1.0)
-    prefill = np.floor(w_p / safe[:, None] * serve[:, None] / n) * n
-    decode = np.floor(w_d / safe[:, None] * serve[:, None] / n) * n
+    w_d = (need_d * priority)[:, :, None] * fits * (1.0 / _safe(xp, advantage_p, 1e-12)) ** gamma
+    total = xp.sum(w_p, axis=1) + xp.sum(w_d, axis=1)  # (B, K)
+    safe = xp.where(total > 0, total, xp.ones_like(total))
+    n = xp.clip(a["replica_chips"], min=1.0)
+    prefill = _floor_div(xp, w_p / safe[:, None, :] * serve[:, None, :], n)
+    decode = _floor_div(xp, w_d / safe[:, None, :] * serve[:, None, :], n)
     return train, prefill, decode
 
 
-def step(scenario: Scenario, state: State, orders: np.ndarray, knobs: np.ndarray, exo: Exogenous):
-    """One week for B datacenters. ``orders`` (B,K) are whole chips; ``knobs`` (B,4) in [0,1].
+def step(scenario: Scenario, state: State, orders: Any, knobs: Any, exo: Exogenous):
+    """One week for B datacenters. ``orders`` (B,K) are chips wanted; ``knobs`` (B,4) in [0,1].
 
     Returns (next_state, reward (B,), info dict of arrays). Infeasible orders follow two rules,
     reported in ``info``: chips not yet on the market are not ordered; orders that would take
     cash below minus the credit limit are scaled down (whole order units) until they fit.
     """
-    a = scenario.arrays
-    B, K = state.fleet.shape
-    t = np.minimum(state.week, scenario.weeks - 1)
-    rows = np.arange(B)
-    demand_now = exo.demand[rows, t]
+    xp = array_namespace(state.cash)
+    a = params(scenario, xp, _device(state.cash))
+    zero, inf = xp.zeros_like(state.cash), math.inf
+    t = xp.clip(state.week, max=scenario.weeks - 1)
+    demand_now = _at_week(xp, exo.demand, t)
 
     # 1. Orders: pay now; chips queue for HBM (or SRAM wafer) capacity.
-    avail = available_mask(scenario, state.week)
     unit = a["order_unit"]
-    wanted = np.floor(np.maximum(orders, 0.0) / unit) * unit
-    unavailable = np.where(avail, 0.0, wanted)
+    wanted = _floor_div(xp, _pos(xp, orders), unit)
+    unavailable = wanted * xp.astype(~available_mask(scenario, state.week), xp.float64)
     wanted = wanted - unavailable
     prices = chip_prices(scenario, state.week, state.hbm_price)
-    capex_wanted = (wanted * prices).sum(1)
-    headroom = np.maximum(state.cash + scenario.credit_limit_usd, 0.0)
-    scale = np.where(capex_wanted > headroom, headroom / np.maximum(capex_wanted, 1e-9), 1.0)
-    bought = np.floor(wanted * scale[:, None] / unit) * unit
-    capex = (bought * prices).sum(1)
+    capex_wanted = xp.sum(wanted * prices, axis=1)
+    headroom = _pos(xp, state.cash + scenario.credit_limit_usd)
+    scale = xp.where(capex_wanted > headroom, headroom / _safe(xp, capex_wanted), zero + 1.0)
+    bought = _floor_div(xp, wanted * scale[:, None], unit)
+    capex = xp.sum(bought * prices, axis=1)
     queue = state.queue + bought
     queue_value = state.queue_value + bought * prices
 
     # 2. Supply: our HBM allocation shrinks when the market is short; SRAM chips have a wafer cap.
-    supply, other = exo.hbm_supply[rows, t], exo.other_hbm_demand[rows, t]
+    supply, other = _at_week(xp, exo.hbm_supply, t), _at_week(xp, exo.other_hbm_demand, t)
     stacks = a["hbm_stacks"]
-    hbm_chip = stacks > 0
-    fill = np.minimum(1.0, supply / np.maximum(other, 1.0))
+    fill = xp.clip(supply / xp.clip(other, min=1.0), max=1.0)
     allocation = scenario.hbm["our_allocation_share"] * supply * fill
-    stacks_needed = (queue * stacks).sum(1)
-    hbm_share = np.minimum(1.0, allocation / np.maximum(stacks_needed, 1e-9))
-    release = np.where(hbm_chip, np.floor(queue * hbm_share[:, None]), np.minimum(queue, a["sram_cap"]))
-    hbm_drawn = (release * stacks).sum(1)
-    released_value = queue_value * np.where(queue > 0, release / np.maximum(queue, 1e-9), 0.0)
+    stacks_needed = xp.sum(queue * stacks, axis=1)
+    hbm_share = xp.clip(allocation / _safe(xp, stacks_needed), max=1.0)
+    release = xp.where(stacks > 0, xp.floor(queue * hbm_share[:, None]), xp.minimum(queue, a["sram_cap"]))
+    hbm_drawn = xp.sum(release * stacks, axis=1)
+    released_value = queue_value * xp.where(queue > 0, release / _safe(xp, queue), xp.zeros_like(queue))
     queue, queue_value = queue - release, queue_value - released_value
 
-    # 3. Transit: released chips arrive after the base lead time; slot 0 arrives now.
-    lead = int(scenario.base_lead_weeks)
-    pipeline, pipeline_value = state.pipeline.copy(), state.pipeline_value.copy()
-    slot = max(lead - 1, 0)
-    pipeline[:, :, slot] += release
-    pipeline_value[:, :, slot] += released_value
-    arrivals, arrival_value = pipeline[:, :, 0].copy(), pipeline_value[:, :, 0].copy()
-    pipeline = np.concatenate([pipeline[:, :, 1:], np.zeros((B, K, 1))], axis=2)
-    pipeline_value = np.concatenate([pipeline_value[:, :, 1:], np.zeros((B, K, 1))], axis=2)
-    dep_weeks = scenario.depreciation_years * 52.0
+    # 3. Transit: released chips join the pipeline at the base lead time; slot 0 arrives now.
+    slot = max(int(scenario.base_lead_weeks) - 1, 0)
+
+    def enter_and_shift(pipe, new):
+        pipe = xp.concat([pipe[:, :, :slot], pipe[:, :, slot:slot + 1] + new[:, :, None], pipe[:, :, slot + 1:]],
+                         axis=2)
+        return pipe[:, :, 0], xp.concat([pipe[:, :, 1:], xp.zeros_like(pipe[:, :, :1])], axis=2)
+
+    arrivals, pipeline = enter_and_shift(state.pipeline, release)
+    arrival_value, pipeline_value = enter_and_shift(state.pipeline_value, released_value)
     fleet = state.fleet + arrivals
-    age = np.where(fleet > 0, state.age_weeks * state.fleet / np.maximum(fleet, 1e-9), 0.0)
+    age = xp.where(fleet > 0, state.age_weeks * state.fleet / _safe(xp, fleet), xp.zeros_like(fleet))
     book = state.book_value + arrival_value
-    dep_rate = state.depreciation_rate + arrival_value / dep_weeks
+    dep_rate = state.depreciation_rate + arrival_value / (scenario.depreciation_years * 52.0)
 
     # 4. Failures: stochastic rounding of fleet x weekly rate with pre-drawn uniforms (common random numbers).
     p_fail = scenario.failure_rate_per_year / 52.0
-    failed = np.minimum(np.floor(fleet * p_fail + exo.failure_u[rows, t]), fleet)
-    kept = np.where(fleet > 0, 1.0 - failed / np.maximum(fleet, 1e-9), 0.0)
-    write_off = (book * (1.0 - kept)).sum(1)
+    failed = xp.minimum(xp.floor(fleet * p_fail + _at_week(xp, exo.failure_u, t)), fleet)
+    kept = xp.where(fleet > 0, 1.0 - failed / _safe(xp, fleet), xp.zeros_like(fleet))
+    write_off = xp.sum(book * (1.0 - kept), axis=1)
     fleet, book, dep_rate = fleet - failed, book * kept, dep_rate * kept
 
     # 5. HBM price index moves toward its excess-demand target.
-    excess = (other + stacks_needed) / np.maximum(supply, 1.0) - 1.0
-    target = np.maximum(0.5, 1.0 + scenario.hbm["price_elasticity"] * excess)
+    excess = (other + stacks_needed) / xp.clip(supply, min=1.0) - 1.0
+    target = xp.clip(1.0 + scenario.hbm["price_elasticity"] * excess, min=0.5)
     hbm_price = state.hbm_price + scenario.hbm["price_smoothing"] * (target - state.hbm_price)
 
     # 6-7. Schedule the fleet and serve.
     demand_eff = demand_now + state.backlog
     train, prefill, decode = allocate(scenario, fleet, demand_eff, knobs)
-    ratio = a["output_tokens"] / a["input_tokens"]
-    prefill_cap = (prefill * a["prefill_rate"]).sum(2) * ratio  # output-token equivalent
-    decode_rate = a["serving_decode_rate"]
-    decode_cap = (decode * decode_rate).sum(2)
-    p_share = prefill * a["prefill_rate"] / np.maximum((prefill * a["prefill_rate"]).sum(2, keepdims=True), 1e-9)
-    d_share = decode * decode_rate / np.maximum(decode_cap[:, :, None], 1e-9)
-    crossing = np.clip(1.0 - np.minimum(p_share, d_share).sum(2), 0.0, 1.0)  # share of KV caches that move
-    kv_req = (p_share * a["kv_bytes_per_request"]).sum(2)
-    link = prefill.sum(2) * a["kv_link_bytes_per_s"]
-    transfer_cap = np.where(crossing > 0, link / np.maximum(crossing * kv_req, 1e-9) * a["output_tokens"], np.inf)
-    served = np.minimum.reduce([demand_eff, prefill_cap, decode_cap, transfer_cap])
-    tpot_ok = (d_share * (a["tpot_s"] <= a["tpot_slo_s"][:, None])).sum(2)
-    service = (p_share * a["prefill_latency_s"]).sum(2)
-    rho = np.where(prefill_cap > 0, served / np.maximum(prefill_cap, 1e-9), 0.0)
-    rho = np.minimum(rho, 0.99)
+    prefill_work = prefill * a["prefill_rate"]
+    prefill_cap = xp.sum(prefill_work, axis=2) * (a["output_tokens"] / a["input_tokens"])  # output-token equivalent
+    decode_work = decode * a["serving_decode_rate"]
+    decode_cap = xp.sum(decode_work, axis=2)
+    p_share = prefill_work / _safe(xp, xp.sum(prefill_work, axis=2, keepdims=True))
+    d_share = decode_work / _safe(xp, decode_cap[:, :, None])
+    crossing = xp.clip(1.0 - xp.sum(xp.minimum(p_share, d_share), axis=2), min=0.0, max=1.0)  # KV caches that move
+    kv_req = xp.sum(p_share * a["kv_bytes_per_request"], axis=2)
+    link = xp.sum(prefill, axis=2) * a["kv_link_bytes_per_s"]
+    transfer_cap = xp.where(crossing > 0, link / _safe(xp, crossing * kv_req) * a["output_tokens"],
+                            xp.full_like(crossing, inf))
+    served = xp.minimum(xp.minimum(demand_eff, prefill_cap), xp.minimum(decode_cap, transfer_cap))
+    tpot_ok = xp.sum(d_share * xp.astype(a["tpot_s"] <= a["tpot_slo_s"][:, None], xp.float64), axis=2)
+    service = xp.sum(p_share * a["prefill_latency_s"], axis=2)
+    rho = xp.clip(xp.where(prefill_cap > 0, served / _safe(xp, prefill_cap), xp.zeros_like(served)), max=0.99)
     ttft = service + rho * service / (2.0 * (1.0 - rho)) + crossing * kv_req / a["kv_link_bytes_per_s"]
-    ttft_ok = np.where(served > 0, np.minimum(1.0, a["ttft_slo_s"] / np.maximum(ttft, 1e-9)), 1.0)
-    attainment = np.where(served > 0, tpot_ok * ttft_ok, 1.0)
+    ones = xp.ones_like(served)
+    ttft_ok = xp.where(served > 0, xp.clip(a["ttft_slo_s"] / _safe(xp, ttft), max=1.0), ones)
+    attainment = xp.where(served > 0, tpot_ok * ttft_ok, ones)
     revenue_class = served * attainment * a["price_per_token"] * WEEK_S
     unmet = demand_eff - served
-    backlog = np.minimum(unmet * a["carry_over"], _BACKLOG_WEEKS * demand_now)
+    backlog = xp.minimum(unmet * a["carry_over"], _BACKLOG_WEEKS * demand_now)
 
     # 8. Training: earliest deadline first over the job slots; value paid on completion before the deadline.
-    train_cap = (train * a["train_flops_per_chip_s"]).sum(1) * WEEK_S
-    order = np.argsort(np.where(state.job_flops > 0, state.job_weeks_left, np.inf), axis=1, kind="stable")
-    rem = np.take_along_axis(state.job_flops, order, 1)
-    before = np.cumsum(rem, 1) - rem
-    got = np.clip(train_cap[:, None] - before, 0.0, rem)
-    done_flops = np.empty_like(got)
-    np.put_along_axis(done_flops, order, got, 1)
-    job_flops = state.job_flops - done_flops
+    train_cap = xp.sum(train * a["train_flops_per_chip_s"], axis=1) * WEEK_S
     active = state.job_flops > 0
-    completed = active & (job_flops <= 1e-6 * np.maximum(state.job_flops, 1.0))
-    revenue_training = (state.job_value * completed).sum(1)
+    order = xp.argsort(xp.where(active, state.job_weeks_left, xp.full_like(state.job_weeks_left, inf)), axis=1,
+                       stable=True)
+    rem = xp.take_along_axis(state.job_flops, order, axis=1)
+    before = xp.cumulative_sum(rem, axis=1) - rem
+    got = xp.minimum(_pos(xp, train_cap[:, None] - before), rem)
+    done_flops = xp.take_along_axis(got, xp.argsort(order, axis=1), axis=1)  # back to slot order
+    job_flops = state.job_flops - done_flops
+    completed = active & (job_flops <= 1e-6 * xp.clip(state.job_flops, min=1.0))
+    revenue_training = xp.sum(state.job_value * xp.astype(completed, xp.float64), axis=1)
     weeks_left = state.job_weeks_left - 1.0
     missed = active & ~completed & (weeks_left <= 0)
     ended = completed | missed
-    job_flops = np.where(ended, 0.0, job_flops)
-    job_value = np.where(ended, 0.0, state.job_value)
-    weeks_left = np.where(ended, 0.0, weeks_left)
+    job_flops = xp.where(ended, xp.zeros_like(job_flops), job_flops)
+    job_value = xp.where(ended, xp.zeros_like(job_flops), state.job_value)
+    weeks_left = xp.where(ended, xp.zeros_like(job_flops), weeks_left)
     empty = job_flops <= 0
-    first_empty = np.argmax(empty, axis=1)
-    can_take = (exo.job_arrival[rows, t] > 0) & empty.any(1)
-    new = np.zeros_like(job_flops, dtype=bool)
-    new[rows, first_empty] = can_take
-    job_flops = np.where(new, exo.job_flops[rows, t][:, None], job_flops)
-    job_value = np.where(new, scenario.training["value_per_job_usd"]
-                         * exo.job_flops[rows, t][:, None] / scenario.training["flops_per_job"], job_value)
-    weeks_left = np.where(new, float(scenario.training["deadline_weeks"]), weeks_left)
-    train_used = done_flops.sum(1)
+    first_empty = xp.argmax(xp.astype(empty, xp.float64), axis=1)
+    slots = xp.arange(job_flops.shape[1], device=_device(job_flops))
+    can_take = (_at_week(xp, exo.job_arrival, t) > 0) & xp.any(empty, axis=1)
+    new = (slots[None, :] == first_empty[:, None]) & can_take[:, None]
+    arriving = _at_week(xp, exo.job_flops, t)[:, None] + xp.zeros_like(job_flops)
+    job_flops = xp.where(new, arriving, job_flops)
+    tr = scenario.training
+    job_value = xp.where(new, tr["value_per_job_usd"] * arriving / tr["flops_per_job"], job_value)
+    weeks_left = xp.where(new, xp.full_like(weeks_left, float(tr["deadline_weeks"])), weeks_left)
+    train_used = xp.sum(done_flops, axis=1)
 
     # 9-11. Utilisation, operating cost, money.
-    load_p = np.where(prefill_cap > 0, served / np.maximum(prefill_cap, 1e-9), 0.0)
-    load_d = np.where(decode_cap > 0, served / np.maximum(decode_cap, 1e-9), 0.0)
-    train_load = np.where(train_cap > 0, train_used / np.maximum(train_cap, 1e-9), 0.0)
-    busy = (prefill * load_p[:, :, None]).sum(1) + (decode * load_d[:, :, None]).sum(1) + train * train_load[:, None]
-    utilisation = np.where(fleet > 0, busy / np.maximum(fleet, 1e-9), 0.0)
-    energy_kwh = (fleet * utilisation * a["tdp_w"]).sum(1) * scenario.pue * WEEK_S / 3.6e6
+    load_p = xp.where(prefill_cap > 0, served / _safe(xp, prefill_cap), xp.zeros_like(served))
+    load_d = xp.where(decode_cap > 0, served / _safe(xp, decode_cap), xp.zeros_like(served))
+    train_load = xp.where(train_cap > 0, train_used / _safe(xp, train_cap), zero)
+    busy = (xp.sum(prefill * load_p[:, :, None], axis=1) + xp.sum(decode * load_d[:, :, None], axis=1)
+            + train * train_load[:, None])
+    utilisation = xp.where(fleet > 0, busy / _safe(xp, fleet), xp.zeros_like(fleet))
+    energy_kwh = xp.sum(fleet * utilisation * a["tdp_w"], axis=1) * scenario.pue * WEEK_S / 3.6e6
     power_cost = energy_kwh * scenario.energy_usd_per_kwh
-    maintenance = (fleet * a["list_price"]).sum(1) * scenario.maintenance_per_year / 52.0
-    interest = np.maximum(-state.cash, 0.0) * scenario.interest_rate_per_year / 52.0
-    depreciation = dep_rate.sum(1)
-    revenue = revenue_class.sum(1) + revenue_training
+    maintenance = xp.sum(fleet * a["list_price"], axis=1) * scenario.maintenance_per_year / 52.0
+    interest = _pos(xp, -state.cash) * scenario.interest_rate_per_year / 52.0
+    depreciation = xp.sum(dep_rate, axis=1)
+    revenue = xp.sum(revenue_class, axis=1) + revenue_training
     opex = power_cost + maintenance + interest
     cash = state.cash - capex + revenue - opex
     book = book - dep_rate
@@ -340,15 +409,16 @@ def step(scenario: Scenario, state: State, orders: np.ndarray, knobs: np.ndarray
     bankrupt = cash < -scenario.credit_limit_usd
     reward = profit / scenario.reward_scale_usd
 
-    served_fraction = np.where(demand_eff > 0, served / np.maximum(demand_eff, 1e-9), 1.0)
+    served_fraction = xp.where(demand_eff > 0, served / _safe(xp, demand_eff), ones)
     next_state = State(
-        week=state.week + 1, cash=cash, fleet=fleet, age_weeks=np.where(fleet > 0, age + 1.0, 0.0), queue=queue,
-        queue_value=queue_value, pipeline=pipeline, pipeline_value=pipeline_value, book_value=book,
+        week=state.week + 1, cash=cash, fleet=fleet, age_weeks=xp.where(fleet > 0, age + 1.0, xp.zeros_like(age)),
+        queue=queue, queue_value=queue_value, pipeline=pipeline, pipeline_value=pipeline_value, book_value=book,
         depreciation_rate=dep_rate, hbm_price=hbm_price, backlog=backlog, job_flops=job_flops,
         job_weeks_left=weeks_left, job_value=job_value, last_served_fraction=served_fraction,
         last_attainment=attainment, last_utilisation=utilisation, bankrupt=bankrupt,
     )
-    tokens = served.sum(1) * WEEK_S
+    tokens = xp.sum(served, axis=1) * WEEK_S
+    max_stacks = float(scenario.arrays["hbm_stacks"].max())
     info = {
         "revenue": revenue, "revenue_per_class": revenue_class, "revenue_training": revenue_training,
         "capex": capex, "opex": opex, "power_cost": power_cost, "maintenance": maintenance, "interest": interest,
@@ -357,12 +427,12 @@ def step(scenario: Scenario, state: State, orders: np.ndarray, knobs: np.ndarray
         "decode_capacity": decode_cap, "slo_attainment": attainment, "ttft_s": ttft, "kv_crossing": crossing,
         "utilisation": utilisation, "fleet": fleet, "ordered": bought, "orders_unavailable": unavailable,
         "orders_clipped": wanted - bought, "arrived": arrivals, "failed": failed, "in_queue": queue,
-        "in_transit": pipeline.sum(2), "hbm_supply": supply, "hbm_allocation": allocation, "hbm_drawn": hbm_drawn,
-        "hbm_price": hbm_price, "hbm_exposure": (fleet * stacks).sum(1) / np.maximum(fleet.sum(1) * stacks.max(), 1),
-        "usd_per_mtok": np.where(tokens > 0, (opex + depreciation) / np.maximum(tokens, 1.0) * 1e6, 0.0),
-        "training_flops_done": train_used, "training_jobs_completed": completed.sum(1),
-        "training_jobs_missed": missed.sum(1), "train_chips": train, "prefill_chips": prefill,
-        "decode_chips": decode, "bankrupt": bankrupt,
+        "in_transit": xp.sum(pipeline, axis=2), "hbm_supply": supply, "hbm_allocation": allocation,
+        "hbm_drawn": hbm_drawn, "hbm_price": hbm_price,
+        "hbm_exposure": xp.sum(fleet * stacks, axis=1) / xp.clip(xp.sum(fleet, axis=1) * max_stacks, min=1.0),
+        "usd_per_mtok": xp.where(tokens > 0, (opex + depreciation) / xp.clip(tokens, min=1.0) * 1e6, zero),
+        "training_flops_done": train_used, "training_jobs_completed": xp.sum(xp.astype(completed, xp.int64), axis=1),
+        "training_jobs_missed": xp.sum(xp.astype(missed, xp.int64), axis=1), "train_chips": train,
+        "prefill_chips": prefill, "decode_chips": decode, "bankrupt": bankrupt,
     }
     return next_state, reward, info
-

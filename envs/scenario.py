@@ -344,7 +344,9 @@ def _build_arrays(raw, top, hbm, training, training_model, shocks, start, chips,
     # Derived once here so the per-step transition does not recompute them.
     arrays["serving_decode_rate"] = arrays["decode_rate"] * (1.0 - arrays["train_fraction"])[:, None]
     for name, rate in (("prefill", arrays["prefill_rate"]), ("decode", arrays["serving_decode_rate"])):
-        arrays[f"median_{name}_rate"] = np.median(np.where(tables.fits, rate, np.nan), axis=1)
+        # A class that fits no chip gets no capacity anyway; 1.0 keeps the allocator's arithmetic finite.
+        arrays[f"median_{name}_rate"] = np.array([np.median(r[f]) if f.any() else 1.0
+                                                  for r, f in zip(rate, tables.fits)])
     arrays["kv_link_bytes_per_s"] = np.array(efficiency("network.kv_transfer_gbps") * 1e9)
     sram = ~np.array([c.uses_hbm for c in specs])
     arrays["sram_cap"] = np.where(sram, arrays["sram_cap"], np.inf)
