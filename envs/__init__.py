@@ -7,7 +7,8 @@ from envs.scenario import SCENARIO_NAMES, Scenario, ScenarioError, load_scenario
 
 _SCENARIO_IDS = {"default": "", "hbm_shortage": "-HBMShortage", "agent_surge": "-AgentSurge", "small": "-Small"}
 _VARIANTS = {"Datacenter": ("datacenter", False), "Procurement": ("procurement", False),
-             "Scheduling": ("scheduling", False), "DatacenterDiscrete": ("datacenter", True)}
+             "Scheduling": ("scheduling", False), "DatacenterDiscrete": ("datacenter", True),
+             "DatacenterFine": ("fine", False)}
 ENV_IDS: list[str] = []
 
 for _name, (_variant, _discrete) in _VARIANTS.items():

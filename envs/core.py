@@ -201,6 +201,12 @@ def _at_week(xp, path, t):
     return xp.take_along_axis(path, idx, axis=1)[:, 0, :]
 
 
+def demand_now(exo: Exogenous, state: State) -> Any:
+    """(B, C) this week's exogenous demand (tokens/s) of each datacenter."""
+    xp = array_namespace(state.cash)
+    return _at_week(xp, exo.demand, xp.clip(state.week, max=exo.demand.shape[1] - 1))
+
+
 def chip_prices(scenario: Scenario, week: Any, hbm_price: Any) -> Any:
     """(B, K) unit prices this week: list price falling with age on the market, HBM share moving with HBM prices."""
     xp = array_namespace(hbm_price)
@@ -217,22 +223,22 @@ def available_mask(scenario: Scenario, week: Any) -> Any:
     return xp.astype(week, xp.float64)[:, None] >= params(scenario, xp, _device(week))["available_week"]
 
 
-def allocate(scenario: Scenario, fleet: Any, demand: Any, knobs: Any):
-    """Turn four knobs in [0, 1] into whole replicas per role.
+def knob_shares(scenario: Scenario, fleet: Any, demand: Any, knobs: Any) -> Any:
+    """The built-in allocator: four knobs in [0, 1] -> shares (B, 1 + 2C, K) of each chip type's fleet.
 
+    Rows of the result: 0 training, 1..C prefill of each class, C+1..2C decode of each class.
     knobs[:, 0] training share: up to half of each training-capable chip type trains.
     knobs[:, 1] prefill bias: 0.5 gives prefill and decode capacity in proportion to their work.
     knobs[:, 2] specialisation: 0 splits every chip type across all roles alike (colocated);
                 1 gives each role to the chip types with a comparative advantage in it
                 (compute-rich chips prefill, bandwidth-rich chips decode: disaggregated serving).
     knobs[:, 3] latency priority: 0.5 neutral; higher favours latency classes over batch work.
-    Returns (train_chips (B,K), prefill_chips (B,C,K), decode_chips (B,C,K)).
     """
     xp = array_namespace(fleet)
     a = params(scenario, xp, _device(fleet))
     capable = xp.astype(a["train_flops_per_chip_s"] > 0, xp.float64)
-    train = xp.floor(0.5 * knobs[:, :1] * fleet * capable)
-    serve = fleet - train
+    train_share = 0.5 * knobs[:, :1] * capable  # (B, K)
+    serve = fleet * (1.0 - train_share)
     fits = a["fits"]
     pr, dr = a["prefill_rate"], a["serving_decode_rate"]
 
@@ -260,15 +266,29 @@ def allocate(scenario: Scenario, fleet: Any, demand: Any, knobs: Any):
     w_p = (need_p * priority)[:, :, None] * fits * advantage_p ** gamma
     w_d = (need_d * priority)[:, :, None] * fits * (1.0 / _safe(xp, advantage_p, 1e-12)) ** gamma
     total = xp.sum(w_p, axis=1) + xp.sum(w_d, axis=1)  # (B, K)
-    safe = xp.where(total > 0, total, xp.ones_like(total))
+    serve_share = (1.0 - train_share) / xp.where(total > 0, total, xp.ones_like(total))
+    return xp.concat([train_share[:, None, :], w_p * serve_share[:, None, :], w_d * serve_share[:, None, :]],
+                     axis=1)
+
+
+def replicas(scenario: Scenario, fleet: Any, shares: Any):
+    """Whole training chips (B,K) and whole prefill / decode replicas (B,C,K), in chips, from shares."""
+    xp = array_namespace(fleet)
+    a = params(scenario, xp, _device(fleet))
+    C = scenario.n_classes
+    capable = xp.astype(a["train_flops_per_chip_s"] > 0, xp.float64)
+    train = xp.floor(shares[:, 0, :] * fleet * capable)
     n = xp.clip(a["replica_chips"], min=1.0)
-    prefill = _floor_div(xp, w_p / safe[:, None, :] * serve[:, None, :], n)
-    decode = _floor_div(xp, w_d / safe[:, None, :] * serve[:, None, :], n)
+    prefill = _floor_div(xp, shares[:, 1:C + 1, :] * fleet[:, None, :] * a["fits"], n)
+    decode = _floor_div(xp, shares[:, C + 1:, :] * fleet[:, None, :] * a["fits"], n)
     return train, prefill, decode
 
 
-def step(scenario: Scenario, state: State, orders: Any, knobs: Any, exo: Exogenous):
-    """One week for B datacenters. ``orders`` (B,K) are chips wanted; ``knobs`` (B,4) in [0,1].
+def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogenous):
+    """One week for B datacenters. ``orders`` (B,K) are chips wanted; ``shares`` (B, 1+2C, K) split
+    each chip type's fleet into training, prefill and decode of each class (rows summing to <= 1;
+    :func:`knob_shares` makes them from the four knobs). Shares become whole replicas of the fleet
+    after this week's arrivals and failures.
 
     Returns (next_state, reward (B,), info dict of arrays). Infeasible orders follow two rules,
     reported in ``info``: chips not yet on the market are not ordered; orders that would take
@@ -278,7 +298,7 @@ def step(scenario: Scenario, state: State, orders: Any, knobs: Any, exo: Exogeno
     a = params(scenario, xp, _device(state.cash))
     zero, inf = xp.zeros_like(state.cash), math.inf
     t = xp.clip(state.week, max=scenario.weeks - 1)
-    demand_now = _at_week(xp, exo.demand, t)
+    demand = demand_now(exo, state)
 
     # 1. Orders: pay now; chips queue for HBM (or SRAM wafer) capacity.
     unit = a["order_unit"]
@@ -334,8 +354,8 @@ def step(scenario: Scenario, state: State, orders: Any, knobs: Any, exo: Exogeno
     hbm_price = state.hbm_price + scenario.hbm["price_smoothing"] * (target - state.hbm_price)
 
     # 6-7. Schedule the fleet and serve.
-    demand_eff = demand_now + state.backlog
-    train, prefill, decode = allocate(scenario, fleet, demand_eff, knobs)
+    demand_eff = demand + state.backlog
+    train, prefill, decode = replicas(scenario, fleet, shares)
     prefill_work = prefill * a["prefill_rate"]
     prefill_cap = xp.sum(prefill_work, axis=2) * (a["output_tokens"] / a["input_tokens"])  # output-token equivalent
     decode_work = decode * a["serving_decode_rate"]
@@ -357,7 +377,7 @@ def step(scenario: Scenario, state: State, orders: Any, knobs: Any, exo: Exogeno
     attainment = xp.where(served > 0, tpot_ok * ttft_ok, ones)
     revenue_class = served * attainment * a["price_per_token"] * WEEK_S
     unmet = demand_eff - served
-    backlog = xp.minimum(unmet * a["carry_over"], _BACKLOG_WEEKS * demand_now)
+    backlog = xp.minimum(unmet * a["carry_over"], _BACKLOG_WEEKS * demand)
 
     # 8. Training: earliest deadline first over the job slots; value paid on completion before the deadline.
     train_cap = xp.sum(train * a["train_flops_per_chip_s"], axis=1) * WEEK_S

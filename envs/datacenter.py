@@ -42,7 +42,10 @@ class DatacenterEnv(gym.Env):
     share (x 0.5 of training-capable chips), prefill bias (0.5 balances work), specialisation (0
     colocated, 1 disaggregated by comparative advantage), latency priority (0.5 neutral).
     ``procurement``: the K order entries only (fixed schedule knobs). ``scheduling``: the four knobs
-    only (a fixed purchase plan). ``discrete=True`` gives ``MultiDiscrete`` with five levels each and
+    only (a fixed purchase plan). ``fine``: the K order entries, then one share entry per
+    (role, chip) for the research variant: (1 + 2C) x K shares of each chip type's fleet for
+    training, prefill and decode of each class (see :func:`envs.spaces.decode`).
+    ``discrete=True`` gives ``MultiDiscrete`` with five levels each and
     ``action_masks()`` for MaskablePPO. NaN, inf, out-of-range or mis-shaped actions raise
     ``ValueError``. Orders for chips not yet on sale are dropped, and orders beyond cash plus
     credit are scaled down; both are reported in ``info`` (``orders_unavailable``, ``orders_clipped``).
@@ -110,8 +113,8 @@ class DatacenterEnv(gym.Env):
         if int(self.state.week[0]) >= self.scenario.weeks or bool(self.state.bankrupt[0]):
             raise RuntimeError("the episode has ended; call reset() before step()")
         act = check_action(action, self.action_space)[None]
-        orders, knobs = decode(self.scenario, self.variant, act, self.state, self.discrete)
-        self.state, reward, info = step(self.scenario, self.state, orders, knobs, self.exogenous)
+        orders, shares = decode(self.scenario, self.variant, act, self.state, self.exogenous, self.discrete)
+        self.state, reward, info = step(self.scenario, self.state, orders, shares, self.exogenous)
         info = _scalar_info(info, 0, self.scenario)
         info["week"] = int(self.state.week[0])
         if self.render_mode is not None:  # the history exists only to draw it
@@ -182,8 +185,8 @@ class DatacenterVectorEnv(VectorEnv):
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         act = check_action(actions, self.single_action_space, batch=self.num_envs)
-        orders, knobs = decode(self.scenario, self.variant, act, self.state, self.discrete)
-        new_state, reward, info = step(self.scenario, self.state, orders, knobs, self.exogenous)
+        orders, shares = decode(self.scenario, self.variant, act, self.state, self.exogenous, self.discrete)
+        new_state, reward, info = step(self.scenario, self.state, orders, shares, self.exogenous)
         resetting = self._needs_reset.copy()
         if resetting.any():
             idx = np.flatnonzero(resetting)

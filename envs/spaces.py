@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import N_KNOBS, Exogenous, State, available_mask, chip_prices
+from envs.core import N_KNOBS, Exogenous, State, available_mask, chip_prices, demand_now, knob_shares
 from envs.scenario import Scenario
 
 OBS_CLIP = 10.0
-VARIANTS = ("datacenter", "procurement", "scheduling")
+VARIANTS = ("datacenter", "procurement", "scheduling", "fine")
 ORDER_LEVELS = 5  # discrete order sizes: 0, 1/4, 1/2, 3/4, 1 of the weekly maximum
 KNOB_LEVELS = 5
 # Procurement-v0's fixed schedule: 10% of training-capable chips train, balanced prefill/decode,
@@ -32,6 +32,10 @@ def _fleet_scale(scenario: Scenario) -> float:
     return 4.0 * max(float(scenario.arrays["initial_fleet"].sum()), float(scenario.max_order_chips_per_week))
 
 
+def _week(scenario: Scenario, state: State) -> np.ndarray:
+    return np.minimum(state.week, scenario.weeks - 1)
+
+
 def observe(scenario: Scenario, state: State, exo: Exogenous) -> np.ndarray:
     """(B, n) float32 observation, each block scaled to order one and clipped to ±OBS_CLIP.
 
@@ -42,8 +46,6 @@ def observe(scenario: Scenario, state: State, exo: Exogenous) -> np.ndarray:
     training: remaining FLOPs / (slots x job size), nearest deadline / deadline weeks.
     """
     a, B = scenario.arrays, state.fleet.shape[0]
-    t = np.minimum(state.week, scenario.weeks - 1)
-    rows = np.arange(B)
     scale = _fleet_scale(scenario)
     hbm = scenario.hbm
     allocation = hbm["our_allocation_share"] * hbm["supply_stacks_per_week"]
@@ -58,20 +60,29 @@ def observe(scenario: Scenario, state: State, exo: Exogenous) -> np.ndarray:
         available_mask(scenario, state.week).astype(float),
         chip_prices(scenario, state.week, state.hbm_price) / a["list_price"],
         state.last_utilisation,
-        exo.demand[rows, t] / (10.0 * np.maximum(a["demand0"], 1.0)),
+        demand_now(exo, state) / (10.0 * np.maximum(a["demand0"], 1.0)),
         state.last_served_fraction,
         state.last_attainment,
         state.hbm_price[:, None],
-        (exo.hbm_supply[rows, t] / hbm["supply_stacks_per_week"])[:, None],
+        (exo.hbm_supply[np.arange(B), _week(scenario, state)] / hbm["supply_stacks_per_week"])[:, None],
         ((state.queue * a["hbm_stacks"]).sum(1) / max(allocation, 1.0))[:, None] / 10.0,
-        exo.hbm_shock[rows, t][:, None],
+        exo.hbm_shock[np.arange(B), _week(scenario, state)][:, None],
         (state.job_flops.sum(1) / (tr["slots"] * tr["flops_per_job"]))[:, None],
         (nearest / tr["deadline_weeks"])[:, None],
     ]
     return np.clip(np.concatenate(blocks, axis=1), -OBS_CLIP, OBS_CLIP).astype(np.float32)
 
 
+def n_roles(scenario: Scenario) -> int:
+    """Rows of an allocation: training, then prefill and decode of each class."""
+    return 1 + 2 * scenario.n_classes
+
+
 def action_space(scenario: Scenario, variant: str, discrete: bool = False) -> spaces.Space:
+    if variant == "fine":
+        if discrete:
+            raise ValueError("the fine variant has a continuous action only; use discrete=False")
+        return spaces.Box(-1.0, 1.0, shape=(scenario.n_chips * (1 + n_roles(scenario)),), dtype=np.float32)
     n_orders = scenario.n_chips if variant in ("datacenter", "procurement") else 0
     n_knobs = N_KNOBS if variant in ("datacenter", "scheduling") else 0
     if discrete:
@@ -100,15 +111,22 @@ def check_action(action, space: spaces.Space, batch: int | None = None) -> np.nd
     return arr.astype(np.float64)
 
 
-def decode(scenario: Scenario, variant: str, action: np.ndarray, state: State, discrete: bool = False):
-    """(orders (B,K) chips, knobs (B,4) in [0,1]) from a batch of valid actions.
+def decode(scenario: Scenario, variant: str, action: np.ndarray, state: State, exo: Exogenous,
+           discrete: bool = False):
+    """(orders (B,K) chips, shares (B, 1+2C, K)) from a batch of valid actions.
 
-    Box: an order entry a > 0 buys a x the weekly maximum (rounded down to whole order units),
-    a <= 0 buys nothing; a knob entry maps [-1, 1] to [0, 1]. MultiDiscrete: order level l buys
-    l/4 of the weekly maximum, knob level l sets the knob to l/4.
+    Box: an order entry a > 0 buys a x the weekly maximum (rounded down to whole order units
+    by the dynamics), a <= 0 buys nothing; a knob entry maps [-1, 1] to [0, 1] and the built-in
+    allocator (:func:`envs.core.knob_shares`) turns the knobs into shares. MultiDiscrete: order
+    level l buys l/4 of the weekly maximum, knob level l sets the knob to l/4. Fine: after the K
+    order entries come (1+2C) x K share entries, row-major by role (training, prefill per class,
+    decode per class); u = (a + 1) / 2 and each chip type's shares are u / max(1, sum of its u).
     """
     B, K = action.shape[0], scenario.n_chips
     max_order = float(scenario.max_order_chips_per_week)
+    if variant == "fine":
+        u = ((action[:, K:] + 1.0) / 2.0).reshape(B, n_roles(scenario), K)
+        return np.maximum(action[:, :K], 0.0) * max_order, u / np.maximum(1.0, u.sum(1, keepdims=True))
     if discrete:
         levels = action.astype(float)
         frac_orders = levels[:, :K] / (ORDER_LEVELS - 1) if variant != "scheduling" else None
@@ -119,13 +137,24 @@ def decode(scenario: Scenario, variant: str, action: np.ndarray, state: State, d
     if frac_orders is None:  # the fixed plan of Scheduling-v0
         frac_orders = np.where(available_mask(scenario, state.week), SCHEDULING_PLAN_SHARE, 0.0)
     knobs = np.tile(PROCUREMENT_KNOBS, (B, 1)) if knob_part is None else knob_part
-    return frac_orders * max_order, knobs
+    shares = knob_shares(scenario, state.fleet, demand_now(exo, state) + state.backlog, knobs)
+    return frac_orders * max_order, shares
+
+
+def fine_action(scenario: Scenario, order_fraction: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """The fine variant's action that decodes to these order fractions (K,) and shares (1+2C, K)."""
+    if (shares.sum(0) > 1.0 + 1e-9).any() or (shares < 0).any():
+        raise ValueError("each chip type's shares must be >= 0 and sum to at most 1")
+    orders = np.where(order_fraction > 0, order_fraction, -1.0)
+    return np.concatenate([orders, 2.0 * shares.reshape(-1) - 1.0]).astype(np.float32)
 
 
 def action_masks(scenario: Scenario, variant: str, state: State) -> np.ndarray:
     """(B, sum(nvec)) bool: order levels for chips not on sale, or costing more than cash plus credit, are masked."""
     B, K = state.fleet.shape
     masks = []
+    if variant == "fine":
+        raise AttributeError("action_masks() exists only for the discrete variants")
     if variant != "scheduling":
         unit = scenario.arrays["order_unit"]
         prices = chip_prices(scenario, state.week, state.hbm_price)

@@ -6,7 +6,7 @@ import pytest
 from array_api_compat import torch as torch_xp
 
 from envs import load_scenario
-from envs.core import draw_exogenous, exogenous_as, initial_state, step
+from envs.core import demand_now, draw_exogenous, exogenous_as, initial_state, knob_shares, step
 
 SCENARIO = load_scenario("small")
 
@@ -20,7 +20,8 @@ def _run(xp, weeks=26, batch=3):
     for _ in range(weeks):
         orders = xp.asarray(rng.random((batch, SCENARIO.n_chips)) * 64.0, dtype=xp.float64)
         knobs = xp.asarray(rng.random((batch, 4)), dtype=xp.float64)
-        state, reward, info = step(SCENARIO, state, orders, knobs, exo)
+        shares = knob_shares(SCENARIO, state.fleet, demand_now(exo, state) + state.backlog, knobs)
+        state, reward, info = step(SCENARIO, state, orders, shares, exo)
         rewards.append(np.asarray(reward))
         cash.append(np.asarray(info["cash"]))
     return np.array(rewards), np.array(cash), np.asarray(state.fleet)

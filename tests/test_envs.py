@@ -195,5 +195,26 @@ def test_scenario_from_path_and_unknown_path(tmp_path):
 
 
 def test_package_registers_every_variant():
-    assert len(envs.ENV_IDS) == 16
+    assert len(envs.ENV_IDS) == 20
     assert "ChipAlloc/Datacenter-HBMShortage-v0" in gym.registry
+
+
+def test_fine_variant_decodes_exact_shares_and_orders():
+    from envs.spaces import decode, fine_action, n_roles
+
+    env = gym.make("ChipAlloc/DatacenterFine-Small-v0").unwrapped
+    env.reset(seed=0)
+    s = env.scenario
+    rng = np.random.default_rng(0)
+    shares = rng.random((n_roles(s), s.n_chips))
+    shares /= shares.sum(0, keepdims=True) * 1.25  # each chip type 80% allocated
+    fractions = np.array([0.5, 0.0, 0.25])
+    action = fine_action(s, fractions, shares)
+    orders, decoded = decode(s, "fine", action[None].astype(np.float64), env.state, env.exogenous)
+    np.testing.assert_allclose(decoded[0], shares, atol=1e-6)
+    np.testing.assert_allclose(orders[0], fractions * s.max_order_chips_per_week, atol=1e-4)
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        fine_action(s, fractions, shares * 2)
+    # Shares over 1 in an action are normalised per chip type, never exceeding the fleet.
+    _, over = decode(s, "fine", np.ones((1, env.action_space.shape[0])), env.state, env.exogenous)
+    np.testing.assert_allclose(over[0].sum(0), 1.0)
