@@ -1,0 +1,211 @@
+"""Heuristic baselines: random, do-nothing, homogeneous GPU fleet, disaggregated greedy, forecast-driven.
+
+They share one sizing rule. For demand D (tokens/s per class), one chip of type k covers a
+fraction 1 / W_k(D) of it, where W_k(D) = sum_c D_c (I_c/O_c) / prefill_rate_ck + D_c / decode_rate_ck
+(chips of type k needed to serve all of D colocated). A fleet covers sum_k N_k / W_k(D) of D; a
+rule buys the chips that lift that coverage (counting chips already on order) to its target.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.base import Plan, Policy
+from envs.core import WEEK_S, available_mask, chip_prices, demand_now
+from hardware import get_chip
+
+NEUTRAL_KNOBS = np.array([0.0, 0.5, 0.0, 0.5])
+SAFETY = 0.2  # capacity headroom over the demand a rule sizes for
+DEBT_BUFFER = 0.5  # rules spend at most cash + this share of the credit line
+
+
+class _Sizing(Policy):
+    """Shared reads of the environment (only what is known at decision time) and sizing arithmetic."""
+
+    def _now(self):
+        env = self.env
+        state = env.state
+        demand = (demand_now(env.exogenous, state) + state.backlog)[0]
+        return state, demand
+
+    def _rates(self):
+        a = self.env.scenario.arrays
+        fits = a["fits"] > 0
+        prefill = np.where(fits, a["prefill_rate"], 0.0)
+        decode = np.where(fits, a["serving_decode_rate"], 0.0)
+        return prefill, decode
+
+    def _work(self, demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(prefill, decode) chips of each type needed to serve ``demand`` alone; inf if a class does not fit."""
+        a = self.env.scenario.arrays
+        prefill, decode = self._rates()
+        prompt = demand * a["input_tokens"] / a["output_tokens"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wp = np.where(prefill > 0, prompt[:, None] / prefill, np.where(prompt[:, None] > 0, np.inf, 0.0))
+            wd = np.where(decode > 0, demand[:, None] / decode, np.where(demand[:, None] > 0, np.inf, 0.0))
+        return wp.sum(0), wd.sum(0)
+
+    def _coverage(self, chips: np.ndarray, demand: np.ndarray) -> float:
+        wp, wd = self._work(demand)
+        work = wp + wd
+        return float(np.sum(np.where(np.isfinite(work) & (work > 0), chips / np.where(work > 0, work, 1.0), 0.0)))
+
+    def _owned_and_ordered(self) -> np.ndarray:
+        s = self.env.state
+        return (s.fleet + s.queue + s.pipeline.sum(2))[0]
+
+    def _prices(self) -> np.ndarray:
+        s = self.env.state
+        return chip_prices(self.env.scenario, s.week, s.hbm_price)[0]
+
+    def _available(self) -> np.ndarray:
+        return available_mask(self.env.scenario, self.env.state.week)[0]
+
+    def _budget(self) -> float:
+        s = self.env.state
+        return max(0.0, float(s.cash[0]) + DEBT_BUFFER * self.env.scenario.credit_limit_usd)
+
+    def _order(self, chips: np.ndarray) -> np.ndarray:
+        """Order fractions for ``chips`` (K,), scaled down to the spending budget."""
+        cost = float(np.sum(chips * self._prices()))
+        if cost > self._budget():
+            chips = chips * self._budget() / cost
+        return np.clip(chips / self.env.scenario.max_order_chips_per_week, 0.0, 1.0)
+
+    def _training_knob(self) -> float:
+        """Knob 0 that gives active training jobs the FLOP rate they need to meet their deadlines."""
+        s, a = self.env.state, self.env.scenario.arrays
+        active = s.job_flops[0] > 0
+        if not active.any():
+            return 0.0
+        need = float(np.sum(s.job_flops[0][active] / (np.maximum(s.job_weeks_left[0][active], 1.0) * WEEK_S)))
+        capacity = float(np.sum(s.fleet[0] * a["train_flops_per_chip_s"]))
+        return float(np.clip(2.0 * 1.2 * need / max(capacity, 1.0), 0.0, 1.0))
+
+    def _knobs(self, specialisation: float) -> np.ndarray:
+        knobs = NEUTRAL_KNOBS.copy()
+        knobs[0], knobs[2] = self._training_knob(), specialisation
+        return knobs
+
+
+class RandomPolicy(Policy):
+    """Uniform random actions from the action space, seeded."""
+
+    name = "random"
+
+    def __init__(self, env, seed: int = 0):
+        super().__init__(env)
+        self.space = env.action_space
+        self.space.seed(seed)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        return self.space.sample(), state
+
+
+class DoNothingPolicy(_Sizing):
+    """Keeps the initial fleet; colocated allocation in proportion to demand; trains what jobs need."""
+
+    name = "do-nothing"
+
+    def plan(self) -> Plan:
+        return Plan(np.zeros(self.env.scenario.n_chips), knobs=self._knobs(specialisation=0.0))
+
+
+class HomogeneousGPUPolicy(_Sizing):
+    """Buys only the newest NVIDIA GPU on sale, serves colocated, sized to current demand plus headroom."""
+
+    name = "homogeneous-gpu"
+
+    def plan(self) -> Plan:
+        scenario = self.env.scenario
+        _, demand = self._now()
+        on_sale = [k for k, c in enumerate(scenario.chips)
+                   if self._available()[k] and get_chip(c).vendor == "NVIDIA" and get_chip(c).uses_hbm]
+        chips = np.zeros(scenario.n_chips)
+        if on_sale:
+            k = max(on_sale, key=lambda i: (scenario.arrays["available_week"][i], i))
+            shortfall = (1.0 + SAFETY) - self._coverage(self._owned_and_ordered(), demand)
+            wp, wd = self._work(demand)
+            if shortfall > 0 and np.isfinite(wp[k] + wd[k]):
+                chips[k] = shortfall * (wp[k] + wd[k])
+        return Plan(self._order(chips), knobs=self._knobs(specialisation=0.0))
+
+
+class DisaggregatedGreedyPolicy(_Sizing):
+    """Buys the cheapest prefill chip (compute per $) and the cheapest decode chip (bandwidth and
+    memory per $) for the current demand mix, and places prefill and decode on them (Splitwise/DistServe)."""
+
+    name = "disaggregated-greedy"
+    specialisation = 1.0
+
+    def _demand_target(self, demand: np.ndarray) -> np.ndarray:
+        return demand * (1.0 + SAFETY)
+
+    def _cost_factor(self) -> np.ndarray:
+        return np.ones(self.env.scenario.n_chips)
+
+    def plan(self) -> Plan:
+        scenario = self.env.scenario
+        _, demand = self._now()
+        target = self._demand_target(demand)
+        shortfall = 1.0 - self._coverage(self._owned_and_ordered(), target)
+        chips = np.zeros(scenario.n_chips)
+        avail = self._available()
+        if shortfall > 0 and avail.any():
+            wp, wd = self._work(target)
+            cost = self._prices() * self._cost_factor()
+            prefill_cost = np.where(avail & np.isfinite(wp), wp * cost, np.inf)
+            decode_cost = np.where(avail & np.isfinite(wd), wd * cost, np.inf)
+            if np.isfinite(prefill_cost).any() and np.isfinite(decode_cost).any():
+                p, d = int(np.argmin(prefill_cost)), int(np.argmin(decode_cost))
+                chips[p] += shortfall * wp[p]
+                chips[d] += shortfall * wd[d]
+        return Plan(self._order(chips), knobs=self._knobs(self.specialisation))
+
+
+class ForecastPolicy(DisaggregatedGreedyPolicy):
+    """Order-up-to procurement: Holt's linear-trend smoothing forecasts demand over the effective lead
+    time (base lead + the HBM queue's wait), the target adds safety stock of z sigma of the forecast
+    errors, and HBM chips' cost carries the expected wait while the queue is long."""
+
+    name = "forecast"
+    alpha, beta, z = 0.5, 0.2, 1.65
+
+    def __init__(self, env):
+        super().__init__(env)
+        self._reset_forecast()
+
+    def _reset_forecast(self):
+        self.level = self.trend = None
+        self.errors: list[np.ndarray] = []
+        self.last_week = -1
+
+    def _lead_weeks(self) -> float:
+        scenario, s = self.env.scenario, self.env.state
+        a, hbm = scenario.arrays, scenario.hbm
+        queued = float(np.sum(s.queue[0] * a["hbm_stacks"]))
+        allocation = hbm["our_allocation_share"] * hbm["supply_stacks_per_week"]
+        return float(scenario.base_lead_weeks) + queued / max(allocation, 1.0)
+
+    def _demand_target(self, demand: np.ndarray) -> np.ndarray:
+        week = int(self.env.state.week[0])
+        if week <= self.last_week:  # a new episode
+            self._reset_forecast()
+        self.last_week = week
+        observed = np.log(np.maximum(demand, 1.0))
+        if self.level is None:
+            self.level, self.trend = observed, np.zeros_like(observed)
+        else:
+            predicted = self.level + self.trend
+            self.errors.append(observed - predicted)
+            level = self.alpha * observed + (1 - self.alpha) * predicted
+            self.trend = self.beta * (level - self.level) + (1 - self.beta) * self.trend
+            self.level = level
+        horizon = self._lead_weeks()
+        sigma = np.std(self.errors[-26:], axis=0) if len(self.errors) >= 4 else 0.1 * np.ones_like(observed)
+        return np.exp(self.level + self.trend * horizon + self.z * sigma * np.sqrt(max(horizon, 1.0)))
+
+    def _cost_factor(self) -> np.ndarray:
+        # Capital waiting in the HBM queue earns nothing: charge 1% of the price per week of expected wait.
+        wait = self._lead_weeks() - float(self.env.scenario.base_lead_weeks)
+        return 1.0 + 0.01 * wait * (self.env.scenario.arrays["hbm_stacks"] > 0)

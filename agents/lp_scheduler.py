@@ -1,0 +1,165 @@
+"""Per-week LP scheduler (scipy's HiGHS): allocate the fleet to roles to maximise that week's profit.
+
+Variables per chip type k: training chips t_k, prefill chips p_ck and decode chips d_ck of each
+class c; served tokens/s s_c; training FLOPs f. The LP maximises
+
+    sum_c price_c * WEEK_S * s_c + v * f - sum_k power_k * (t_k + sum_c p_ck + d_ck)
+
+(f in exaFLOPs) subject to chips: t_k + sum_c (p_ck + d_ck) <= N_k; demand: s_c <= D_c; prefill: s_c <= sum_k
+rho*_ck * prefill_rate_ck * (O_c / I_c) * p_ck, where rho*_ck is the highest prefill load at
+which the M/D/1 time to first token on chip k meets the class SLO; decode: s_c <= sum_k
+decode_rate_ck * d_ck over chips whose TPOT meets the SLO; training: f <= sum_k F_k * WEEK_S * t_k
+and f <= what active jobs need this week at an even pace to their deadlines (+10%); v is the
+jobs' value divided by that pace (falling behind loses a whole job, not a share of it). It acts on
+the fine variants (``ChipAlloc/DatacenterFine-*``), whose action carries explicit shares.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linprog
+
+from agents.base import Plan, Policy
+from agents.heuristics import ForecastPolicy
+from envs.core import WEEK_S, demand_now
+
+EXA = 1e18  # training FLOPs enter the LP in exaFLOPs: HiGHS treats numbers >= 1e20 as infinite
+
+
+class SolverError(RuntimeError):
+    """HiGHS did not return an optimal solution; the message carries its status."""
+
+
+PACE_MARGIN = 1.1
+TTFT_MARGIN = 0.9  # plan for 90% of the TTFT SLO: whole replicas and mixed chips make the real load a bit higher
+
+
+def max_prefill_load(service_s: np.ndarray, ttft_budget_s: np.ndarray, cap: float = 0.95) -> np.ndarray:
+    """Largest rho with service * (1 + rho / (2 (1 - rho))) <= budget (M/D/1 mean TTFT); 0 if even rho = 0 misses."""
+    q = ttft_budget_s / np.maximum(service_s, 1e-12)
+    rho = np.where(q > 1, 2 * (q - 1) / np.maximum(2 * q - 1, 1e-12), 0.0)
+    return np.clip(rho, 0.0, cap)
+
+
+def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops: float,
+                value_per_flop: float) -> dict[str, np.ndarray]:
+    """Solve one week's allocation LP; returns chips per role and the LP's served tokens/s and objective.
+
+    ``training_flops`` caps this week's training: jobs are paid only on completion, so training
+    faster than their deadlines need earns nothing and costs power.
+    """
+    a = scenario.arrays
+    K, C = scenario.n_chips, scenario.n_classes
+    fits = a["fits"] > 0
+    # The TTFT budget leaves room for moving the KV cache, in case prefill and decode land on different chips.
+    kv_transfer_s = a["kv_bytes_per_request"] / a["kv_link_bytes_per_s"]
+    rho = max_prefill_load(a["prefill_latency_s"], TTFT_MARGIN * a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
+    prefill_out = rho * a["prefill_rate"] * (a["output_tokens"] / a["input_tokens"])[:, None]
+    decode_ok = fits & (a["tpot_s"] <= a["tpot_slo_s"][:, None])
+    decode_out = np.where(decode_ok, a["serving_decode_rate"], 0.0)
+    power = a["tdp_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / 3.6e6
+    capable = a["train_flops_per_chip_s"] > 0
+    # Variable layout: t (K) | p (C*K) | d (C*K) | s (C) | f (1)
+    nt, npd = K, C * K
+    n = nt + 2 * npd + C + 1
+    ip, id_, is_, if_ = nt, nt + npd, nt + 2 * npd, nt + 2 * npd + C
+    cost = np.zeros(n)
+    cost[:nt] = power
+    cost[ip:id_] = np.tile(power, C)
+    cost[id_:is_] = np.tile(power, C)
+    cost[is_:if_] = -a["price_per_token"] * WEEK_S
+    cost[if_] = -value_per_flop * EXA
+    rows, rhs = [], []
+    for k in range(K):  # chips
+        row = np.zeros(n)
+        row[k] = 1.0
+        row[ip + k:id_:K] = 1.0
+        row[id_ + k:is_:K] = 1.0
+        rows.append(row)
+        rhs.append(fleet[k])
+    for c in range(C):  # prefill and decode capacity
+        row = np.zeros(n)
+        row[is_ + c] = 1.0
+        row[ip + c * K:ip + (c + 1) * K] = -prefill_out[c]
+        rows.append(row)
+        rhs.append(0.0)
+        row = np.zeros(n)
+        row[is_ + c] = 1.0
+        row[id_ + c * K:id_ + (c + 1) * K] = -decode_out[c]
+        rows.append(row)
+        rhs.append(0.0)
+    row = np.zeros(n)  # training FLOPs
+    row[if_:] = 1.0
+    row[:nt] = -a["train_flops_per_chip_s"] * WEEK_S / EXA
+    rows.append(row)
+    rhs.append(0.0)
+    bounds = ([(0, fleet[k] if capable[k] else 0) for k in range(K)]
+              + [(0, fleet[k] if prefill_out[c, k] > 0 else 0) for c in range(C) for k in range(K)]
+              + [(0, fleet[k] if decode_out[c, k] > 0 else 0) for c in range(C) for k in range(K)]
+              + [(0, demand[c]) for c in range(C)]
+              + [(0, max(training_flops, 0.0) / EXA)])
+    res = linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), bounds=bounds, method="highs")
+    if res.status != 0:
+        raise SolverError(f"the weekly scheduling LP failed: HiGHS status {res.status} ({res.message})")
+    x = res.x
+    return {"train": x[:nt], "prefill": x[ip:id_].reshape(C, K), "decode": x[id_:is_].reshape(C, K),
+            "served": x[is_:if_], "objective": -res.fun}
+
+
+def whole_replica_shares(scenario, fleet: np.ndarray, train: np.ndarray, prefill: np.ndarray,
+                         decode: np.ndarray) -> np.ndarray:
+    """Shares (1+2C, K) of whole replicas covering the LP's allocation, with every spare chip added.
+
+    The environment rounds shares down to whole replicas and charges power by load, not by
+    allocation, so each serving allocation is rounded up to whole replicas (largest remainder
+    first) and the chips left over are spread over the roles in use, as headroom.
+    """
+    a = scenario.arrays
+    n = np.maximum(np.concatenate([a["replica_chips"], a["replica_chips"]]), 1.0)  # (2C, K)
+    wanted = np.concatenate([prefill, decode]) / n
+    whole = np.floor(wanted + 1e-9)
+    train = np.minimum(np.ceil(train - 1e-9), fleet)  # whole chips, rounded up so jobs keep their pace
+    serving_chips = np.maximum(fleet - train, 0.0)
+    for k in range(scenario.n_chips):
+        spare = serving_chips[k] - (whole[:, k] * n[:, k]).sum()
+        for r in np.argsort(-(wanted[:, k] - whole[:, k])):
+            if wanted[r, k] - whole[r, k] > 1e-6 and spare >= n[r, k]:
+                whole[r, k] += 1
+                spare -= n[r, k]
+        used = whole[:, k] * n[:, k]
+        if used.sum() > 0 and spare > 0:  # headroom for the roles in use, in proportion to their size
+            extra = np.floor(spare * used / used.sum() / n[:, k])
+            whole[:, k] += extra
+    chips = np.concatenate([train[None], whole * n])
+    shares = np.where(fleet > 0, chips / np.maximum(fleet, 1e-9), 0.0) + 1e-7 * (chips > 0)
+    return shares / np.maximum(shares.sum(0), 1.0)
+
+
+class LPSchedulerPolicy(Policy):
+    """Forecast-driven procurement (or any rule given) with the weekly LP deciding the allocation."""
+
+    name = "lp-scheduler"
+
+    def __init__(self, env, procurement: type[Policy] = ForecastPolicy):
+        super().__init__(env)
+        if self.env.variant != "fine":
+            raise ValueError(f"{self.name} sets explicit role shares; use a ChipAlloc/DatacenterFine-* environment "
+                             f"(got variant {self.env.variant!r})")
+        self.procurement = procurement(env)
+
+    def plan(self) -> Plan:
+        env = self.env
+        s, scenario = env.state, env.scenario
+        orders = self.procurement.plan().order_fraction
+        incoming = s.pipeline[0, :, 0] if s.pipeline.shape[2] else 0.0
+        fleet = s.fleet[0] + incoming
+        fleet = fleet - np.ceil(fleet * scenario.failure_rate_per_year / 52.0) - 1.0  # this week's failures, rounded up
+        demand = (demand_now(env.exogenous, s) + s.backlog)[0]
+        active = s.job_flops[0] > 0
+        # An even pace to each deadline, with 10% to spare for rounding to whole chips.
+        paced = PACE_MARGIN * float(np.sum(s.job_flops[0][active] / np.maximum(s.job_weeks_left[0][active], 1.0)))
+        # A job is paid only if every week keeps pace, so this week's pace is worth the jobs' whole value.
+        value = float(s.job_value[0][active].sum()) / paced if paced > 0 else 0.0
+        lp = schedule_lp(scenario, np.maximum(fleet, 0.0), demand, paced, value)
+        shares = whole_replica_shares(scenario, np.maximum(fleet, 0.0), lp["train"], lp["prefill"], lp["decode"])
+        return Plan(orders, shares=shares)
