@@ -1,1 +1,60 @@
-"""Policies: heuristics, LP scheduler, oracle (issue 4)."""
+"""Policies that drive chipalloc environments, all with SB3's ``predict`` interface.
+
+>>> import gymnasium as gym, envs, agents
+>>> env = gym.make("ChipAlloc/Datacenter-v0")
+>>> policy = agents.make_policy("forecast", env)
+>>> obs, _ = env.reset(seed=0)
+>>> action, _ = policy.predict(obs)
+
+``lp-scheduler`` and ``oracle`` set explicit role shares and need a ``ChipAlloc/DatacenterFine-*``
+environment; the heuristics drive every variant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from agents.base import Plan, Policy, to_action
+from agents.heuristics import (
+    DisaggregatedGreedyPolicy,
+    DoNothingPolicy,
+    ForecastPolicy,
+    HomogeneousGPUPolicy,
+    RandomPolicy,
+)
+from agents.lp_scheduler import LPSchedulerPolicy, SolverError, schedule_lp
+from agents.oracle import OraclePolicy, solve_oracle
+
+_PROCUREMENT = {cls.name: cls for cls in (DoNothingPolicy, HomogeneousGPUPolicy, DisaggregatedGreedyPolicy,
+                                           ForecastPolicy)}
+_POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (
+    RandomPolicy, DoNothingPolicy, HomogeneousGPUPolicy, DisaggregatedGreedyPolicy, ForecastPolicy,
+    LPSchedulerPolicy, OraclePolicy)}
+FINE_ONLY = ("lp-scheduler", "oracle")
+
+
+def list_policies() -> list[str]:
+    """Names accepted by :func:`make_policy`, from the simplest to the oracle."""
+    return list(_POLICIES)
+
+
+def make_policy(name: str, env: gym.Env, **kwargs: Any) -> Policy:
+    """Build a policy by name for ``env``.
+
+    ``lp-scheduler`` takes ``procurement=`` (a heuristic's name, default ``forecast``) for its orders.
+    """
+    if name not in _POLICIES:
+        raise ValueError(f"unknown policy {name!r}; available: {', '.join(_POLICIES)}")
+    if name == "lp-scheduler" and isinstance(kwargs.get("procurement"), str):
+        rule = kwargs["procurement"]
+        if rule not in _PROCUREMENT:
+            raise ValueError(f"unknown procurement rule {rule!r} for lp-scheduler; "
+                             f"available: {', '.join(_PROCUREMENT)}")
+        kwargs["procurement"] = _PROCUREMENT[rule]
+    return _POLICIES[name](env, **kwargs)
+
+
+__all__ = ["FINE_ONLY", "Plan", "Policy", "SolverError", "list_policies", "make_policy", "schedule_lp",
+           "solve_oracle", "to_action"]

@@ -400,7 +400,8 @@ def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogen
     empty = job_flops <= 0
     first_empty = xp.argmax(xp.astype(empty, xp.float64), axis=1)
     slots = xp.arange(job_flops.shape[1], device=_device(job_flops))
-    can_take = (_at_week(xp, exo.job_arrival, t) > 0) & xp.any(empty, axis=1)
+    arrived = _at_week(xp, exo.job_arrival, t) > 0
+    can_take = arrived & xp.any(empty, axis=1)
     new = (slots[None, :] == first_empty[:, None]) & can_take[:, None]
     arriving = _at_week(xp, exo.job_flops, t)[:, None] + xp.zeros_like(job_flops)
     job_flops = xp.where(new, arriving, job_flops)
@@ -452,7 +453,8 @@ def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogen
         "hbm_exposure": xp.sum(fleet * stacks, axis=1) / xp.clip(xp.sum(fleet, axis=1) * max_stacks, min=1.0),
         "usd_per_mtok": xp.where(tokens > 0, (opex + depreciation) / xp.clip(tokens, min=1.0) * 1e6, zero),
         "training_flops_done": train_used, "training_jobs_completed": xp.sum(xp.astype(completed, xp.int64), axis=1),
-        "training_jobs_missed": xp.sum(xp.astype(missed, xp.int64), axis=1), "train_chips": train,
+        "training_jobs_missed": xp.sum(xp.astype(missed, xp.int64), axis=1),
+        "training_jobs_accepted": can_take, "training_jobs_rejected": arrived & ~can_take, "train_chips": train,
         "prefill_chips": prefill, "decode_chips": decode, "bankrupt": bankrupt,
     }
     return next_state, reward, info

@@ -312,6 +312,7 @@ def _build_arrays(raw, top, hbm, training, training_model, shocks, start, chips,
                  for c in classes]
     tables = build_serving_tables(list(chips), workloads)
     training_capable = np.array([c.segment != "inference" for c in specs])
+    flagship = np.array([c.vendor == "NVIDIA" and c.uses_hbm for c in specs], dtype=float)
     arrays = {
         "available_week": np.array(available, dtype=float),
         "list_price": np.array([c.price_usd for c in specs]),
@@ -323,6 +324,7 @@ def _build_arrays(raw, top, hbm, training, training_model, shocks, start, chips,
         "initial_fleet": initial,
         "train_flops_per_chip_s": np.where(training_capable, [c.peak_flops("bf16") for c in specs], 0.0)
         * efficiency("training.mfu"),
+        "nvidia_hbm": flagship,
         "fits": tables.fits.astype(float),
         "replica_chips": tables.replica_chips,
         "prefill_rate": tables.prefill_tokens_per_s_per_chip,

@@ -15,8 +15,10 @@ KNOB_LEVELS = 5
 # Procurement-v0's fixed schedule: 10% of training-capable chips train, balanced prefill/decode,
 # half-specialised placement, neutral latency priority.
 PROCUREMENT_KNOBS = np.array([0.2, 0.5, 0.5, 0.5])
-# Scheduling-v0's fixed purchase plan: each week, this share of the weekly maximum of every chip on sale.
-SCHEDULING_PLAN_SHARE = 0.05
+# Scheduling-v0's fixed purchase plan: every quarter, buy the newest NVIDIA HBM GPU on sale, as many
+# chips as this share of the fleet (within the weekly maximum); the agent only schedules.
+SCHEDULING_PLAN_EVERY_WEEKS = 13
+SCHEDULING_PLAN_GROWTH = 0.25
 
 
 def observation_size(scenario: Scenario) -> int:
@@ -134,11 +136,23 @@ def decode(scenario: Scenario, variant: str, action: np.ndarray, state: State, e
     else:
         frac_orders = np.maximum(action[:, :K], 0.0) if variant != "scheduling" else None
         knob_part = (action[:, -N_KNOBS:] + 1.0) / 2.0 if variant != "procurement" else None
-    if frac_orders is None:  # the fixed plan of Scheduling-v0
-        frac_orders = np.where(available_mask(scenario, state.week), SCHEDULING_PLAN_SHARE, 0.0)
+    if frac_orders is None:
+        frac_orders = scheduling_plan(scenario, state)
     knobs = np.tile(PROCUREMENT_KNOBS, (B, 1)) if knob_part is None else knob_part
     shares = knob_shares(scenario, state.fleet, demand_now(exo, state) + state.backlog, knobs)
     return frac_orders * max_order, shares
+
+
+def scheduling_plan(scenario: Scenario, state: State) -> np.ndarray:
+    """(B, K) order fractions of Scheduling-v0's fixed plan (see SCHEDULING_PLAN_*)."""
+    a = scenario.arrays
+    candidates = available_mask(scenario, state.week) * a["nvidia_hbm"]
+    newest = np.argmax(np.where(candidates > 0, a["available_week"], -np.inf), axis=1)
+    due = (state.week % SCHEDULING_PLAN_EVERY_WEEKS == 0) & (candidates.sum(1) > 0)
+    chips = SCHEDULING_PLAN_GROWTH * state.fleet.sum(1) * due
+    fractions = np.zeros(state.fleet.shape)
+    fractions[np.arange(len(newest)), newest] = np.minimum(chips / scenario.max_order_chips_per_week, 1.0)
+    return fractions
 
 
 def fine_action(scenario: Scenario, order_fraction: np.ndarray, shares: np.ndarray) -> np.ndarray:

@@ -1,0 +1,337 @@
+"""Perfect-foresight oracle: the whole horizon as one mixed-integer LP (HiGHS), replayed in the env.
+
+Given the episode's exogenous path (demand, HBM supply and others' demand, job arrivals: all
+fixed by the seed), the program chooses weekly orders o[t,k], allocations (training chips,
+prefill and decode chips per class), served tokens s[t,c], carried-over batch work, training
+FLOPs per job and a binary "job completed" per job, to maximise the sum of weekly profits with
+the environment's own accounting (revenue, power, maintenance, interest on debt, straight-line
+depreciation, failure write-offs) and its constraints (cash >= -credit, chips on sale, lead
+time, HBM allocation and SRAM wafer caps, SLO-feasible prefill and decode capacity).
+
+Relaxations, stated: orders and chips are continuous (the replay rounds orders to whole order
+units); failures take their expected value (the env rounds stochastically); the HBM price path
+is computed from the plan's own HBM draw and the program solved twice; training-job slots are
+not limited. Orders are kept within each week's HBM allocation, so nothing waits in the HBM
+queue. The program's objective is therefore an estimate of the best return for the seed, and
+``tests/test_agents.py`` checks that the replayed plan earns it to within a few percent.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.optimize import LinearConstraint, milp
+from scipy.sparse import coo_matrix
+
+from agents.base import Plan, Policy, to_action
+from agents.lp_scheduler import EXA, TTFT_MARGIN, SolverError, max_prefill_load, whole_replica_shares
+from envs.core import WEEK_S, Exogenous, chip_prices
+from envs.datacenter import DatacenterEnv
+from envs.scenario import Scenario
+
+TIME_LIMIT_S = 120.0
+LUMPY_SHARE = 0.005
+MIP_GAP = 1e-3  # relative optimality gap at which HiGHS stops; the bound it proves is reported beside the plan
+JOB_MARGIN = 1.03  # plan 3% more FLOPs than a job needs: whole chips and failures shave the replay's rate
+
+
+class _Program:
+    """A sparse (MI)LP assembled variable block by variable block."""
+
+    def __init__(self):
+        self.n = 0
+        self.lower: list[np.ndarray] = []
+        self.upper: list[np.ndarray] = []
+        self.integer: list[np.ndarray] = []
+        self.rows: list[int] = []
+        self.cols: list[int] = []
+        self.vals: list[float] = []
+        self.lb: list[float] = []
+        self.ub: list[float] = []
+        self.cost: dict[int, float] = {}
+        self.constant = 0.0  # objective terms that no decision changes (e.g. write-offs of the initial fleet)
+
+    def var(self, shape, low=0.0, high=np.inf, integer=False) -> np.ndarray:
+        size = int(np.prod(shape))
+        idx = np.arange(self.n, self.n + size).reshape(shape)
+        self.n += size
+        self.lower.append(np.broadcast_to(np.asarray(low, float), shape).reshape(-1))
+        self.upper.append(np.broadcast_to(np.asarray(high, float), shape).reshape(-1))
+        self.integer.append(np.full(size, int(integer)))
+        return idx
+
+    def row(self, terms: list[tuple[int, float]], low: float, high: float) -> None:
+        r = len(self.lb)
+        for col, val in terms:
+            if val != 0.0:
+                self.rows.append(r)
+                self.cols.append(int(col))
+                self.vals.append(float(val))
+        self.lb.append(low)
+        self.ub.append(high)
+
+    def add_cost(self, col: int, value: float) -> None:
+        self.cost[int(col)] = self.cost.get(int(col), 0.0) + value
+
+    def solve(self, time_limit: float) -> np.ndarray:
+        c = np.zeros(self.n)
+        for col, v in self.cost.items():
+            c[col] = v
+        a = coo_matrix((self.vals, (self.rows, self.cols)), shape=(len(self.lb), self.n)).tocsr()
+        res = milp(c, constraints=LinearConstraint(a, self.lb, self.ub), integrality=np.concatenate(self.integer),
+                   bounds=(np.concatenate(self.lower), np.concatenate(self.upper)),
+                   options={"time_limit": time_limit, "mip_rel_gap": MIP_GAP})
+        if res.status != 0 or res.x is None:
+            raise SolverError(f"the oracle's program was not solved to optimality: HiGHS status {res.status} "
+                              f"({res.message})")
+        self.objective = -(res.fun + self.constant)
+        return res.x
+
+
+@dataclass(frozen=True)
+class OraclePlan:
+    orders: np.ndarray  # (T, K) chips
+    train: np.ndarray  # (T, K) chips
+    prefill: np.ndarray  # (T, C, K) chips
+    decode: np.ndarray  # (T, C, K) chips
+    served: np.ndarray  # (T, C) tokens/s
+    objective: float  # predicted return (sum of rewards)
+    solve_seconds: float
+
+
+def _hbm_price_path(scenario: Scenario, exo: Exogenous, orders: np.ndarray) -> np.ndarray:
+    """HBM price index at the start of each week, given our orders (they join the HBM demand)."""
+    hbm, a = scenario.hbm, scenario.arrays
+    supply, other = exo.hbm_supply[0], exo.other_hbm_demand[0]
+    needed = orders @ a["hbm_stacks"]
+    price = np.ones(scenario.weeks + 1)
+    for t in range(scenario.weeks):
+        target = max(0.5, 1.0 + hbm["price_elasticity"] * ((other[t] + needed[t]) / max(supply[t], 1.0) - 1.0))
+        price[t + 1] = price[t] + hbm["price_smoothing"] * (target - price[t])
+    return price[:-1]
+
+
+def solve_oracle(env: DatacenterEnv, time_limit: float = TIME_LIMIT_S, passes: int = 4) -> OraclePlan:
+    """Plan the episode that ``env`` (just reset, fine variant) is in, from its exogenous path.
+
+    Two things depend on the plan itself: the HBM price path (our orders join HBM demand) and
+    which training jobs the env accepts (an arrival finding every job slot busy is turned away).
+    Each pass solves the program, replays the plan in a copy of the env, and feeds both back,
+    until the accepted jobs stop changing.
+    """
+    start = time.perf_counter()
+    scenario, exo = env.scenario, env.exogenous
+    orders = np.zeros((scenario.weeks, scenario.n_chips))
+    accepted = exo.job_arrival[0] > 0
+    for _ in range(passes):
+        plan = _solve(scenario, exo, _hbm_price_path(scenario, exo, orders), accepted, time_limit)
+        orders = plan.orders
+        replayed = _replay(env, plan)
+        if np.array_equal(replayed, accepted):
+            break
+        accepted = replayed
+    return replace(plan, solve_seconds=time.perf_counter() - start)
+
+
+def _replay(env: DatacenterEnv, plan: OraclePlan) -> np.ndarray:
+    """Which job arrivals a copy of ``env`` accepts when it follows ``plan``."""
+    scratch = copy.deepcopy(env)
+    scratch.render_mode = None
+    accepted = np.zeros(scratch.scenario.weeks, dtype=bool)
+    for t in range(scratch.scenario.weeks):
+        _, _, terminated, _, info = scratch.step(to_action(scratch, _week_plan(scratch, plan)))
+        accepted[t] = info["training_jobs_accepted"]
+        if terminated:
+            break
+    return accepted
+
+
+def _solve(scenario: Scenario, exo: Exogenous, hbm_price: np.ndarray, accepted: np.ndarray,
+           time_limit: float) -> OraclePlan:
+    a = scenario.arrays
+    T, K, C = scenario.weeks, scenario.n_chips, scenario.n_classes
+    L = max(int(scenario.base_lead_weeks), 1)
+    p_fail = scenario.failure_rate_per_year / 52.0
+    dep_weeks = scenario.depreciation_years * 52.0
+    scale = scenario.reward_scale_usd
+    prices = chip_prices(scenario, np.arange(T), hbm_price)  # (T, K)
+    supply, other = exo.hbm_supply[0], exo.other_hbm_demand[0]
+    allocation = scenario.hbm["our_allocation_share"] * supply * np.minimum(1.0, supply / np.maximum(other, 1.0))
+    demand = exo.demand[0]
+    on_sale = np.arange(T)[:, None] >= a["available_week"][None, :]
+    fits = a["fits"] > 0
+    kv_transfer_s = a["kv_bytes_per_request"] / a["kv_link_bytes_per_s"]
+    rho = max_prefill_load(a["prefill_latency_s"], TTFT_MARGIN * a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
+    prefill_out = rho * a["prefill_rate"] * (a["output_tokens"] / a["input_tokens"])[:, None]
+    decode_out = np.where(fits & (a["tpot_s"] <= a["tpot_slo_s"][:, None]), a["serving_decode_rate"], 0.0)
+    power = a["tdp_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / 3.6e6
+    maintenance = a["list_price"] * scenario.maintenance_per_year / 52.0
+    flops_per_chip_week = a["train_flops_per_chip_s"] * WEEK_S / EXA
+
+    prog = _Program()
+    cap = float(scenario.max_order_chips_per_week)
+    order_high = np.where(on_sale, np.minimum(cap, np.where(np.isfinite(a["sram_cap"]), a["sram_cap"], cap)), 0.0)
+    # Orders of lumpy chips (an order unit worth more than LUMPY_SHARE of the initial fleet, e.g. a
+    # $2.5M CS-3) are whole units: relaxed, the plan would buy a tenth of a wafer. Others stay continuous.
+    unit = a["order_unit"]
+    fleet_value = max(float(a["initial_fleet"] @ a["list_price"]), 1.0)
+    lumpy = unit * a["list_price"] > LUMPY_SHARE * fleet_value
+    o = prog.var((T, K), 0.0, order_high)
+    for k in np.flatnonzero(lumpy):
+        units = prog.var(T, 0.0, np.floor(order_high[:, k] / unit[k]), integer=True)
+        for t in range(T):
+            prog.row([(o[t, k], 1.0), (units[t], -unit[k])], 0.0, 0.0)
+    fleet = prog.var((T, K))  # after this week's arrivals and failures
+    xt = prog.var((T, K), 0.0, np.where(a["train_flops_per_chip_s"] > 0, np.inf, 0.0))
+    xp = prog.var((T, C, K), 0.0, np.where(prefill_out > 0, np.inf, 0.0))
+    xd = prog.var((T, C, K), 0.0, np.where(decode_out > 0, np.inf, 0.0))
+    s = prog.var((T, C), 0.0, np.inf)
+    backlog = prog.var((T, C), 0.0, np.where(a["carry_over"] > 0, 4.0 * demand, 0.0))
+    cash = prog.var(T, -scenario.credit_limit_usd / scale, np.inf)  # in units of reward_scale
+    debt = prog.var(T)
+    dep = prog.var((T, K))
+    book = prog.var((T, K), -np.inf, np.inf)
+
+    # Training jobs: arrive at step t0, train in steps t0+1 .. t0+deadline, pay on completion.
+    tr = scenario.training
+    jobs = []  # (y variables, window, z, value)
+    for t0 in np.flatnonzero(accepted):
+        window = np.arange(t0 + 1, min(t0 + 1 + tr["deadline_weeks"], T))
+        if not len(window):
+            continue
+        y = prog.var(len(window))
+        z = int(prog.var(1, 0.0, 1.0, integer=True)[0])
+        prog.row([(yi, 1.0) for yi in y] + [(z, -JOB_MARGIN * exo.job_flops[0, t0] / EXA)], 0.0, np.inf)
+        value = tr["value_per_job_usd"] * exo.job_flops[0, t0] / tr["flops_per_job"] / scale
+        prog.add_cost(z, -value)
+        jobs.append((y, window, z, value))
+
+    initial = a["initial_fleet"]
+    book0, dep0 = initial * a["list_price"] / scale, initial * a["list_price"] / dep_weeks / scale
+    prog.constant -= p_fail * book0.sum()  # write-off of initial chips failing in week 0 (a cost)
+    interest = scenario.interest_rate_per_year / 52.0
+    for t in range(T):
+        # HBM allocation: nothing waits in the queue.
+        prog.row([(o[t, k], a["hbm_stacks"][k]) for k in range(K)], -np.inf, allocation[t])
+        src = t - (L - 1)
+        for k in range(K):
+            arr = [(o[src, k], 1.0)] if src >= 0 else []
+            arr_value = [(o[src, k], prices[src, k] / scale)] if src >= 0 else []
+            keep = 1.0 - p_fail
+            # fleet after arrivals and expected failures
+            prev = [(fleet[t - 1, k], 1.0)] if t else []
+            const = 0.0 if t else keep * initial[k]
+            prog.row([(fleet[t, k], 1.0)] + [(c, -keep * v) for c, v in prev + arr], const, const)
+            prog.row([(xt[t, k], 1.0)] + [(xp[t, c, k], 1.0) for c in range(C)]
+                     + [(xd[t, c, k], 1.0) for c in range(C)] + [(fleet[t, k], -1.0)], -np.inf, 0.0)
+            # depreciation rate and book value (units of reward_scale), as the env keeps them
+            prev = [(dep[t - 1, k], 1.0)] if t else []
+            const = 0.0 if t else keep * dep0[k]
+            prog.row([(dep[t, k], 1.0)] + [(c, -keep * v) for c, v in prev]
+                     + [(c, -keep * v / dep_weeks) for c, v in arr_value], const, const)
+            prev = [(book[t - 1, k], 1.0)] if t else []
+            const = 0.0 if t else keep * book0[k]
+            prog.row([(book[t, k], 1.0), (dep[t, k], 1.0)] + [(c, -keep * v) for c, v in prev + arr_value],
+                     const, const)
+            # profit: maintenance, power, depreciation, write-off of this week's failures
+            prog.add_cost(fleet[t, k], maintenance[k] / scale)
+            prog.add_cost(dep[t, k], 1.0)
+            for c_, v in prev + arr_value:
+                prog.add_cost(c_, p_fail * v)
+            prog.add_cost(xt[t, k], power[k] / scale)
+            for c in range(C):
+                prog.add_cost(xp[t, c, k], power[k] / scale)
+                prog.add_cost(xd[t, c, k], power[k] / scale)
+        for c in range(C):
+            carried = [(backlog[t - 1, c], 1.0)] if t else []
+            prog.row([(s[t, c], 1.0)] + [(cb, -1.0) for cb, _ in carried], -np.inf, demand[t, c])
+            prog.row([(s[t, c], 1.0)] + [(xp[t, c, k], -prefill_out[c, k]) for k in range(K)], -np.inf, 0.0)
+            prog.row([(s[t, c], 1.0)] + [(xd[t, c, k], -decode_out[c, k]) for k in range(K)], -np.inf, 0.0)
+            if a["carry_over"][c] > 0:  # carried work is at most this week's unmet demand
+                prog.row([(backlog[t, c], 1.0), (s[t, c], 1.0)] + [(cb, -1.0) for cb, _ in carried],
+                         -np.inf, demand[t, c])
+            prog.add_cost(s[t, c], -a["price_per_token"][c] * WEEK_S / scale)
+        training = [(y[list(window).index(t)], 1.0) for y, window, _, _ in jobs if t in window]
+        if training:
+            prog.row(training + [(xt[t, k], -flops_per_chip_week[k]) for k in range(K)], -np.inf, 0.0)
+        # Money. Cash gets a job's value in the last week of its window at the latest (the env pays
+        # on completion, possibly earlier), so the plan's cash is never above the replay's.
+        prev_cash = [(cash[t - 1], 1.0)] if t else []
+        const_cash = 0.0 if t else scenario.initial_cash_usd / scale
+        capex = [(o[t, k], prices[t, k] / scale) for k in range(K)]
+        inflow = ([(s[t, c], a["price_per_token"][c] * WEEK_S / scale) for c in range(C)]
+                  + [(z, value) for _, window, z, value in jobs if window[-1] == t])
+        outflow = ([(fleet[t, k], maintenance[k] / scale) for k in range(K)]
+                   + [(xt[t, k], power[k] / scale) for k in range(K)]
+                   + [(xp[t, c, k], power[k] / scale) for c in range(C) for k in range(K)]
+                   + [(xd[t, c, k], power[k] / scale) for c in range(C) for k in range(K)]
+                   + ([(debt[t - 1], interest)] if t else []))
+        prog.row([(cash[t], 1.0)] + [(c_, -v) for c_, v in prev_cash + inflow] + capex + outflow,
+                 const_cash, const_cash)
+        # the env scales orders down to cash plus credit; and debt >= -cash for interest
+        prog.row(capex + [(c_, -v) for c_, v in prev_cash], -np.inf,
+                 const_cash + scenario.credit_limit_usd / scale)
+        prog.row([(debt[t], 1.0), (cash[t], 1.0)], 0.0, np.inf)
+        if t:
+            prog.add_cost(debt[t - 1], interest)
+
+    x = prog.solve(time_limit)
+    return OraclePlan(orders=x[o], train=x[xt], prefill=x[xp], decode=x[xd], served=x[s], objective=prog.objective,
+                      solve_seconds=0.0)
+
+
+class OraclePolicy(Policy):
+    """Replays the perfect-foresight plan of the current episode (solved at its first step).
+
+    Reads the episode's whole exogenous path through ``env.exogenous``: this is the one policy
+    allowed to see the future. Acts on the fine variants (explicit role shares).
+    """
+
+    name = "oracle"
+
+    def __init__(self, env, time_limit: float = TIME_LIMIT_S):
+        super().__init__(env)
+        if self.env.variant != "fine":
+            raise ValueError(f"the oracle sets explicit role shares; use a ChipAlloc/DatacenterFine-* environment "
+                             f"(got variant {self.env.variant!r})")
+        self.time_limit = time_limit
+        self.plan_: OraclePlan | None = None
+        self._exo_id = None
+
+    def plan(self) -> Plan:
+        env = self.env
+        if self.plan_ is None or self._exo_id != id(env.exogenous):
+            if int(env.state.week[0]) != 0:
+                raise RuntimeError("the oracle plans whole episodes: give it the environment right after reset()")
+            self.plan_ = solve_oracle(env, self.time_limit)
+            self._exo_id = id(env.exogenous)
+        return _week_plan(env, self.plan_)
+
+
+def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
+    """This week's orders (whole units within the HBM allocation) and shares of the plan."""
+    scenario, s = env.scenario, env.state
+    t = int(s.week[0])
+    unit = scenario.arrays["order_unit"]
+    orders = np.round(plan.orders[t] / unit) * unit
+    # Whole order units may overshoot the week's HBM allocation; trim the largest HBM order until they fit.
+    allocation = _allocation(scenario, env.exogenous, t)
+    stacks = scenario.arrays["hbm_stacks"]
+    while orders @ stacks > allocation + 1e-6:
+        k = int(np.argmax(orders * stacks))
+        orders[k] -= unit[k]
+    fraction = (orders + 1e-6 * unit) / scenario.max_order_chips_per_week
+    # The failure draws are part of the exogenous path, so this week's fleet is known exactly.
+    arriving = s.fleet[0] + s.pipeline[0, :, 0]
+    p_fail = scenario.failure_rate_per_year / 52.0
+    fleet = arriving - np.minimum(np.floor(arriving * p_fail + env.exogenous.failure_u[0, t]), arriving)
+    shares = whole_replica_shares(scenario, fleet, plan.train[t], plan.prefill[t], plan.decode[t])
+    return Plan(np.where(orders > 0, fraction, 0.0), shares=shares)
+
+
+def _allocation(scenario: Scenario, exo: Exogenous, t: int) -> float:
+    supply, other = exo.hbm_supply[0, t], exo.other_hbm_demand[0, t]
+    return scenario.hbm["our_allocation_share"] * supply * min(1.0, supply / max(other, 1.0))

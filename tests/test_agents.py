@@ -1,0 +1,149 @@
+"""Baselines and the oracle: they run everywhere they can act, rank sensibly, and the LPs are honest."""
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import agents
+from agents import FINE_ONLY, SolverError, list_policies, make_policy
+from agents.heuristics import DisaggregatedGreedyPolicy, ForecastPolicy
+from agents.lp_scheduler import LPSchedulerPolicy, schedule_lp
+from agents.oracle import OraclePolicy, solve_oracle
+from envs import ENV_IDS
+
+
+def run_episode(env, policy, seed):
+    obs, _ = env.reset(seed=seed)
+    total, steps = 0.0, 0
+    while True:
+        action, _ = policy.predict(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += reward
+        steps += 1
+        if terminated or truncated:
+            return total, steps, info
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("name", list_policies())
+def test_policy_runs_whole_episodes_where_it_can_act(name, env_id):
+    env = gym.make(env_id)
+    if name in FINE_ONLY and "Fine" not in env_id:
+        with pytest.raises(ValueError, match="DatacenterFine"):
+            make_policy(name, env)
+        return
+    total, steps, _ = run_episode(env, make_policy(name, env), seed=3)
+    assert np.isfinite(total)
+    assert steps == env.unwrapped.scenario.weeks or name == "random"
+
+
+RETURNS = {}
+
+
+def _returns(env_id, name, seeds):
+    key = (env_id, name, seeds)
+    if key not in RETURNS:
+        env = gym.make(env_id)
+        policy = make_policy(name, env)
+        RETURNS[key] = np.array([run_episode(env, policy, s)[0] for s in seeds])
+    return RETURNS[key]
+
+
+@pytest.mark.parametrize("scenario", ["", "-Small"])
+def test_oracle_is_at_least_every_other_policy_on_the_same_seeds(scenario):
+    seeds = (0, 1)
+    fine = f"ChipAlloc/DatacenterFine{scenario}-v0"
+    oracle = _returns(fine, "oracle", seeds)
+    for name in list_policies():
+        if name != "oracle":
+            other = _returns(fine, name, seeds)
+            assert (oracle >= other - 1e-6).all(), f"{name} beat the oracle: {other} vs {oracle}"
+
+
+def test_disaggregated_greedy_beats_do_nothing_and_random_on_the_default_scenario():
+    seeds = (0, 1, 2)
+    greedy = _returns("ChipAlloc/Datacenter-v0", "disaggregated-greedy", seeds)
+    for weaker in ("do-nothing", "random"):
+        assert greedy.mean() > _returns("ChipAlloc/Datacenter-v0", weaker, seeds).mean()
+
+
+@pytest.mark.parametrize(("env_id", "tolerance"), [("ChipAlloc/DatacenterFine-v0", 0.03),
+                                                   ("ChipAlloc/DatacenterFine-Small-v0", 0.10)])
+def test_oracle_plan_replayed_earns_what_the_solver_said(env_id, tolerance):
+    env = gym.make(env_id)
+    policy = OraclePolicy(env)
+    total, _, _ = run_episode(env, policy, seed=0)
+    predicted = policy.plan_.objective
+    assert total == pytest.approx(predicted, rel=tolerance)
+    assert total <= predicted * (1 + 1e-3)  # the program's relaxations only ever flatter it
+
+
+def _state_after(env_id, weeks, seed=0):
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=seed)
+    rule = ForecastPolicy(env)
+    for _ in range(weeks):
+        obs, *_ = env.step(rule.predict(obs)[0])
+    return env
+
+
+@pytest.mark.parametrize("weeks", [20, 60, 100])
+def test_lp_allocation_is_feasible_and_at_least_as_profitable_that_week_as_the_greedy(weeks):
+    env = _state_after("ChipAlloc/DatacenterFine-v0", weeks)
+    u = env.unwrapped
+    lp_env, greedy_env = copy.deepcopy(u), copy.deepcopy(u)
+    lp_policy, greedy_policy = LPSchedulerPolicy(lp_env), DisaggregatedGreedyPolicy(greedy_env)
+    plan = lp_policy.plan()
+    assert (plan.shares >= 0).all() and (plan.shares.sum(0) <= 1 + 1e-9).all()
+    # Same orders for both, so only the allocation differs.
+    greedy_plan = greedy_policy.plan()
+    lp_action = agents.to_action(lp_env, agents.Plan(greedy_plan.order_fraction, shares=plan.shares))
+    _, lp_reward, _, _, lp_info = lp_env.step(lp_action)
+    _, greedy_reward, *_ = greedy_env.step(agents.to_action(greedy_env, greedy_plan))
+    chips = lp_info["train_chips"] + lp_info["prefill_chips"].sum(0) + lp_info["decode_chips"].sum(0)
+    assert (chips <= lp_info["fleet"] + 1e-9).all()
+    assert (lp_info["served"] <= lp_info["demand"] + 1e-6).all()
+    assert lp_reward >= greedy_reward - 1e-3 * abs(greedy_reward)
+
+
+def test_weekly_lp_hand_checked_on_one_chip():
+    from envs import load_scenario
+
+    scenario = load_scenario("small")
+    demand = np.zeros(scenario.n_classes)
+    demand[2] = 1e4  # batch only, far below one chip's capacity
+    fleet = np.array([8.0, 0.0, 0.0])
+    lp = schedule_lp(scenario, fleet, demand, 0.0, 0.0)
+    assert lp["served"][2] == pytest.approx(1e4)
+    assert lp["served"][:2] == pytest.approx([0.0, 0.0])
+    a = scenario.arrays
+    assert lp["decode"][2, 0] == pytest.approx(1e4 / a["serving_decode_rate"][2, 0], rel=1e-6)
+
+
+def test_solver_failures_raise_a_clear_error(monkeypatch):
+    env = gym.make("ChipAlloc/DatacenterFine-Small-v0")
+    env.reset(seed=0)
+
+    class Failed:
+        status, message, x, fun = 2, "Model error", None, None
+
+    monkeypatch.setattr("agents.lp_scheduler.linprog", lambda *a, **k: Failed())
+    with pytest.raises(SolverError, match="HiGHS status 2"):
+        LPSchedulerPolicy(env).plan()
+    monkeypatch.setattr("agents.oracle.milp", lambda *a, **k: Failed())
+    with pytest.raises(SolverError, match="not solved to optimality"):
+        solve_oracle(env.unwrapped)
+
+
+def test_oracle_refuses_a_mid_episode_start_and_unknown_names():
+    env = gym.make("ChipAlloc/DatacenterFine-Small-v0")
+    env.reset(seed=0)
+    env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    with pytest.raises(RuntimeError, match="right after reset"):
+        OraclePolicy(env).predict(None)
+    with pytest.raises(ValueError, match="unknown policy 'gpt'; available: random"):
+        make_policy("gpt", env)
+    with pytest.raises(ValueError, match="unknown procurement rule"):
+        make_policy("lp-scheduler", env, procurement="magic")
