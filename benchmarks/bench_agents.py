@@ -1,0 +1,63 @@
+"""Baseline speed and returns: ``python -m benchmarks.bench_agents``.
+
+For each scenario: each policy's time per decision (its predict() alone, over whole episodes on
+the fine variant), its mean return over three seeds, the gap to the oracle, and the oracle's
+solve time (which includes replaying its plan to settle HBM prices and job slots).
+"""
+
+from __future__ import annotations
+
+import time
+
+import gymnasium as gym
+import numpy as np
+
+import envs  # noqa: F401  (registers the IDs)
+from agents import list_policies, make_policy
+from benchmarks.yardstick import cartpole_steps_per_s
+
+SCENARIOS = {"default": "", "hbm_shortage": "-HBMShortage", "agent_surge": "-AgentSurge", "small": "-Small"}
+SEEDS = (0, 1, 2)
+
+
+def evaluate(env_id: str, name: str) -> tuple[float, float, float]:
+    """(mean return, seconds per decision, oracle solve seconds or nan)."""
+    env = gym.make(env_id)
+    policy = make_policy(name, env)
+    returns, decide, decisions, solves = [], 0.0, 0, []
+    for seed in SEEDS:
+        obs, _ = env.reset(seed=seed)
+        total = 0.0
+        while True:
+            start = time.perf_counter()
+            action, _ = policy.predict(obs)
+            elapsed = time.perf_counter() - start
+            if name == "oracle" and env.unwrapped.state.week[0] == 0:
+                solves.append(elapsed)
+            else:
+                decide += elapsed
+                decisions += 1
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += reward
+            if terminated or truncated:
+                break
+        returns.append(total)
+    return float(np.mean(returns)), decide / max(decisions, 1), float(np.mean(solves)) if solves else float("nan")
+
+
+def main() -> None:
+    print(f"CartPole-v1 yardstick: {cartpole_steps_per_s():,.0f} steps/s")
+    for scenario, suffix in SCENARIOS.items():
+        env_id = f"ChipAlloc/DatacenterFine{suffix}-v0"
+        results = {name: evaluate(env_id, name) for name in list_policies()}
+        best = results["oracle"][0]
+        print(f"\n{scenario} ({env_id}, seeds {SEEDS})")
+        print(f"{'policy':<22}{'mean return':>12}{'gap to oracle':>15}{'ms/decision':>13}{'solve s':>9}")
+        for name, (ret, per, solve) in results.items():
+            gap = (best - ret) / abs(best) if best else float("nan")
+            solve_text = f"{solve:9.2f}" if np.isfinite(solve) else f"{'':9}"
+            print(f"{name:<22}{ret:12.1f}{gap:15.1%}{per * 1e3:13.3f}{solve_text}")
+
+
+if __name__ == "__main__":
+    main()
