@@ -144,19 +144,26 @@ class DatacenterVectorEnv(VectorEnv):
     """N datacenters stepped in one array operation; matches N single environments step for step.
 
     Sub-environment ``i`` of ``reset(seed=s)`` uses seed ``s + i`` (as Gymnasium's SyncVectorEnv
-    does), so it follows the same exogenous path as a single env reset with that seed. Autoreset
-    is NEXT_STEP: the step after an episode ends resets that sub-environment and ignores its action.
+    does), so it follows the same exogenous path as a single env reset with that seed.
+    ``autoreset_mode`` NEXT_STEP (default): the step after an episode ends resets that
+    sub-environment and ignores its action. SAME_STEP: the ending step returns the reset
+    observation and puts the last one in ``info["final_obs"]`` (masked by ``info["_final_obs"]``),
+    as stable-baselines3's VecEnvs do.
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
-                 discrete: bool = False, render_mode: str | None = None):
+                 discrete: bool = False, render_mode: str | None = None,
+                 autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP):
         if render_mode is not None:
             raise ValueError("the native vector env does not render; use a single env with render_mode")
+        if autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {autoreset_mode!r}")
         self.single = DatacenterEnv(scenario, variant, discrete)
         self.scenario, self.variant, self.discrete = self.single.scenario, variant, discrete
         self.num_envs = num_envs
+        self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
         self.single_observation_space = self.single.observation_space
         self.single_action_space = self.single.action_space
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
@@ -170,6 +177,14 @@ class DatacenterVectorEnv(VectorEnv):
         paths = [draw_exogenous(self.scenario, self._rngs[i], 1) for i in indices]
         fields_ = Exogenous.__dataclass_fields__
         return Exogenous(**{f: np.concatenate([getattr(p, f) for p in paths]) for f in fields_})
+
+    def _reset_rows(self, state, mask: np.ndarray):
+        """``state`` with the sub-environments in ``mask`` restarted on freshly drawn paths."""
+        idx = np.flatnonzero(mask)
+        redrawn = self._draw(idx)
+        for f in Exogenous.__dataclass_fields__:
+            getattr(self.exogenous, f)[idx] = getattr(redrawn, f)
+        return state.where(mask, initial_state(self.scenario, self.num_envs))
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         if seed is not None:
@@ -189,18 +204,19 @@ class DatacenterVectorEnv(VectorEnv):
         new_state, reward, info = step(self.scenario, self.state, orders, shares, self.exogenous)
         resetting = self._needs_reset.copy()
         if resetting.any():
-            idx = np.flatnonzero(resetting)
-            fresh = initial_state(self.scenario, self.num_envs)
-            new_state = new_state.where(resetting, fresh)
-            redrawn = self._draw(idx)
-            for f in Exogenous.__dataclass_fields__:
-                getattr(self.exogenous, f)[idx] = getattr(redrawn, f)
+            new_state = self._reset_rows(new_state, resetting)
             reward = np.where(resetting, 0.0, reward)
-        self.state = new_state
         terminated = new_state.bankrupt & ~resetting
         truncated = (new_state.week >= self.scenario.weeks) & ~terminated & ~resetting
-        self._needs_reset = terminated | truncated
+        done = terminated | truncated
         obs = observe(self.scenario, new_state, self.exogenous)
+        if self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP and done.any():
+            info["final_obs"], info["_final_obs"] = obs, done
+            new_state = self._reset_rows(new_state, done)
+            obs = observe(self.scenario, new_state, self.exogenous)
+        else:
+            self._needs_reset = done
+        self.state = new_state
         return obs, reward.astype(np.float64), terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:

@@ -1,0 +1,117 @@
+"""train.py: every algorithm runs; save, load and resume are exact; TensorBoard gets the KPIs; bad options fail."""
+
+import json
+import pickle
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import train
+from agents.trained import TrainedPolicy
+
+SMALL = "ChipAlloc/Datacenter-Small-v0"
+
+
+def _train(tmp_path, name, *extra):
+    run_dir = tmp_path / name
+    train.main(["--env-id", SMALL, "--run-dir", str(run_dir), "--test-episodes", "0", "--eval-episodes", "1",
+                "--checkpoint-every", "1024", "--eval-every", "1024", *extra])
+    return run_dir
+
+
+@pytest.mark.parametrize(("algo", "env_id", "steps"), [
+    ("ppo", SMALL, 2048), ("a2c", SMALL, 2048), ("recurrentppo", SMALL, 2048),
+    ("sac", SMALL, 800), ("td3", SMALL, 800), ("maskableppo", "ChipAlloc/DatacenterDiscrete-Small-v0", 2048),
+])
+def test_every_algorithm_trains_saves_and_loads(tmp_path, monkeypatch, algo, env_id, steps):
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / algo
+    extra = ["--n-envs", "2"] + (["--hyperparams", str(_fast_offpolicy(tmp_path, algo))] if algo in ("sac", "td3")
+                                 else [])
+    train.main(["--algo", algo, "--env-id", env_id, "--timesteps", str(steps), "--run-dir", str(run_dir),
+                "--test-episodes", "0", "--eval-every", "100000", *extra])
+    for name in ("model.zip", "vecnormalize.pkl", "config.json", "checkpoints/model.zip"):
+        assert (run_dir / name).is_file(), name
+    env = gym.make(env_id)
+    policy = TrainedPolicy(env, run_dir)
+    obs, _ = env.reset(seed=0)
+    action, _ = policy.predict(obs)
+    assert env.action_space.contains(action.astype(env.action_space.dtype))
+    assert policy.model.num_timesteps >= steps
+
+
+def _fast_offpolicy(tmp_path, algo):
+    path = tmp_path / f"{algo}.yml"
+    path.write_text(f"{SMALL}:\n  n_envs: 2\n  n_timesteps: 800\n  learning_starts: 200\n  buffer_size: 5000\n"
+                    f"  train_freq: 8\n  gradient_steps: 1\n  policy_kwargs: \"dict(net_arch=[32, 32])\"\n")
+    return path
+
+
+def test_resumed_training_equals_uninterrupted_in_steps_and_statistics(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    whole = _train(tmp_path, "whole", "--timesteps", "4096", "--n-envs", "4")
+    part = _train(tmp_path, "part", "--timesteps", "2048", "--n-envs", "4")
+    train.main(["--resume", str(part), "--timesteps", "4096"])
+    for run in (whole, part):
+        assert json.loads((run / "checkpoints" / "progress.json").read_text())["num_timesteps"] == 4096
+    stats = [pickle.loads((run / "vecnormalize.pkl").read_bytes()) for run in (whole, part)]
+    assert stats[0].obs_rms.count == stats[1].obs_rms.count
+    np.testing.assert_array_equal(stats[0].obs_rms.mean, stats[1].obs_rms.mean)
+    np.testing.assert_array_equal(stats[0].ret_rms.var, stats[1].ret_rms.var)
+    # The networks too: the resumed run continued exactly where the interrupted one stopped.
+    from stable_baselines3 import PPO
+
+    params = [PPO.load(run / "model.zip").policy.state_dict() for run in (whole, part)]
+    for key in params[0]:
+        assert params[0][key].equal(params[1][key]), key
+    history = json.loads((part / "evaluations.json").read_text())
+    assert [h["timesteps"] for h in history] == [1024, 2048, 3072, 4096]  # nothing lost across the restart
+
+
+def test_tensorboard_has_the_domain_scalars(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_dir = _train(tmp_path, "tb", "--timesteps", "4096", "--n-envs", "4")
+    events = EventAccumulator(str(next((run_dir / "tb").iterdir())))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ("domain/profit", "domain/revenue", "domain/capex", "domain/usd_per_mtok", "domain/hbm_exposure",
+                "slo_attainment/chat", "utilisation/H100-SXM", "fleet_share/MI300X", "unmet_share/batch",
+                "eval/mean_return", "eval/best_heuristic_return", "rollout/ep_rew_mean"):
+        assert tag in tags, tag
+    assert Path("runs/latest.txt").read_text().strip() == str(run_dir)
+
+
+@pytest.mark.parametrize(("argv", "error", "message"), [
+    (["--algo", "dqn"], ValueError, "unknown algorithm 'dqn'"),
+    (["--algo", "sac", "--env-id", "ChipAlloc/DatacenterDiscrete-Small-v0"], ValueError, "Box action spaces"),
+    (["--algo", "maskableppo"], ValueError, "MultiDiscrete action spaces.*DatacenterDiscrete"),
+    (["--hyperparams", "nowhere.yml"], FileNotFoundError, "does not exist"),
+    (["--env-id", "ChipAlloc/Nope-v0"], ValueError, "unknown environment"),
+    (["--timesteps", "-5"], ValueError, "--timesteps must be a positive"),
+    (["--resume", "no/such/run"], FileNotFoundError, "no train.py checkpoint"),
+])
+def test_bad_options_fail_before_training(tmp_path, monkeypatch, argv, error, message):
+    monkeypatch.chdir(tmp_path)
+    argv = argv if "--env-id" in argv else ["--env-id", SMALL, *argv]
+    with pytest.raises(error, match=message):
+        train.main([*argv, "--run-dir", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+def test_hyperparams_without_the_env_list_what_they_have(tmp_path):
+    from agents.training import load_hyperparams
+
+    with pytest.raises(KeyError, match="has no entry for ChipAlloc/Scheduling-v0; it has: ChipAlloc/Datacenter-v0"):
+        load_hyperparams(train.HYPERPARAMS_DIR / "ppo.yml", "ChipAlloc/Scheduling-v0")
+
+
+def test_a_model_refuses_another_variant(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_dir = _train(tmp_path, "variant", "--timesteps", "1024", "--n-envs", "2")
+    with pytest.raises(ValueError, match="trained on ChipAlloc/Datacenter-Small-v0"):
+        TrainedPolicy(gym.make("ChipAlloc/Procurement-Small-v0"), run_dir)
+    with pytest.raises(FileNotFoundError, match="no trained model"):
+        TrainedPolicy(gym.make(SMALL), tmp_path / "missing")

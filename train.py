@@ -1,0 +1,201 @@
+"""Train an RL agent on a chipalloc environment, then compare it with the baselines on held-out seeds.
+
+    python train.py                                   # PPO on ChipAlloc/Datacenter-v0, default scenario
+    python train.py --algo sac --timesteps 200000     # another algorithm, a shorter run
+    python train.py --resume runs/<run>               # continue a run from its last checkpoint
+    tensorboard --logdir runs                         # curves: SB3's scalars plus the datacenter's KPIs
+
+Seeds: training environment i follows seed (seed + i); the periodic evaluation uses seeds from
+EVAL_SEED_START and the final comparison seeds from TEST_SEED_START, so the three never overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+import envs  # noqa: F401  (registers the IDs)
+from agents import make_policy
+from agents.algorithms import ALGORITHMS, check_algorithm
+from agents.evaluation import evaluate, mean_ci, paired_difference_ci
+from agents.trained import TrainedPolicy
+from agents.training import (
+    CHECKPOINT_DIR,
+    RUN_KEYS,
+    CheckpointEvery,
+    DomainMetricsCallback,
+    PeriodicEval,
+    atomic_write_text,
+    load_hyperparams,
+    restore_run_state,
+    save_run_state,
+    seeds_from,
+)
+from agents.vec_env import NativeVecEnv
+
+EVAL_SEED_START, TEST_SEED_START = 10_000, 20_000
+HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
+BASELINES = ("random", "do-nothing", "homogeneous-gpu", "disaggregated-greedy", "forecast", "lp-scheduler")
+
+
+@dataclass
+class Config:
+    env_id: str = field(default="ChipAlloc/Datacenter-v0", metadata={"help": "registered environment ID"})
+    scenario: str | None = field(default=None, metadata={"help": "scenario name or YAML path (default: the ID's)"})
+    algo: str = field(default="ppo", metadata={"help": f"one of {', '.join(ALGORITHMS)}"})
+    timesteps: int | None = field(default=None, metadata={"help": "environment steps (default: hyperparams)"})
+    n_envs: int | None = field(default=None, metadata={"help": "parallel environments (default: hyperparams)"})
+    seed: int = field(default=0, metadata={"help": "seed of the first training environment and the networks"})
+    device: str = field(default="cpu", metadata={"help": "torch device; MLP policies train fastest on cpu"})
+    run_dir: str | None = field(default=None, metadata={"help": "output folder (default: runs/<env>-<algo>-...)"})
+    hyperparams: str | None = field(default=None, metadata={"help": "rl-zoo YAML (default: hyperparams/<algo>.yml)"})
+    resume: str | None = field(default=None, metadata={"help": "run folder to continue from its last checkpoint"})
+    checkpoint_every: int = field(default=50_000, metadata={"help": "env steps between checkpoints"})
+    eval_every: int = field(default=100_000, metadata={"help": "env steps between evaluations on fixed seeds"})
+    eval_episodes: int = field(default=5, metadata={"help": "episodes per periodic evaluation"})
+    test_episodes: int = field(default=20, metadata={"help": "held-out episodes of the final comparison (0: skip)"})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads (1 is fastest for small MLPs)"})
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in fields(Config):
+        kind = int if f.type in ("int", "int | None") else str
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None if f.default is MISSING
+                            else f.default, help=f.metadata["help"])
+    return Config(**vars(parser.parse_args(argv)))
+
+
+def resolve(cfg: Config) -> tuple[Config, dict, Path]:
+    """Fill defaults from the hyperparameter file or the resumed run; check everything before training."""
+    if cfg.resume:
+        run_dir = Path(cfg.resume)
+        if not (run_dir / "config.json").is_file() or not (run_dir / CHECKPOINT_DIR / "model.zip").is_file():
+            raise FileNotFoundError(f"{run_dir} holds no train.py checkpoint to resume "
+                                    f"(expected config.json and {CHECKPOINT_DIR}/model.zip)")
+        saved = json.loads((run_dir / "config.json").read_text())
+        timesteps = cfg.timesteps
+        cfg = Config(**saved["config"])
+        cfg.resume, cfg.timesteps = str(run_dir), timesteps or cfg.timesteps
+        return cfg, saved["hyperparams"], run_dir
+    if cfg.env_id not in gym.registry:
+        raise ValueError(f"unknown environment {cfg.env_id!r}; chipalloc registers: "
+                         f"{', '.join(k for k in gym.registry if k.startswith('ChipAlloc/'))}")
+    probe = gym.make(cfg.env_id, **({"scenario": cfg.scenario} if cfg.scenario else {}))
+    check_algorithm(cfg.algo, probe.action_space, cfg.env_id)
+    params = load_hyperparams(cfg.hyperparams or HYPERPARAMS_DIR / f"{cfg.algo}.yml", cfg.env_id)
+    cfg.timesteps = cfg.timesteps or int(params.get("n_timesteps", 1_000_000))
+    cfg.n_envs = cfg.n_envs or int(params.get("n_envs", 8))
+    for name in ("timesteps", "n_envs", "checkpoint_every", "eval_every"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive whole number, got {getattr(cfg, name)}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(cfg.run_dir or f"runs/{cfg.env_id.split('/')[-1]}-{cfg.algo}-seed{cfg.seed}-{stamp}")
+    cfg.run_dir = str(run_dir)
+    return cfg, params, run_dir
+
+
+def build(cfg: Config, params: dict, run_dir: Path):
+    """(model, normalised training env): new, or exactly as the last checkpoint left them."""
+    algo = ALGORITHMS[cfg.algo]
+    if cfg.resume:
+        return restore_run_state(run_dir / CHECKPOINT_DIR, algo.cls, cfg.device)
+    env_kwargs = {"scenario": cfg.scenario} if cfg.scenario else None
+    venv = VecMonitor(NativeVecEnv(cfg.env_id, cfg.n_envs, seed=cfg.seed, env_kwargs=env_kwargs))
+    normalize = params.get("normalize", True)
+    venv = VecNormalize(venv, gamma=params.get("gamma", 0.99), **(normalize if isinstance(normalize, dict) else {}))
+    kwargs = {k: v for k, v in params.items() if k not in RUN_KEYS}
+    model = algo.cls(params.get("policy", algo.policy), venv, seed=cfg.seed, device=cfg.device,
+                     tensorboard_log=str(run_dir / "tb"), verbose=0, **kwargs)
+    return model, venv
+
+
+def make_eval_env(cfg: Config, variant_id: str | None = None) -> gym.Env:
+    return gym.make(variant_id or cfg.env_id, **({"scenario": cfg.scenario} if cfg.scenario else {}))
+
+
+def fine_id(env_id: str) -> str:
+    """The fine-variant ID of the same scenario (the LP scheduler and the oracle act there)."""
+    scenario_suffix = env_id.split("/")[-1].split("-", 1)[1] if "-" in env_id.split("/")[-1] else "v0"
+    return f"ChipAlloc/DatacenterFine-{scenario_suffix}"
+
+
+def compare(cfg: Config, model, normalizer: VecNormalize, run_dir: Path) -> str:
+    """The trained agent, every baseline and the oracle on the same held-out seeds; writes comparison.{md,json}."""
+    seeds = seeds_from(TEST_SEED_START, cfg.test_episodes)
+    returns = {"agent": [e.episode_return for e in evaluate(
+        lambda: make_eval_env(cfg), lambda env: TrainedPolicy.from_model(env, model, cfg.algo, normalizer), seeds)]}
+    for name in (*BASELINES, "oracle"):
+        env_id = fine_id(cfg.env_id) if name in ("lp-scheduler", "oracle") else cfg.env_id
+        returns[name] = [e.episode_return for e in evaluate(
+            lambda env_id=env_id: make_eval_env(cfg, env_id), lambda env, n=name: make_policy(n, env), seeds)]
+    values = {k: np.array(v) for k, v in returns.items()}
+    best = max((n for n in BASELINES), key=lambda n: values[n].mean())
+    oracle = values["oracle"].mean()
+    lines = [f"Held-out seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} episodes), {cfg.env_id}"
+             + (f", scenario {cfg.scenario}" if cfg.scenario else ""),
+             "", "| policy | mean return | 95% CI | gap to oracle |", "|---|---|---|---|"]
+    for name, v in values.items():
+        mean, low, high = mean_ci(v)
+        lines.append(f"| {name} | {mean:.1f} | [{low:.1f}, {high:.1f}] | {(oracle - mean) / abs(oracle):.1%} |")
+    diff, low, high = paired_difference_ci(values["agent"], values[best])
+    verdict = "beats" if low > 0 else "does not beat"
+    lines += ["", f"agent - {best} (best baseline): {diff:+.1f} [{low:+.1f}, {high:+.1f}] (paired, 95% bootstrap): "
+              f"the agent {verdict} the best baseline."]
+    text = "\n".join(lines)
+    atomic_write_text(run_dir / "comparison.md", text + "\n")
+    atomic_write_text(run_dir / "comparison.json", json.dumps(
+        {"seeds": seeds, "returns": returns, "best_baseline": best,
+         "agent_minus_best": {"mean": diff, "ci95": [low, high]}}, indent=1))
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg, params, run_dir = resolve(parse_args(argv))
+    torch.set_num_threads(cfg.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:
+        atomic_write_text(run_dir / "config.json", json.dumps(
+            {"config": asdict(cfg), "hyperparams": params, "command": shlex.join(sys.argv)}, indent=1, default=str))
+        atomic_write_text(Path("runs") / "latest.txt", str(run_dir) + "\n")
+    model, venv = build(cfg, params, run_dir)
+    remaining = cfg.timesteps - model.num_timesteps
+    print(f"{'resuming' if cfg.resume else 'training'} {cfg.algo} on {cfg.env_id} in {run_dir}: "
+          f"{model.num_timesteps:,} of {cfg.timesteps:,} steps done")
+
+    eval_seeds = seeds_from(EVAL_SEED_START, cfg.eval_episodes)
+    heuristics = {name: np.mean([e.episode_return for e in evaluate(
+        lambda: make_eval_env(cfg), lambda env, n=name: make_policy(n, env), eval_seeds)])
+        for name in BASELINES if name != "lp-scheduler"}
+    best_heuristic = max(heuristics.values())
+
+    def evaluate_agent() -> float:
+        return float(np.mean([e.episode_return for e in evaluate(
+            lambda: make_eval_env(cfg),
+            lambda env: TrainedPolicy.from_model(env, model, cfg.algo, venv), eval_seeds)]))
+
+    callbacks = [DomainMetricsCallback(every=max(2048, cfg.n_envs)),
+                 CheckpointEvery(run_dir, cfg.checkpoint_every),
+                 PeriodicEval(cfg.eval_every, evaluate_agent, best_heuristic, run_dir / "evaluations.json")]
+    if remaining > 0:
+        model.learn(total_timesteps=remaining, callback=callbacks, tb_log_name="run",
+                    reset_num_timesteps=not cfg.resume, progress_bar=True)
+    save_run_state(run_dir, model, venv, resumable=False)
+    save_run_state(run_dir / CHECKPOINT_DIR, model, venv)
+    print(f"saved {run_dir}/model.zip ({model.num_timesteps:,} steps)")
+    if cfg.test_episodes > 0:
+        print(compare(cfg, model, venv, run_dir))
+
+
+if __name__ == "__main__":
+    main()
