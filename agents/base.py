@@ -19,16 +19,17 @@ import gymnasium as gym
 import numpy as np
 
 from envs import DatacenterEnv
-from envs.core import demand_now, knob_shares
-from envs.spaces import KNOB_LEVELS, ORDER_LEVELS, fine_action
+from envs.core import available_mask, demand_now, knob_shares
+from envs.sizing import chips_for_demand, coverage, owned_and_ordered, training_need
+from envs.spaces import LEVELS, MAX_COVERAGE, fine_action
 
 
 @dataclass(frozen=True)
 class Plan:
-    """One week's decision: ``order_fraction`` (K,) of the weekly maximum per chip, and either
-    ``knobs`` (4,) in [0, 1] or ``shares`` ((1+2C), K) of each chip type's fleet."""
+    """One week's decision: ``orders`` (K,) chips per chip type, and either ``knobs`` (4,) in [0, 1]
+    or ``shares`` ((1+2C), K) of each chip type's fleet."""
 
-    order_fraction: np.ndarray
+    orders: np.ndarray
     knobs: np.ndarray | None = None
     shares: np.ndarray | None = None
 
@@ -54,28 +55,35 @@ class Policy:
 
 
 def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
-    """Encode a plan in the action space of ``env``'s variant."""
-    scenario = env.scenario
-    orders = np.clip(np.asarray(plan.order_fraction, dtype=float), 0.0, 1.0)
+    """Encode a plan in the action space of ``env``'s variant.
+
+    The compact variants order by a capacity target and chip weights; the chips a plan orders map
+    onto them exactly (weights proportional to the capacity each chip type adds), except that the
+    target saturates at MAX_COVERAGE and the discrete variants round to their levels.
+    """
+    scenario, state = env.scenario, env.state
+    orders = np.maximum(np.asarray(plan.orders, dtype=float), 0.0)
+    demand = demand_now(env.exogenous, state) + state.backlog
     if env.variant == "fine":
         shares = plan.shares
         if shares is None:
-            state, exo = env.state, env.exogenous
-            shares = knob_shares(scenario, state.fleet, demand_now(exo, state) + state.backlog,
-                                 np.asarray(plan.knobs, dtype=float)[None])[0]
-        return fine_action(scenario, orders, shares)
+            shares = knob_shares(scenario, state.fleet, demand, np.asarray(plan.knobs, dtype=float)[None],
+                                 training_need(state))[0]
+        return fine_action(scenario, np.minimum(orders / scenario.max_order_chips_per_week, 1.0), shares)
     if plan.knobs is None:
         raise ValueError(f"{env.variant} environments take knobs; this plan has only explicit shares "
                          f"(use a ChipAlloc/DatacenterFine-* environment)")
     knobs = np.clip(np.asarray(plan.knobs, dtype=float), 0.0, 1.0)
+    work = chips_for_demand(scenario, demand)[0]
+    usable = available_mask(scenario, state.week)[0] & np.isfinite(work) & (work > 0)
+    added = np.where(usable, orders / np.where(usable, work, 1.0), 0.0)  # coverage each chip type adds
+    weights = added / added.max() if added.max() > 0 else np.zeros_like(added)
+    owned = coverage(scenario, owned_and_ordered(state), demand)[0]
+    target = min((owned + added.sum()) / MAX_COVERAGE, 1.0) if added.sum() > 0 else 0.0
+    parts = {"datacenter": [weights, [target], knobs], "procurement": [weights, [target]],
+             "scheduling": [knobs]}[env.variant]
+    u = np.concatenate(parts)
     if env.discrete:
-        order_levels = np.round(orders * (ORDER_LEVELS - 1)).astype(np.int64)
-        masks = env.action_masks()[: scenario.n_chips * ORDER_LEVELS].reshape(scenario.n_chips, ORDER_LEVELS)
-        for k, level in enumerate(order_levels):  # the largest allowed level not above the plan
-            order_levels[k] = max(lvl for lvl in range(level + 1) if masks[k, lvl])
-        knob_levels = np.round(knobs * (KNOB_LEVELS - 1)).astype(np.int64)
-        return np.concatenate([order_levels, knob_levels])
-    encoded_orders = np.where(orders > 0, orders, -1.0)
-    parts = {"datacenter": [encoded_orders, 2 * knobs - 1], "procurement": [encoded_orders],
-             "scheduling": [2 * knobs - 1]}[env.variant]
-    return np.concatenate(parts).astype(np.float32)
+        levels = np.round(u * (LEVELS - 1)).astype(np.int64)
+        return np.where(env.action_masks().reshape(len(u), LEVELS)[np.arange(len(u)), levels], levels, 0)
+    return (2.0 * u - 1.0).astype(np.float32)

@@ -1,9 +1,7 @@
 """Heuristic baselines: random, do-nothing, homogeneous GPU fleet, disaggregated greedy, forecast-driven.
 
-They share one sizing rule. For demand D (tokens/s per class), one chip of type k covers a
-fraction 1 / W_k(D) of it, where W_k(D) = sum_c D_c (I_c/O_c) / prefill_rate_ck + D_c / decode_rate_ck
-(chips of type k needed to serve all of D colocated). A fleet covers sum_k N_k / W_k(D) of D; a
-rule buys the chips that lift that coverage (counting chips already on order) to its target.
+They share the sizing rule of :mod:`envs.sizing`: a rule buys the chips that lift the coverage of
+its demand target (counting chips already on order) to one, choosing chips its own way.
 """
 
 from __future__ import annotations
@@ -11,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import Plan, Policy
-from envs.core import WEEK_S, available_mask, chip_prices, demand_now
+from envs.core import available_mask, chip_prices, demand_now
+from envs.sizing import coverage, owned_and_ordered, prefill_and_decode_chips
 from hardware import get_chip
 
-NEUTRAL_KNOBS = np.array([0.0, 0.5, 0.0, 0.5])
+NEUTRAL_KNOBS = np.array([0.6, 0.5, 0.0, 0.5])  # training at 1.2x the pace jobs need; balanced; neutral
 SAFETY = 0.2  # capacity headroom over the demand a rule sizes for
 DEBT_BUFFER = 0.5  # rules spend at most cash + this share of the credit line
 
@@ -28,31 +27,16 @@ class _Sizing(Policy):
         demand = (demand_now(env.exogenous, state) + state.backlog)[0]
         return state, demand
 
-    def _rates(self):
-        a = self.env.scenario.arrays
-        fits = a["fits"] > 0
-        prefill = np.where(fits, a["prefill_rate"], 0.0)
-        decode = np.where(fits, a["serving_decode_rate"], 0.0)
-        return prefill, decode
-
     def _work(self, demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(prefill, decode) chips of each type needed to serve ``demand`` alone; inf if a class does not fit."""
-        a = self.env.scenario.arrays
-        prefill, decode = self._rates()
-        prompt = demand * a["input_tokens"] / a["output_tokens"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            wp = np.where(prefill > 0, prompt[:, None] / prefill, np.where(prompt[:, None] > 0, np.inf, 0.0))
-            wd = np.where(decode > 0, demand[:, None] / decode, np.where(demand[:, None] > 0, np.inf, 0.0))
-        return wp.sum(0), wd.sum(0)
+        prefill, decode = prefill_and_decode_chips(self.env.scenario, demand[None])
+        return prefill[0], decode[0]
 
     def _coverage(self, chips: np.ndarray, demand: np.ndarray) -> float:
-        wp, wd = self._work(demand)
-        work = wp + wd
-        return float(np.sum(np.where(np.isfinite(work) & (work > 0), chips / np.where(work > 0, work, 1.0), 0.0)))
+        return float(coverage(self.env.scenario, chips[None], demand[None])[0])
 
     def _owned_and_ordered(self) -> np.ndarray:
-        s = self.env.state
-        return (s.fleet + s.queue + s.pipeline.sum(2))[0]
+        return owned_and_ordered(self.env.state)[0]
 
     def _prices(self) -> np.ndarray:
         s = self.env.state
@@ -66,25 +50,15 @@ class _Sizing(Policy):
         return max(0.0, float(s.cash[0]) + DEBT_BUFFER * self.env.scenario.credit_limit_usd)
 
     def _order(self, chips: np.ndarray) -> np.ndarray:
-        """Order fractions for ``chips`` (K,), scaled down to the spending budget."""
+        """``chips`` (K,) scaled down to the spending budget and the weekly maximum."""
         cost = float(np.sum(chips * self._prices()))
         if cost > self._budget():
             chips = chips * self._budget() / cost
-        return np.clip(chips / self.env.scenario.max_order_chips_per_week, 0.0, 1.0)
-
-    def _training_knob(self) -> float:
-        """Knob 0 that gives active training jobs the FLOP rate they need to meet their deadlines."""
-        s, a = self.env.state, self.env.scenario.arrays
-        active = s.job_flops[0] > 0
-        if not active.any():
-            return 0.0
-        need = float(np.sum(s.job_flops[0][active] / (np.maximum(s.job_weeks_left[0][active], 1.0) * WEEK_S)))
-        capacity = float(np.sum(s.fleet[0] * a["train_flops_per_chip_s"]))
-        return float(np.clip(2.0 * 1.2 * need / max(capacity, 1.0), 0.0, 1.0))
+        return np.minimum(chips, self.env.scenario.max_order_chips_per_week)
 
     def _knobs(self, specialisation: float) -> np.ndarray:
         knobs = NEUTRAL_KNOBS.copy()
-        knobs[0], knobs[2] = self._training_knob(), specialisation
+        knobs[2] = specialisation
         return knobs
 
 

@@ -150,7 +150,7 @@ class LPSchedulerPolicy(Policy):
     def plan(self) -> Plan:
         env = self.env
         s, scenario = env.state, env.scenario
-        orders = self.procurement.plan().order_fraction
+        orders = self.procurement.plan().orders
         incoming = s.pipeline[0, :, 0] if s.pipeline.shape[2] else 0.0
         fleet = s.fleet[0] + incoming
         fleet = fleet - np.ceil(fleet * scenario.failure_rate_per_year / 52.0) - 1.0  # this week's failures, rounded up

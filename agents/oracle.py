@@ -323,13 +323,12 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
     while orders @ stacks > allocation + 1e-6:
         k = int(np.argmax(orders * stacks))
         orders[k] -= unit[k]
-    fraction = (orders + 1e-6 * unit) / scenario.max_order_chips_per_week
     # The failure draws are part of the exogenous path, so this week's fleet is known exactly.
     arriving = s.fleet[0] + s.pipeline[0, :, 0]
     p_fail = scenario.failure_rate_per_year / 52.0
     fleet = arriving - np.minimum(np.floor(arriving * p_fail + env.exogenous.failure_u[0, t]), arriving)
     shares = whole_replica_shares(scenario, fleet, plan.train[t], plan.prefill[t], plan.decode[t])
-    return Plan(np.where(orders > 0, fraction, 0.0), shares=shares)
+    return Plan(np.where(orders > 0, orders + 1e-6 * unit, 0.0), shares=shares)
 
 
 def _allocation(scenario: Scenario, exo: Exogenous, t: int) -> float:

@@ -28,7 +28,8 @@ from envs.scenario import Scenario
 WEEK_S = 7 * 24 * 3600.0
 N_KNOBS = 4
 _AFFINITY_SHARPNESS = 4.0  # how strongly "specialise" concentrates each role on its best chips
-_BACKLOG_WEEKS = 4.0  # carried-over demand is capped at this many weeks of current demand
+_BACKLOG_WEEKS = 4.0
+MAX_TRAINING_SHARE = 0.9  # carried-over demand is capped at this many weeks of current demand
 
 
 @dataclass(frozen=True)
@@ -223,11 +224,13 @@ def available_mask(scenario: Scenario, week: Any) -> Any:
     return xp.astype(week, xp.float64)[:, None] >= params(scenario, xp, _device(week))["available_week"]
 
 
-def knob_shares(scenario: Scenario, fleet: Any, demand: Any, knobs: Any) -> Any:
+def knob_shares(scenario: Scenario, fleet: Any, demand: Any, knobs: Any, training_need: Any) -> Any:
     """The built-in allocator: four knobs in [0, 1] -> shares (B, 1 + 2C, K) of each chip type's fleet.
 
     Rows of the result: 0 training, 1..C prefill of each class, C+1..2C decode of each class.
-    knobs[:, 0] training share: up to half of each training-capable chip type trains.
+    knobs[:, 0] training pace: training-capable chips get 2 x knob x the FLOP/s that active jobs
+                need (``training_need``, (B,)) to meet their deadlines at an even pace (0.5 = on
+                pace), spread in proportion over them, at most 90% of each type.
     knobs[:, 1] prefill bias: 0.5 gives prefill and decode capacity in proportion to their work.
     knobs[:, 2] specialisation: 0 splits every chip type across all roles alike (colocated);
                 1 gives each role to the chip types with a comparative advantage in it
@@ -236,8 +239,11 @@ def knob_shares(scenario: Scenario, fleet: Any, demand: Any, knobs: Any) -> Any:
     """
     xp = array_namespace(fleet)
     a = params(scenario, xp, _device(fleet))
-    capable = xp.astype(a["train_flops_per_chip_s"] > 0, xp.float64)
-    train_share = 0.5 * knobs[:, :1] * capable  # (B, K)
+    flops = a["train_flops_per_chip_s"]
+    capable = xp.astype(flops > 0, xp.float64)
+    fleet_flops = xp.sum(fleet * flops, axis=1)
+    pace = 2.0 * knobs[:, 0] * training_need / _safe(xp, fleet_flops)
+    train_share = xp.clip(pace, max=MAX_TRAINING_SHARE)[:, None] * capable  # (B, K)
     serve = fleet * (1.0 - train_share)
     fits = a["fits"]
     pr, dr = a["prefill_rate"], a["serving_decode_rate"]

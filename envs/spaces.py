@@ -7,14 +7,15 @@ from gymnasium import spaces
 
 from envs.core import N_KNOBS, Exogenous, State, available_mask, chip_prices, demand_now, knob_shares
 from envs.scenario import Scenario
+from envs.sizing import chips_for_demand, coverage, owned_and_ordered, training_need
 
 OBS_CLIP = 10.0
 VARIANTS = ("datacenter", "procurement", "scheduling", "fine")
-ORDER_LEVELS = 5  # discrete order sizes: 0, 1/4, 1/2, 3/4, 1 of the weekly maximum
-KNOB_LEVELS = 5
-# Procurement-v0's fixed schedule: 10% of training-capable chips train, balanced prefill/decode,
+LEVELS = 5  # discrete variants: each entry takes 5 levels, 0, 1/4, 1/2, 3/4, 1 of its range
+MAX_COVERAGE = 3.0  # the largest capacity target of the compact action, in multiples of current demand
+# Procurement-v0's fixed schedule: training at 1.2x the pace jobs need, balanced prefill/decode,
 # half-specialised placement, neutral latency priority.
-PROCUREMENT_KNOBS = np.array([0.2, 0.5, 0.5, 0.5])
+PROCUREMENT_KNOBS = np.array([0.6, 0.5, 0.5, 0.5])
 # Scheduling-v0's fixed purchase plan: every quarter, buy the newest NVIDIA HBM GPU on sale, as many
 # chips as this share of the fleet (within the weekly maximum); the agent only schedules.
 SCHEDULING_PLAN_EVERY_WEEKS = 13
@@ -22,7 +23,7 @@ SCHEDULING_PLAN_GROWTH = 0.25
 
 
 def observation_size(scenario: Scenario) -> int:
-    return 2 + 5 * scenario.n_chips + 3 * scenario.n_classes + 4 + 2
+    return 4 + 5 * scenario.n_chips + 4 * scenario.n_classes + 4 + 2
 
 
 def observation_space(scenario: Scenario) -> spaces.Box:
@@ -41,11 +42,13 @@ def _week(scenario: Scenario, state: State) -> np.ndarray:
 def observe(scenario: Scenario, state: State, exo: Exogenous) -> np.ndarray:
     """(B, n) float32 observation, each block scaled to order one and clipped to ±OBS_CLIP.
 
-    Blocks: [week / T, cash / credit limit] | per chip: fleet, on order (queued + in transit),
-    on sale now (0/1), price / list price, utilisation last week | per class: this week's
-    demand / (10 x initial demand), served fraction and SLO attainment last week | HBM: price
-    index, supply / initial supply, our queued stacks / weekly allocation, shock flag |
-    training: remaining FLOPs / (slots x job size), nearest deadline / deadline weeks.
+    Blocks: [week / T, cash / credit limit, coverage of this week's demand by the fleet and by
+    fleet + orders (see :mod:`envs.sizing`) / MAX_COVERAGE] | per chip: fleet, on order (queued +
+    in transit), on sale now (0/1), price / list price, utilisation last week | per class: this
+    week's demand / (10 x initial demand), its growth over four weeks (log ratio x 10), served
+    fraction and SLO attainment last week | HBM: price index, supply / initial supply, our queued
+    stacks / weekly allocation, shock flag | training: remaining FLOPs / (slots x job size),
+    nearest deadline / deadline weeks.
     """
     a, B = scenario.arrays, state.fleet.shape[0]
     scale = _fleet_scale(scenario)
@@ -54,15 +57,21 @@ def observe(scenario: Scenario, state: State, exo: Exogenous) -> np.ndarray:
     tr = scenario.training
     active = state.job_flops > 0
     nearest = np.where(active.any(1), np.where(active, state.job_weeks_left, np.inf).min(1), tr["deadline_weeks"])
+    demand = demand_now(exo, state)
+    wanted = demand + state.backlog
+    past = exo.demand[np.arange(B), np.maximum(_week(scenario, state) - 4, 0)]
     blocks = [
         (state.week / scenario.weeks)[:, None],
         (state.cash / scenario.credit_limit_usd)[:, None],
+        np.minimum(coverage(scenario, state.fleet, wanted), OBS_CLIP)[:, None] / MAX_COVERAGE,
+        np.minimum(coverage(scenario, owned_and_ordered(state), wanted), OBS_CLIP)[:, None] / MAX_COVERAGE,
         state.fleet / scale,
         (state.queue + state.pipeline.sum(2)) / scale,
         available_mask(scenario, state.week).astype(float),
         chip_prices(scenario, state.week, state.hbm_price) / a["list_price"],
         state.last_utilisation,
-        demand_now(exo, state) / (10.0 * np.maximum(a["demand0"], 1.0)),
+        demand / (10.0 * np.maximum(a["demand0"], 1.0)),
+        10.0 * np.log(np.maximum(demand, 1.0) / np.maximum(past, 1.0)),
         state.last_served_fraction,
         state.last_attainment,
         state.hbm_price[:, None],
@@ -85,10 +94,10 @@ def action_space(scenario: Scenario, variant: str, discrete: bool = False) -> sp
         if discrete:
             raise ValueError("the fine variant has a continuous action only; use discrete=False")
         return spaces.Box(-1.0, 1.0, shape=(scenario.n_chips * (1 + n_roles(scenario)),), dtype=np.float32)
-    n_orders = scenario.n_chips if variant in ("datacenter", "procurement") else 0
+    n_orders = scenario.n_chips + 1 if variant in ("datacenter", "procurement") else 0
     n_knobs = N_KNOBS if variant in ("datacenter", "scheduling") else 0
     if discrete:
-        return spaces.MultiDiscrete([ORDER_LEVELS] * n_orders + [KNOB_LEVELS] * n_knobs)
+        return spaces.MultiDiscrete([LEVELS] * (n_orders + n_knobs))
     return spaces.Box(-1.0, 1.0, shape=(n_orders + n_knobs,), dtype=np.float32)
 
 
@@ -117,42 +126,55 @@ def decode(scenario: Scenario, variant: str, action: np.ndarray, state: State, e
            discrete: bool = False):
     """(orders (B,K) chips, shares (B, 1+2C, K)) from a batch of valid actions.
 
-    Box: an order entry a > 0 buys a x the weekly maximum (rounded down to whole order units
-    by the dynamics), a <= 0 buys nothing; a knob entry maps [-1, 1] to [0, 1] and the built-in
-    allocator (:func:`envs.core.knob_shares`) turns the knobs into shares. MultiDiscrete: order
-    level l buys l/4 of the weekly maximum, knob level l sets the knob to l/4. Fine: after the K
-    order entries come (1+2C) x K share entries, row-major by role (training, prefill per class,
-    decode per class); u = (a + 1) / 2 and each chip type's shares are u / max(1, sum of its u).
+    Compact variants (datacenter, procurement), Box: K chip weights, then a capacity target,
+    then (datacenter) four knobs; each entry maps [-1, 1] to u in [0, 1]. The target is u x
+    MAX_COVERAGE times this week's demand; the order buys the shortfall between it and the
+    coverage of the chips owned and on order, split over the chips on sale in proportion to their
+    weights (each share sized in that chip's own capacity, :mod:`envs.sizing`). The knobs feed the
+    built-in allocator (:func:`envs.core.knob_shares`). MultiDiscrete: level l of any entry is
+    u = l/4. Fine: K order entries (a > 0 buys a x the weekly maximum) then (1+2C) x K share
+    entries, row-major by role (training, prefill per class, decode per class); u = (a + 1) / 2
+    and each chip type's shares are u / max(1, sum of its u).
     """
     B, K = action.shape[0], scenario.n_chips
-    max_order = float(scenario.max_order_chips_per_week)
     if variant == "fine":
         u = ((action[:, K:] + 1.0) / 2.0).reshape(B, n_roles(scenario), K)
-        return np.maximum(action[:, :K], 0.0) * max_order, u / np.maximum(1.0, u.sum(1, keepdims=True))
-    if discrete:
-        levels = action.astype(float)
-        frac_orders = levels[:, :K] / (ORDER_LEVELS - 1) if variant != "scheduling" else None
-        knob_part = levels[:, -N_KNOBS:] / (KNOB_LEVELS - 1) if variant != "procurement" else None
+        orders = np.maximum(action[:, :K], 0.0) * float(scenario.max_order_chips_per_week)
+        return orders, u / np.maximum(1.0, u.sum(1, keepdims=True))
+    u = action.astype(float) / (LEVELS - 1) if discrete else (action + 1.0) / 2.0
+    demand = demand_now(exo, state) + state.backlog
+    if variant == "scheduling":
+        orders = scheduling_plan(scenario, state)
     else:
-        frac_orders = np.maximum(action[:, :K], 0.0) if variant != "scheduling" else None
-        knob_part = (action[:, -N_KNOBS:] + 1.0) / 2.0 if variant != "procurement" else None
-    if frac_orders is None:
-        frac_orders = scheduling_plan(scenario, state)
-    knobs = np.tile(PROCUREMENT_KNOBS, (B, 1)) if knob_part is None else knob_part
-    shares = knob_shares(scenario, state.fleet, demand_now(exo, state) + state.backlog, knobs)
-    return frac_orders * max_order, shares
+        orders = capacity_orders(scenario, state, demand, u[:, :K], u[:, K] * MAX_COVERAGE)
+    knobs = np.tile(PROCUREMENT_KNOBS, (B, 1)) if variant == "procurement" else u[:, -N_KNOBS:]
+    shares = knob_shares(scenario, state.fleet, demand, knobs, training_need(state))
+    return orders, shares
+
+
+def capacity_orders(scenario: Scenario, state: State, demand: np.ndarray, weights: np.ndarray,
+                    target: np.ndarray) -> np.ndarray:
+    """(B, K) chips that lift coverage of ``demand`` to ``target``, split by ``weights`` over chips on sale."""
+    work = chips_for_demand(scenario, demand)
+    usable = available_mask(scenario, state.week) & np.isfinite(work) & (work > 0)
+    w = np.where(usable, weights, 0.0)
+    total = w.sum(1, keepdims=True)
+    split = np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.0)
+    shortfall = np.maximum(target - coverage(scenario, owned_and_ordered(state), demand), 0.0)
+    shortfall = np.where(np.isfinite(shortfall), shortfall, 0.0)
+    return shortfall[:, None] * split * np.where(usable, work, 0.0)
 
 
 def scheduling_plan(scenario: Scenario, state: State) -> np.ndarray:
-    """(B, K) order fractions of Scheduling-v0's fixed plan (see SCHEDULING_PLAN_*)."""
+    """(B, K) chips ordered by Scheduling-v0's fixed plan (see SCHEDULING_PLAN_*)."""
     a = scenario.arrays
     candidates = available_mask(scenario, state.week) * a["nvidia_hbm"]
     newest = np.argmax(np.where(candidates > 0, a["available_week"], -np.inf), axis=1)
     due = (state.week % SCHEDULING_PLAN_EVERY_WEEKS == 0) & (candidates.sum(1) > 0)
     chips = SCHEDULING_PLAN_GROWTH * state.fleet.sum(1) * due
-    fractions = np.zeros(state.fleet.shape)
-    fractions[np.arange(len(newest)), newest] = np.minimum(chips / scenario.max_order_chips_per_week, 1.0)
-    return fractions
+    orders = np.zeros(state.fleet.shape)
+    orders[np.arange(len(newest)), newest] = np.minimum(chips, scenario.max_order_chips_per_week)
+    return orders
 
 
 def fine_action(scenario: Scenario, order_fraction: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -164,21 +186,16 @@ def fine_action(scenario: Scenario, order_fraction: np.ndarray, shares: np.ndarr
 
 
 def action_masks(scenario: Scenario, variant: str, state: State) -> np.ndarray:
-    """(B, sum(nvec)) bool: order levels for chips not on sale, or costing more than cash plus credit, are masked."""
-    B, K = state.fleet.shape
-    masks = []
+    """(B, sum(nvec)) bool: a chip not on sale can only take weight level 0; every other level is valid
+    (orders beyond cash plus credit are scaled down by the dynamics and reported)."""
     if variant == "fine":
         raise AttributeError("action_masks() exists only for the discrete variants")
+    B, K = state.fleet.shape
+    masks = []
     if variant != "scheduling":
-        unit = scenario.arrays["order_unit"]
-        prices = chip_prices(scenario, state.week, state.hbm_price)
-        headroom = np.maximum(state.cash + scenario.credit_limit_usd, 0.0)
-        levels = np.arange(ORDER_LEVELS) / (ORDER_LEVELS - 1)
-        chips = np.floor(levels[None, None, :] * scenario.max_order_chips_per_week / unit[None, :, None]) * unit[
-            None, :, None]
-        ok = (chips * prices[:, :, None] <= headroom[:, None, None]) & available_mask(scenario, state.week)[:, :, None]
-        ok[:, :, 0] = True
-        masks.append(ok.reshape(B, K * ORDER_LEVELS))
+        weights = np.ones((B, K, LEVELS), dtype=bool)
+        weights[:, :, 1:] = available_mask(scenario, state.week)[:, :, None]
+        masks += [weights.reshape(B, K * LEVELS), np.ones((B, LEVELS), dtype=bool)]
     if variant != "procurement":
-        masks.append(np.ones((B, N_KNOBS * KNOB_LEVELS), dtype=bool))
+        masks.append(np.ones((B, N_KNOBS * LEVELS), dtype=bool))
     return np.concatenate(masks, axis=1)

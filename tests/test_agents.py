@@ -99,7 +99,7 @@ def test_lp_allocation_is_feasible_and_at_least_as_profitable_that_week_as_the_g
     assert (plan.shares >= 0).all() and (plan.shares.sum(0) <= 1 + 1e-9).all()
     # Same orders for both, so only the allocation differs.
     greedy_plan = greedy_policy.plan()
-    lp_action = agents.to_action(lp_env, agents.Plan(greedy_plan.order_fraction, shares=plan.shares))
+    lp_action = agents.to_action(lp_env, agents.Plan(greedy_plan.orders, shares=plan.shares))
     _, lp_reward, _, _, lp_info = lp_env.step(lp_action)
     _, greedy_reward, *_ = greedy_env.step(agents.to_action(greedy_env, greedy_plan))
     chips = lp_info["train_chips"] + lp_info["prefill_chips"].sum(0) + lp_info["decode_chips"].sum(0)

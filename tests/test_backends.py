@@ -7,6 +7,7 @@ from array_api_compat import torch as torch_xp
 
 from envs import load_scenario
 from envs.core import demand_now, draw_exogenous, exogenous_as, initial_state, knob_shares, step
+from envs.sizing import training_need
 
 SCENARIO = load_scenario("small")
 
@@ -20,11 +21,20 @@ def _run(xp, weeks=26, batch=3):
     for _ in range(weeks):
         orders = xp.asarray(rng.random((batch, SCENARIO.n_chips)) * 64.0, dtype=xp.float64)
         knobs = xp.asarray(rng.random((batch, 4)), dtype=xp.float64)
-        shares = knob_shares(SCENARIO, state.fleet, demand_now(exo, state) + state.backlog, knobs)
+        need = xp.asarray(training_need(_as_numpy(state)), dtype=xp.float64)
+        shares = knob_shares(SCENARIO, state.fleet, demand_now(exo, state) + state.backlog, knobs, need)
         state, reward, info = step(SCENARIO, state, orders, shares, exo)
         rewards.append(np.asarray(reward))
         cash.append(np.asarray(info["cash"]))
     return np.array(rewards), np.array(cash), np.asarray(state.fleet)
+
+
+def _as_numpy(state):
+    from dataclasses import fields
+
+    from envs.core import State
+
+    return State(**{f.name: np.asarray(getattr(state, f.name)) for f in fields(state)})
 
 
 @pytest.mark.parametrize("xp", [torch_xp, array_api_strict], ids=["torch", "array-api-strict"])

@@ -82,8 +82,8 @@ def test_native_vector_env_matches_single_envs_step_for_step():
 
 
 @pytest.mark.parametrize("bad", [
-    np.full(7, np.nan, dtype=np.float32), np.full(7, np.inf, dtype=np.float32), np.zeros(3, dtype=np.float32),
-    np.full(7, 2.0, dtype=np.float32), np.array(["a"] * 7),
+    np.full(8, np.nan, dtype=np.float32), np.full(8, np.inf, dtype=np.float32), np.zeros(3, dtype=np.float32),
+    np.full(8, 2.0, dtype=np.float32), np.array(["a"] * 8),
 ])
 def test_invalid_actions_raise_a_clear_error(bad):
     env = gym.make("ChipAlloc/Datacenter-Small-v0")
@@ -102,21 +102,44 @@ def test_discrete_variant_masks_chips_not_on_sale_and_unaffordable_orders():
 
 
 def test_orders_for_chips_not_on_sale_are_dropped_and_reported():
-    env = gym.make("ChipAlloc/Datacenter-v0")
+    env = gym.make("ChipAlloc/DatacenterFine-v0")
     env.reset(seed=0)
     a = -np.ones(env.action_space.shape, dtype=np.float32)
-    b300 = env.unwrapped.scenario.chips.index("B300")
+    b300 = env.unwrapped.scenario.chips.index("B300")  # on sale from 2026
     a[b300] = 1.0
     _, _, _, _, info = env.step(a)
     assert info["orders_unavailable"][b300] > 0 and info["ordered"][b300] == 0
 
 
+def test_compact_orders_reach_the_capacity_target_on_chips_on_sale():
+    from envs.sizing import coverage, owned_and_ordered
+
+    env = gym.make("ChipAlloc/Datacenter-v0")
+    env.reset(seed=0)
+    u = env.unwrapped
+    s, K = u.scenario, u.scenario.n_chips
+    a = -np.ones(env.action_space.shape, dtype=np.float32)
+    h200, b300 = s.chips.index("H200"), s.chips.index("B300")
+    a[[h200, b300]] = 1.0  # equal weight on a chip on sale and one that is not
+    a[K] = 2 * (1.5 / 3.0) - 1  # target: 1.5x this week's demand
+    demand = u.exogenous.demand[:, 0] + u.state.backlog
+    before = coverage(s, owned_and_ordered(u.state), demand)[0]
+    _, _, _, _, info = env.step(a)
+    assert info["ordered"][b300] == 0 and info["orders_unavailable"].sum() == 0
+    assert info["ordered"][h200] > 0 and info["ordered"].sum() == info["ordered"][h200]
+    after = coverage(s, (info["fleet"] + info["in_queue"] + info["in_transit"] + info["failed"])[None], demand)[0]
+    unit_coverage = coverage(s, np.eye(K)[h200][None] * 8, demand)[0]  # one 8-GPU server
+    assert before < 1.5 and 1.5 - unit_coverage <= after <= 1.5 + 1e-9
+
+
 SMALL = load_scenario("small")
+SMALL_ACTION = gym.make("ChipAlloc/Datacenter-Small-v0").action_space.shape[0]
 
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), actions=st.lists(
-    st.lists(st.floats(-1, 1, allow_nan=False, width=32), min_size=7, max_size=7), min_size=1, max_size=26))
+    st.lists(st.floats(-1, 1, allow_nan=False, width=32), min_size=SMALL_ACTION, max_size=SMALL_ACTION),
+    min_size=1, max_size=26))
 def test_invariants_hold_under_random_action_sequences(seed, actions):
     env = gym.make("ChipAlloc/Datacenter-Small-v0").unwrapped
     env.reset(seed=seed)
