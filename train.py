@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 import envs  # noqa: F401  (registers the IDs)
 from agents import make_policy
 from agents.algorithms import ALGORITHMS, check_algorithm
-from agents.evaluation import evaluate, mean_ci, paired_difference_ci
+from agents.evaluation import EVAL_SEED_START, TEST_SEED_START, evaluate, mean_ci, paired_difference_ci
 from agents.trained import TrainedPolicy
 from agents.training import (
     CHECKPOINT_DIR,
@@ -43,7 +43,6 @@ from agents.training import (
 )
 from agents.vec_env import NativeVecEnv
 
-EVAL_SEED_START, TEST_SEED_START = 10_000, 20_000
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 BASELINES = ("random", "do-nothing", "homogeneous-gpu", "disaggregated-greedy", "forecast", "lp-scheduler")
 

@@ -14,6 +14,9 @@ from agents.base import Policy
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 10_000
+# Seeds: training env i uses (seed + i); train.py's periodic evaluation starts at EVAL_SEED_START and
+# final comparisons (train.py, evaluate.py) at TEST_SEED_START, so the three sets never overlap.
+EVAL_SEED_START, TEST_SEED_START = 10_000, 20_000
 
 
 @dataclass
@@ -23,20 +26,27 @@ class Episode:
     weeks: int
     totals: dict[str, float] = field(default_factory=dict)  # summed info terms, USD
     means: dict[str, np.ndarray] = field(default_factory=dict)  # per-class / per-chip means over the episode
+    trace: dict[str, np.ndarray] = field(default_factory=dict)  # week-by-week series, when asked for
 
 
 _SUMMED = ("profit", "revenue", "revenue_training", "capex", "opex", "power_cost", "maintenance", "interest",
            "depreciation", "write_off")
 _AVERAGED = ("slo_attainment", "utilisation", "usd_per_mtok", "hbm_exposure")
+_TRACED = ("fleet", "demand", "served", "prefill_capacity", "decode_capacity", "hbm_price", "hbm_supply",
+           "hbm_allocation", "hbm_drawn", "cash")
 
 
-def run_episode(env: gym.Env, policy: Policy, seed: int) -> Episode:
-    """One episode of ``policy`` on ``env`` from ``reset(seed=seed)``; the seed fixes the exogenous path."""
+def run_episode(env: gym.Env, policy: Policy, seed: int, trace: bool = False) -> Episode:
+    """One episode of ``policy`` on ``env`` from ``reset(seed=seed)``; the seed fixes the exogenous path.
+
+    ``trace=True`` also keeps the week-by-week fleet, demand, served tokens, capacity and HBM market.
+    """
     obs, _ = env.reset(seed=seed)
     state, start, total, weeks = None, np.array([True]), 0.0, 0
     sums = {k: 0.0 for k in _SUMMED}
     sums.update(unmet=0.0, demand=0.0)
     means: dict[str, np.ndarray] = {}
+    series: dict[str, list] = {k: [] for k in _TRACED} if trace else {}
     while True:
         action, state = policy.predict(obs, state=state, episode_start=start, deterministic=True)
         obs, reward, terminated, truncated, info = env.step(action)
@@ -49,10 +59,13 @@ def run_episode(env: gym.Env, policy: Policy, seed: int) -> Episode:
         sums["demand"] += float(np.sum(info["demand"]))
         for k in _AVERAGED:
             means[k] = means.get(k, 0.0) + np.asarray(info[k], dtype=float)
+        for k in series:
+            series[k].append(np.asarray(info[k], dtype=float))
         if terminated or truncated:
             break
     sums["unmet_share"] = sums.pop("unmet") / max(sums.pop("demand"), 1e-9)
-    return Episode(seed, total, weeks, sums, {k: v / weeks for k, v in means.items()})
+    return Episode(seed, total, weeks, sums, {k: v / weeks for k, v in means.items()},
+                   {k: np.array(v) for k, v in series.items()})
 
 
 def evaluate(make_env: Callable[[], gym.Env], make_policy: Callable[[gym.Env], Policy],
@@ -80,3 +93,21 @@ def paired_difference_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, fl
 def iqm(values: np.ndarray) -> float:
     """Interquartile mean: the mean of the middle 50% (scipy.stats.trim_mean)."""
     return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
+
+
+def stratified_ci(strata: Sequence[np.ndarray], statistic) -> tuple[float, float, float]:
+    """``statistic`` of the pooled strata and its 95% stratified-bootstrap interval: each stratum (a
+    scenario, say) is resampled within itself, as rliable's StratifiedBootstrap does."""
+    strata = [np.asarray(s, dtype=float) for s in strata]
+    point = float(statistic(*strata))
+    if sum(len(s) for s in strata) < 3 or all(np.ptp(s) == 0 for s in strata):
+        return point, point, point
+    res = stats.bootstrap(tuple(strata), statistic, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
+                          method="percentile", random_state=np.random.default_rng(0))
+    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) + P(X = Y) / 2 over all pairs: the Mann-Whitney U statistic over n·m (rliable's definition)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    return float(stats.mannwhitneyu(x, y).statistic / (len(x) * len(y)))
