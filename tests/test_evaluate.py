@@ -92,7 +92,7 @@ def test_a_model_trained_on_another_env_is_refused(trained_run, tmp_path):
 
 def test_latest_without_any_run_is_explained(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match="run train.py first"):
+    with pytest.raises(FileNotFoundError, match=r"run train\.py first"):
         evaluate.main(["--policies", "latest", "--seeds", "1"])
 
 
