@@ -21,7 +21,7 @@ import numpy as np
 from envs import DatacenterEnv
 from envs.core import available_mask, demand_now, knob_shares
 from envs.sizing import chips_for_demand, coverage, owned_and_ordered, training_need
-from envs.spaces import LEVELS, MAX_COVERAGE, fine_action
+from envs.spaces import LEVELS, MAX_COVERAGE, fine_action, weight_entry
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
     work = chips_for_demand(scenario, demand)[0]
     usable = available_mask(scenario, state.week)[0] & np.isfinite(work) & (work > 0)
     added = np.where(usable, orders / np.where(usable, work, 1.0), 0.0)  # coverage each chip type adds
-    weights = added / added.max() if added.max() > 0 else np.zeros_like(added)
+    weights = weight_entry(added / added.max()) if added.max() > 0 else np.zeros_like(added)
     owned = coverage(scenario, owned_and_ordered(state), demand)[0]
     target = min((owned + added.sum()) / MAX_COVERAGE, 1.0) if added.sum() > 0 else 0.0
     parts = {"datacenter": [weights, [target], knobs], "procurement": [weights, [target]],

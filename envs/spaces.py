@@ -13,6 +13,20 @@ OBS_CLIP = 10.0
 VARIANTS = ("datacenter", "procurement", "scheduling", "fine")
 LEVELS = 5  # discrete variants: each entry takes 5 levels, 0, 1/4, 1/2, 3/4, 1 of its range
 MAX_COVERAGE = 3.0  # the largest capacity target of the compact action, in multiples of current demand
+# Chip weights are exponential in the action, so one chip can take nearly all of an order without the
+# other entries sitting exactly at -1: weight(u) = exp(SHARPNESS (u - 1)) - exp(-SHARPNESS), 0 at u = 0.
+WEIGHT_SHARPNESS = 6.0
+
+
+def chip_weight(u: np.ndarray) -> np.ndarray:
+    """Order weight of an action entry u in [0, 1] (0 at u = 0, ~1 at u = 1)."""
+    return np.exp(WEIGHT_SHARPNESS * (u - 1.0)) - np.exp(-WEIGHT_SHARPNESS)
+
+
+def weight_entry(share: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`chip_weight` for relative shares in [0, 1] (the largest share maps to u = 1)."""
+    top = 1.0 - np.exp(-WEIGHT_SHARPNESS)
+    return np.clip(1.0 + np.log(share * top + np.exp(-WEIGHT_SHARPNESS)) / WEIGHT_SHARPNESS, 0.0, 1.0)
 # Procurement-v0's fixed schedule: training at 1.2x the pace jobs need, balanced prefill/decode,
 # half-specialised placement, neutral latency priority.
 PROCUREMENT_KNOBS = np.array([0.6, 0.5, 0.5, 0.5])
@@ -126,7 +140,8 @@ def decode(scenario: Scenario, variant: str, action: np.ndarray, state: State, e
            discrete: bool = False):
     """(orders (B,K) chips, shares (B, 1+2C, K)) from a batch of valid actions.
 
-    Compact variants (datacenter, procurement), Box: K chip weights, then a capacity target,
+    Compact variants (datacenter, procurement), Box: K chip weight entries (weight
+    :func:`chip_weight`, exponential in the entry), then a capacity target,
     then (datacenter) four knobs; each entry maps [-1, 1] to u in [0, 1]. The target is u x
     MAX_COVERAGE times this week's demand; the order buys the shortfall between it and the
     coverage of the chips owned and on order, split over the chips on sale in proportion to their
@@ -146,7 +161,7 @@ def decode(scenario: Scenario, variant: str, action: np.ndarray, state: State, e
     if variant == "scheduling":
         orders = scheduling_plan(scenario, state)
     else:
-        orders = capacity_orders(scenario, state, demand, u[:, :K], u[:, K] * MAX_COVERAGE)
+        orders = capacity_orders(scenario, state, demand, chip_weight(u[:, :K]), u[:, K] * MAX_COVERAGE)
     knobs = np.tile(PROCUREMENT_KNOBS, (B, 1)) if variant == "procurement" else u[:, -N_KNOBS:]
     shares = knob_shares(scenario, state.fleet, demand, knobs, training_need(state))
     return orders, shares
