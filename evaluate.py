@@ -14,22 +14,21 @@ Writes to --out: results.md, per_seed.csv and summary.json (atomically), and plo
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-import envs  # noqa: F401  (registers the IDs)
-from agents import FINE_ONLY, list_policies, make_policy
+from agents import BASELINES, FINE_ONLY, list_policies, make_policy
+from agents.cli import parse_config
 from agents.evaluation import (
     TEST_SEED_START,
     Episode,
@@ -40,9 +39,8 @@ from agents.evaluation import (
 )
 from agents.trained import CONFIG_FILE, TrainedPolicy
 from agents.training import atomic_save, atomic_write_text
+from envs import fine_variant
 from envs.scenario import Scenario
-
-BASELINES = ("random", "do-nothing", "homogeneous-gpu", "disaggregated-greedy", "forecast", "lp-scheduler")
 
 
 @dataclass
@@ -63,15 +61,6 @@ class Spec:
     label: str
     kind: str  # "baseline", "oracle" or "trained"
     runs: tuple[str, ...] = ()
-
-
-def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in fields(Config):
-        kind = int if f.type in ("int", "int | None") else str
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None if f.default is MISSING
-                            else f.default, help=f.metadata["help"])
-    return Config(**vars(parser.parse_args(argv)))
 
 
 def latest_run() -> str:
@@ -112,11 +101,6 @@ def run_env_id(run: str) -> str | None:
     return json.loads(config.read_text())["config"]["env_id"] if config.is_file() else None
 
 
-def fine_id(env_id: str) -> str:
-    name = env_id.split("/")[-1]
-    return f"ChipAlloc/DatacenterFine-{name.split('-', 1)[1] if '-' in name else 'v0'}"
-
-
 def make_env(env_id: str, scenario: str | None) -> gym.Env:
     return gym.make(env_id, **({"scenario": scenario} if scenario else {}))
 
@@ -138,7 +122,7 @@ def run_task(task: tuple) -> dict:
 def tasks_for(specs: list[Spec], env_id: str, scenario: str | None, seeds: list[int]) -> list[tuple]:
     tasks = []
     for spec in specs:
-        target = fine_id(env_id) if spec.label in FINE_ONLY else env_id
+        target = fine_variant(env_id) if spec.label in FINE_ONLY else env_id
         for run in spec.runs or (None,):
             for seed in seeds:
                 tasks.append((spec, run, target, scenario, seed, seed == seeds[0]))
@@ -293,7 +277,7 @@ def learning_curves(runs: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_args(argv)
+    cfg = parse_config(Config, argv, __doc__)
     if cfg.seeds < 1 or cfg.workers < 1:
         raise ValueError(f"--seeds and --workers must be positive, got {cfg.seeds} and {cfg.workers}")
     specs = resolve_policies(cfg.policies)
@@ -304,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError(f"unknown environment {env_id!r}")
     for spec in specs:  # fail before any episode: unknown names, other variants, missing files
         for run in spec.runs or (None,):
-            target = fine_id(env_id) if spec.label in FINE_ONLY else env_id
+            target = fine_variant(env_id) if spec.label in FINE_ONLY else env_id
             build_policy(spec, make_env(target, cfg.scenario), run)
     seeds = list(range(TEST_SEED_START, TEST_SEED_START + cfg.seeds))
     out = Path(cfg.out or f"results/{time.strftime('%Y%m%d-%H%M%S')}")

@@ -11,12 +11,11 @@ EVAL_SEED_START and the final comparison seeds from TEST_SEED_START, so the thre
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
@@ -24,9 +23,9 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
-import envs  # noqa: F401  (registers the IDs)
-from agents import make_policy
+from agents import BASELINES, make_policy
 from agents.algorithms import ALGORITHMS, check_algorithm
+from agents.cli import parse_config
 from agents.evaluation import EVAL_SEED_START, TEST_SEED_START, evaluate, mean_ci, paired_difference_ci
 from agents.trained import TrainedPolicy
 from agents.training import (
@@ -42,9 +41,9 @@ from agents.training import (
     seeds_from,
 )
 from agents.vec_env import NativeVecEnv
+from envs import fine_variant
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
-BASELINES = ("random", "do-nothing", "homogeneous-gpu", "disaggregated-greedy", "forecast", "lp-scheduler")
 
 
 @dataclass
@@ -64,15 +63,6 @@ class Config:
     eval_episodes: int = field(default=5, metadata={"help": "episodes per periodic evaluation"})
     test_episodes: int = field(default=20, metadata={"help": "held-out episodes of the final comparison (0: skip)"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 is fastest for small MLPs)"})
-
-
-def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in fields(Config):
-        kind = int if f.type in ("int", "int | None") else str
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None if f.default is MISSING
-                            else f.default, help=f.metadata["help"])
-    return Config(**vars(parser.parse_args(argv)))
 
 
 def resolve(cfg: Config) -> tuple[Config, dict, Path]:
@@ -123,19 +113,13 @@ def make_eval_env(cfg: Config, variant_id: str | None = None) -> gym.Env:
     return gym.make(variant_id or cfg.env_id, **({"scenario": cfg.scenario} if cfg.scenario else {}))
 
 
-def fine_id(env_id: str) -> str:
-    """The fine-variant ID of the same scenario (the LP scheduler and the oracle act there)."""
-    scenario_suffix = env_id.split("/")[-1].split("-", 1)[1] if "-" in env_id.split("/")[-1] else "v0"
-    return f"ChipAlloc/DatacenterFine-{scenario_suffix}"
-
-
 def compare(cfg: Config, model, normalizer: VecNormalize, run_dir: Path) -> str:
     """The trained agent, every baseline and the oracle on the same held-out seeds; writes comparison.{md,json}."""
     seeds = seeds_from(TEST_SEED_START, cfg.test_episodes)
     returns = {"agent": [e.episode_return for e in evaluate(
         lambda: make_eval_env(cfg), lambda env: TrainedPolicy.from_model(env, model, cfg.algo, normalizer), seeds)]}
     for name in (*BASELINES, "oracle"):
-        env_id = fine_id(cfg.env_id) if name in ("lp-scheduler", "oracle") else cfg.env_id
+        env_id = fine_variant(cfg.env_id) if name in ("lp-scheduler", "oracle") else cfg.env_id
         returns[name] = [e.episode_return for e in evaluate(
             lambda env_id=env_id: make_eval_env(cfg, env_id), lambda env, n=name: make_policy(n, env), seeds)]
     values = {k: np.array(v) for k, v in returns.items()}
@@ -160,7 +144,7 @@ def compare(cfg: Config, model, normalizer: VecNormalize, run_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg, params, run_dir = resolve(parse_args(argv))
+    cfg, params, run_dir = resolve(parse_config(Config, argv, __doc__))
     torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.resume:

@@ -33,6 +33,7 @@ _POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (
     RandomPolicy, DoNothingPolicy, HomogeneousGPUPolicy, DisaggregatedGreedyPolicy, ForecastPolicy,
     LPSchedulerPolicy, OraclePolicy)}
 FINE_ONLY = ("lp-scheduler", "oracle")
+BASELINES = ("random", "do-nothing", "homogeneous-gpu", "disaggregated-greedy", "forecast", "lp-scheduler")
 
 
 def list_policies() -> list[str]:
@@ -56,5 +57,5 @@ def make_policy(name: str, env: gym.Env, **kwargs: Any) -> Policy:
     return _POLICIES[name](env, **kwargs)
 
 
-__all__ = ["FINE_ONLY", "Plan", "Policy", "SolverError", "list_policies", "make_policy", "schedule_lp",
+__all__ = ["BASELINES", "FINE_ONLY", "Plan", "Policy", "SolverError", "list_policies", "make_policy", "schedule_lp",
            "solve_oracle", "to_action"]

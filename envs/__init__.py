@@ -22,5 +22,19 @@ for _name, (_variant, _discrete) in _VARIANTS.items():
         )
         ENV_IDS.append(_id)
 
-__all__ = ["ENV_IDS", "SCENARIO_NAMES", "DatacenterEnv", "DatacenterVectorEnv", "Scenario", "ScenarioError",
-           "load_scenario"]
+def fine_variant(env_id: str) -> str:
+    """The ID of the fine (explicit shares) variant of the same scenario as ``env_id``."""
+    name = env_id.split("/")[-1]
+    return f"ChipAlloc/DatacenterFine-{name.split('-', 1)[1] if '-' in name else 'v0'}"
+
+
+__all__ = [
+    "ENV_IDS",
+    "SCENARIO_NAMES",
+    "DatacenterEnv",
+    "DatacenterVectorEnv",
+    "Scenario",
+    "ScenarioError",
+    "fine_variant",
+    "load_scenario",
+]

@@ -8,22 +8,11 @@ import pytest
 
 import agents
 from agents import FINE_ONLY, SolverError, list_policies, make_policy
+from agents.evaluation import run_episode
 from agents.heuristics import DisaggregatedGreedyPolicy, ForecastPolicy
 from agents.lp_scheduler import LPSchedulerPolicy, schedule_lp
 from agents.oracle import OraclePolicy, solve_oracle
 from envs import ENV_IDS
-
-
-def run_episode(env, policy, seed):
-    obs, _ = env.reset(seed=seed)
-    total, steps = 0.0, 0
-    while True:
-        action, _ = policy.predict(obs)
-        obs, reward, terminated, truncated, info = env.step(action)
-        total += reward
-        steps += 1
-        if terminated or truncated:
-            return total, steps, info
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -34,9 +23,9 @@ def test_policy_runs_whole_episodes_where_it_can_act(name, env_id):
         with pytest.raises(ValueError, match="DatacenterFine"):
             make_policy(name, env)
         return
-    total, steps, _ = run_episode(env, make_policy(name, env), seed=3)
-    assert np.isfinite(total)
-    assert steps == env.unwrapped.scenario.weeks or name == "random"
+    episode = run_episode(env, make_policy(name, env), seed=3)
+    assert np.isfinite(episode.episode_return)
+    assert episode.weeks == env.unwrapped.scenario.weeks or name == "random"
 
 
 RETURNS = {}
@@ -47,7 +36,7 @@ def _returns(env_id, name, seeds):
     if key not in RETURNS:
         env = gym.make(env_id)
         policy = make_policy(name, env)
-        RETURNS[key] = np.array([run_episode(env, policy, s)[0] for s in seeds])
+        RETURNS[key] = np.array([run_episode(env, policy, s).episode_return for s in seeds])
     return RETURNS[key]
 
 
@@ -74,7 +63,7 @@ def test_disaggregated_greedy_beats_do_nothing_and_random_on_the_default_scenari
 def test_oracle_plan_replayed_earns_what_the_solver_said(env_id, tolerance):
     env = gym.make(env_id)
     policy = OraclePolicy(env)
-    total, _, _ = run_episode(env, policy, seed=0)
+    total = run_episode(env, policy, seed=0).episode_return
     predicted = policy.plan_.objective
     assert total == pytest.approx(predicted, rel=tolerance)
     assert total <= predicted * (1 + 1e-3)  # the program's relaxations only ever flatter it
