@@ -36,10 +36,35 @@ def load_hyperparams(path: str | Path, env_id: str) -> dict[str, Any]:
     if env_id not in data:
         raise KeyError(f"{path} has no entry for {env_id}; it has: {', '.join(map(str, data)) or 'none'}")
     params = dict(data[env_id])
+    for key in ("learning_rate", "clip_range"):  # the zoo's "lin_0.0003": decays linearly to 0 over training
+        if isinstance(params.get(key), str):
+            params[key] = _linear_schedule(params[key], key, path)
     kwargs = params.get("policy_kwargs")
     if isinstance(kwargs, str):
         params["policy_kwargs"] = eval(kwargs, {"__builtins__": {}}, {"dict": dict, "nn": torch.nn})
     return params
+
+
+class LinearSchedule:
+    """``start`` x the fraction of training remaining (a class, so that saved models pickle it)."""
+
+    def __init__(self, start: float):
+        self.start = start
+
+    def __call__(self, progress_remaining: float) -> float:
+        return progress_remaining * self.start
+
+    def __repr__(self) -> str:  # how config.json records it
+        return f"lin_{self.start}"
+
+
+def _linear_schedule(text: str, key: str, path: Path) -> LinearSchedule:
+    if not text.startswith("lin_"):
+        raise ValueError(f"{path}: {key} {text!r} is neither a number nor a 'lin_<start>' schedule")
+    try:
+        return LinearSchedule(float(text[4:]))
+    except ValueError:
+        raise ValueError(f"{path}: {key} {text!r} is not 'lin_' followed by a number") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -108,6 +108,17 @@ def test_hyperparams_without_the_env_list_what_they_have(tmp_path):
         load_hyperparams(train.HYPERPARAMS_DIR / "ppo.yml", "ChipAlloc/Scheduling-v0")
 
 
+def test_zoo_linear_schedules_parse_and_bad_ones_are_named(tmp_path):
+    from agents.training import load_hyperparams
+
+    params = load_hyperparams(train.HYPERPARAMS_DIR / "ppo.yml", "ChipAlloc/Datacenter-v0")
+    assert params["learning_rate"](1.0) == pytest.approx(3e-4) and params["learning_rate"](0.5) == pytest.approx(1.5e-4)
+    bad = tmp_path / "bad.yml"
+    bad.write_text("ChipAlloc/Datacenter-v0:\n  learning_rate: fast\n")
+    with pytest.raises(ValueError, match="learning_rate 'fast' is neither a number nor"):
+        load_hyperparams(bad, "ChipAlloc/Datacenter-v0")
+
+
 def test_a_model_refuses_another_variant(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_dir = _train(tmp_path, "variant", "--timesteps", "1024", "--n-envs", "2")
