@@ -50,11 +50,28 @@ def _fast_offpolicy(tmp_path, algo):
     return path
 
 
+class KilledError(Exception):
+    """Stands in for the process being killed right after a checkpoint."""
+
+
 def test_resumed_training_equals_uninterrupted_in_steps_and_statistics(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     whole = _train(tmp_path, "whole", "--timesteps", "4096", "--n-envs", "4")
-    part = _train(tmp_path, "part", "--timesteps", "2048", "--n-envs", "4")
-    train.main(["--resume", str(part), "--timesteps", "4096"])
+    save = train.CheckpointEvery._save_if_due
+
+    def save_then_die(self):
+        save(self)
+        if self.num_timesteps >= 2048:
+            raise KilledError
+
+    monkeypatch.setattr(train.CheckpointEvery, "_save_if_due", save_then_die)
+    with pytest.raises(KilledError):
+        _train(tmp_path, "part", "--timesteps", "4096", "--n-envs", "4")
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    part = tmp_path / "part"
+    assert json.loads((part / "checkpoints" / "progress.json").read_text())["num_timesteps"] == 2048
+    train.main(["--resume", str(part)])
     for run in (whole, part):
         assert json.loads((run / "checkpoints" / "progress.json").read_text())["num_timesteps"] == 4096
     stats = [pickle.loads((run / "vecnormalize.pkl").read_bytes()) for run in (whole, part)]
