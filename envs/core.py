@@ -184,18 +184,29 @@ def _floor_div(xp, x, unit):
     return xp.floor(x / unit) * unit
 
 
+def _clip(xp, x, low=None, high=None):
+    """``xp.clip``; NumPy's own clip costs several times two ufunc calls on small arrays (the hot path)."""
+    if xp is np:
+        if low is not None:
+            x = np.maximum(x, low)
+        return x if high is None else np.minimum(x, high)
+    return xp.clip(x, min=low, max=high)
+
+
 def _pos(xp, x):
-    return xp.clip(x, min=0.0)
+    return _clip(xp, x, 0.0)
 
 
 def _safe(xp, x, eps=1e-9):
     """``x`` kept away from zero, for denominators whose zero cases are masked afterwards."""
-    return xp.clip(x, min=eps)
+    return _clip(xp, x, eps)
 
 
 def _at_week(xp, path, t):
     """Row b of ``path`` (B, T, ...) at week ``t[b]``."""
     B = path.shape[0]
+    if xp is np:  # two-array indexing is not in the array API standard, but it is NumPy's fast path
+        return path[np.arange(B), t]
     if path.ndim == 2:
         return xp.take_along_axis(path, xp.reshape(t, (B, 1)), axis=1)[:, 0]
     idx = xp.broadcast_to(xp.reshape(t, (B, 1, 1)), (B, 1, path.shape[2]))
@@ -205,7 +216,7 @@ def _at_week(xp, path, t):
 def demand_now(exo: Exogenous, state: State) -> Any:
     """(B, C) this week's exogenous demand (tokens/s) of each datacenter."""
     xp = array_namespace(state.cash)
-    return _at_week(xp, exo.demand, xp.clip(state.week, max=exo.demand.shape[1] - 1))
+    return _at_week(xp, exo.demand, _clip(xp, state.week, None, exo.demand.shape[1] - 1))
 
 
 def chip_prices(scenario: Scenario, week: Any, hbm_price: Any) -> Any:
@@ -243,7 +254,7 @@ def knob_shares(scenario: Scenario, fleet: Any, demand: Any, knobs: Any, trainin
     capable = xp.astype(flops > 0, xp.float64)
     fleet_flops = xp.sum(fleet * flops, axis=1)
     pace = 2.0 * knobs[:, 0] * training_need / _safe(xp, fleet_flops)
-    train_share = xp.clip(pace, max=MAX_TRAINING_SHARE)[:, None] * capable  # (B, K)
+    train_share = _clip(xp, pace, None, MAX_TRAINING_SHARE)[:, None] * capable  # (B, K)
     serve = fleet * (1.0 - train_share)
     fits = a["fits"]
     pr, dr = a["prefill_rate"], a["serving_decode_rate"]
@@ -284,7 +295,7 @@ def replicas(scenario: Scenario, fleet: Any, shares: Any):
     C = scenario.n_classes
     capable = xp.astype(a["train_flops_per_chip_s"] > 0, xp.float64)
     train = xp.floor(shares[:, 0, :] * fleet * capable)
-    n = xp.clip(a["replica_chips"], min=1.0)
+    n = _clip(xp, a["replica_chips"], 1.0)
     prefill = _floor_div(xp, shares[:, 1:C + 1, :] * fleet[:, None, :] * a["fits"], n)
     decode = _floor_div(xp, shares[:, C + 1:, :] * fleet[:, None, :] * a["fits"], n)
     return train, prefill, decode
@@ -303,7 +314,7 @@ def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogen
     xp = array_namespace(state.cash)
     a = params(scenario, xp, _device(state.cash))
     zero, inf = xp.zeros_like(state.cash), math.inf
-    t = xp.clip(state.week, max=scenario.weeks - 1)
+    t = _clip(xp, state.week, None, scenario.weeks - 1)
     demand = demand_now(exo, state)
 
     # 1. Orders: pay now; chips queue for HBM (or SRAM wafer) capacity.
@@ -323,10 +334,10 @@ def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogen
     # 2. Supply: our HBM allocation shrinks when the market is short; SRAM chips have a wafer cap.
     supply, other = _at_week(xp, exo.hbm_supply, t), _at_week(xp, exo.other_hbm_demand, t)
     stacks = a["hbm_stacks"]
-    fill = xp.clip(supply / xp.clip(other, min=1.0), max=1.0)
+    fill = _clip(xp, supply / _clip(xp, other, 1.0), None, 1.0)
     allocation = scenario.hbm["our_allocation_share"] * supply * fill
     stacks_needed = xp.sum(queue * stacks, axis=1)
-    hbm_share = xp.clip(allocation / _safe(xp, stacks_needed), max=1.0)
+    hbm_share = _clip(xp, allocation / _safe(xp, stacks_needed), None, 1.0)
     release = xp.where(stacks > 0, xp.floor(queue * hbm_share[:, None]), xp.minimum(queue, a["sram_cap"]))
     hbm_drawn = xp.sum(release * stacks, axis=1)
     released_value = queue_value * xp.where(queue > 0, release / _safe(xp, queue), xp.zeros_like(queue))
@@ -355,8 +366,8 @@ def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogen
     fleet, book, dep_rate = fleet - failed, book * kept, dep_rate * kept
 
     # 5. HBM price index moves toward its excess-demand target.
-    excess = (other + stacks_needed) / xp.clip(supply, min=1.0) - 1.0
-    target = xp.clip(1.0 + scenario.hbm["price_elasticity"] * excess, min=0.5)
+    excess = (other + stacks_needed) / _clip(xp, supply, 1.0) - 1.0
+    target = _clip(xp, 1.0 + scenario.hbm["price_elasticity"] * excess, 0.5)
     hbm_price = state.hbm_price + scenario.hbm["price_smoothing"] * (target - state.hbm_price)
 
     # 6-7. Schedule the fleet and serve.
@@ -368,7 +379,7 @@ def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogen
     decode_cap = xp.sum(decode_work, axis=2)
     p_share = prefill_work / _safe(xp, xp.sum(prefill_work, axis=2, keepdims=True))
     d_share = decode_work / _safe(xp, decode_cap[:, :, None])
-    crossing = xp.clip(1.0 - xp.sum(xp.minimum(p_share, d_share), axis=2), min=0.0, max=1.0)  # KV caches that move
+    crossing = _clip(xp, 1.0 - xp.sum(xp.minimum(p_share, d_share), axis=2), 0.0, 1.0)  # KV caches that move
     kv_req = xp.sum(p_share * a["kv_bytes_per_request"], axis=2)
     link = xp.sum(prefill, axis=2) * a["kv_link_bytes_per_s"]
     transfer_cap = xp.where(crossing > 0, link / _safe(xp, crossing * kv_req) * a["output_tokens"],
@@ -376,10 +387,10 @@ def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogen
     served = xp.minimum(xp.minimum(demand_eff, prefill_cap), xp.minimum(decode_cap, transfer_cap))
     tpot_ok = xp.sum(d_share * xp.astype(a["tpot_s"] <= a["tpot_slo_s"][:, None], xp.float64), axis=2)
     service = xp.sum(p_share * a["prefill_latency_s"], axis=2)
-    rho = xp.clip(xp.where(prefill_cap > 0, served / _safe(xp, prefill_cap), xp.zeros_like(served)), max=0.99)
+    rho = _clip(xp, xp.where(prefill_cap > 0, served / _safe(xp, prefill_cap), xp.zeros_like(served)), None, 0.99)
     ttft = service + rho * service / (2.0 * (1.0 - rho)) + crossing * kv_req / a["kv_link_bytes_per_s"]
     ones = xp.ones_like(served)
-    ttft_ok = xp.where(served > 0, xp.clip(a["ttft_slo_s"] / _safe(xp, ttft), max=1.0), ones)
+    ttft_ok = xp.where(served > 0, _clip(xp, a["ttft_slo_s"] / _safe(xp, ttft), None, 1.0), ones)
     attainment = xp.where(served > 0, tpot_ok * ttft_ok, ones)
     revenue_class = served * attainment * a["price_per_token"] * WEEK_S
     unmet = demand_eff - served
@@ -395,7 +406,7 @@ def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogen
     got = xp.minimum(_pos(xp, train_cap[:, None] - before), rem)
     done_flops = xp.take_along_axis(got, xp.argsort(order, axis=1), axis=1)  # back to slot order
     job_flops = state.job_flops - done_flops
-    completed = active & (job_flops <= 1e-6 * xp.clip(state.job_flops, min=1.0))
+    completed = active & (job_flops <= 1e-6 * _clip(xp, state.job_flops, 1.0))
     revenue_training = xp.sum(state.job_value * xp.astype(completed, xp.float64), axis=1)
     weeks_left = state.job_weeks_left - 1.0
     missed = active & ~completed & (weeks_left <= 0)
@@ -456,8 +467,8 @@ def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogen
         "orders_clipped": wanted - bought, "arrived": arrivals, "failed": failed, "in_queue": queue,
         "in_transit": xp.sum(pipeline, axis=2), "hbm_supply": supply, "hbm_allocation": allocation,
         "hbm_drawn": hbm_drawn, "hbm_price": hbm_price,
-        "hbm_exposure": xp.sum(fleet * stacks, axis=1) / xp.clip(xp.sum(fleet, axis=1) * max_stacks, min=1.0),
-        "usd_per_mtok": xp.where(tokens > 0, (opex + depreciation) / xp.clip(tokens, min=1.0) * 1e6, zero),
+        "hbm_exposure": xp.sum(fleet * stacks, axis=1) / _clip(xp, xp.sum(fleet, axis=1) * max_stacks, 1.0),
+        "usd_per_mtok": xp.where(tokens > 0, (opex + depreciation) / _clip(xp, tokens, 1.0) * 1e6, zero),
         "training_flops_done": train_used, "training_jobs_completed": xp.sum(xp.astype(completed, xp.int64), axis=1),
         "training_jobs_missed": xp.sum(xp.astype(missed, xp.int64), axis=1),
         "training_jobs_accepted": can_take, "training_jobs_rejected": arrived & ~can_take, "train_chips": train,

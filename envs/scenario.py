@@ -350,6 +350,8 @@ def _build_arrays(raw, top, hbm, training, training_model, shocks, start, chips,
         arrays[f"median_{name}_rate"] = np.array([np.median(r[f]) if f.any() else 1.0
                                                   for r, f in zip(rate, tables.fits)])
     arrays["kv_link_bytes_per_s"] = np.array(efficiency("network.kv_transfer_gbps") * 1e9)
+    for name, rate in (("prompt", arrays["prefill_rate"]), ("output", arrays["serving_decode_rate"])):
+        arrays[f"chip_s_per_{name}_token"] = np.where(tables.fits, 1.0 / np.where(tables.fits, rate, 1.0), 0.0)
     sram = ~np.array([c.uses_hbm for c in specs])
     arrays["sram_cap"] = np.where(sram, arrays["sram_cap"], np.inf)
     for value in arrays.values():

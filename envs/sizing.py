@@ -17,13 +17,10 @@ def prefill_and_decode_chips(scenario: Scenario, demand: np.ndarray) -> tuple[np
     """(B, K) chips of type k for the prefill and for the decode of ``demand`` (B, C); inf if a demanded
     class does not fit on that chip."""
     a = scenario.arrays
-    fits = a["fits"] > 0
     prompt = demand * (a["input_tokens"] / a["output_tokens"])
-    per_prefill = np.where(fits, 1.0 / np.where(fits, a["prefill_rate"], 1.0), np.inf)
-    per_decode = np.where(fits, 1.0 / np.where(fits, a["serving_decode_rate"], 1.0), np.inf)
-    with np.errstate(invalid="ignore"):
-        prefill = np.where(prompt[:, :, None] > 0, prompt[:, :, None] * per_prefill, 0.0).sum(1)
-        decode = np.where(demand[:, :, None] > 0, demand[:, :, None] * per_decode, 0.0).sum(1)
+    misfit = (demand > 0).astype(float) @ (1.0 - a["fits"]) > 0
+    prefill = np.where(misfit, np.inf, prompt @ a["chip_s_per_prompt_token"])
+    decode = np.where(misfit, np.inf, demand @ a["chip_s_per_output_token"])
     return prefill, decode
 
 
@@ -33,9 +30,12 @@ def chips_for_demand(scenario: Scenario, demand: np.ndarray) -> np.ndarray:
     return prefill + decode
 
 
-def coverage(scenario: Scenario, chips: np.ndarray, demand: np.ndarray) -> np.ndarray:
-    """(B,) share of ``demand`` that ``chips`` (B, K) can serve; inf when there is no demand."""
-    work = chips_for_demand(scenario, demand)
+def coverage(scenario: Scenario, chips: np.ndarray, demand: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
+    """(B,) share of ``demand`` that ``chips`` (B, K) can serve; inf when there is no demand.
+
+    ``work`` is ``chips_for_demand(scenario, demand)`` when the caller has it already.
+    """
+    work = chips_for_demand(scenario, demand) if work is None else work
     usable = np.isfinite(work) & (work > 0)
     cover = np.where(usable, chips / np.where(usable, work, 1.0), 0.0).sum(1)
     return np.where(demand.sum(1) > 0, cover, np.inf)

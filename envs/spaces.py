@@ -74,11 +74,12 @@ def observe(scenario: Scenario, state: State, exo: Exogenous) -> np.ndarray:
     demand = demand_now(exo, state)
     wanted = demand + state.backlog
     past = exo.demand[np.arange(B), np.maximum(_week(scenario, state) - 4, 0)]
+    work = chips_for_demand(scenario, wanted)
     blocks = [
         (state.week / scenario.weeks)[:, None],
         (state.cash / scenario.credit_limit_usd)[:, None],
-        np.minimum(coverage(scenario, state.fleet, wanted), OBS_CLIP)[:, None] / MAX_COVERAGE,
-        np.minimum(coverage(scenario, owned_and_ordered(state), wanted), OBS_CLIP)[:, None] / MAX_COVERAGE,
+        np.minimum(coverage(scenario, state.fleet, wanted, work), OBS_CLIP)[:, None] / MAX_COVERAGE,
+        np.minimum(coverage(scenario, owned_and_ordered(state), wanted, work), OBS_CLIP)[:, None] / MAX_COVERAGE,
         state.fleet / scale,
         (state.queue + state.pipeline.sum(2)) / scale,
         available_mask(scenario, state.week).astype(float),
@@ -175,7 +176,7 @@ def capacity_orders(scenario: Scenario, state: State, demand: np.ndarray, weight
     w = np.where(usable, weights, 0.0)
     total = w.sum(1, keepdims=True)
     split = np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.0)
-    shortfall = np.maximum(target - coverage(scenario, owned_and_ordered(state), demand), 0.0)
+    shortfall = np.maximum(target - coverage(scenario, owned_and_ordered(state), demand, work), 0.0)
     shortfall = np.where(np.isfinite(shortfall), shortfall, 0.0)
     return shortfall[:, None] * split * np.where(usable, work, 0.0)
 
