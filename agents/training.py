@@ -67,6 +67,13 @@ def _linear_schedule(text: str, key: str, path: Path) -> LinearSchedule:
         raise ValueError(f"{path}: {key} {text!r} is not 'lin_' followed by a number") from None
 
 
+def _usual_permissions(path: str) -> None:
+    """mkstemp creates 0600 files; give results the permissions a plain open() would (0666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder and rename, so a crash leaves the old file or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +82,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
+    _usual_permissions(tmp)
     os.replace(tmp, path)
 
 
@@ -85,6 +93,7 @@ def atomic_save(path: Path, save: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         save(Path(tmp))
+        _usual_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
