@@ -42,10 +42,6 @@ class CalibrationPoint:
     def relative_error(self) -> float:
         return self.modelled / self.published - 1.0
 
-    @property
-    def within_tolerance(self) -> bool:
-        return abs(self.relative_error) <= TOLERANCE
-
 
 def calibration_points() -> list[CalibrationPoint]:
     """Modelled values beside the published ones."""

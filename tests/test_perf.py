@@ -12,6 +12,7 @@ from hardware import (
     estimate_serving,
     estimate_training,
     get_chip,
+    largest_batch_within_tpot,
     list_chips,
     smallest_replica,
 )
@@ -119,6 +120,7 @@ def test_default_batch_maximises_throughput_and_respects_tpot_slo():
     assert capped.tpot_s <= 0.05
     over = estimate_serving("H200", "llama-3.1-70b", precision="fp8", batch_size=capped.batch_size + 1)
     assert over.tpot_s > 0.05
+    assert largest_batch_within_tpot("H200", "llama-3.1-70b", 0.05, precision="fp8") == capped.batch_size
 
 
 def test_moe_decode_streams_only_touched_experts():
