@@ -33,6 +33,7 @@ from agents.evaluation import (
     TEST_SEED_START,
     Episode,
     iqm,
+    paired_difference_ci,
     probability_of_improvement,
     run_episode,
     stratified_ci,
@@ -150,6 +151,13 @@ def summarise(rows: list[dict], specs: list[Spec]) -> dict:
             entry.update(optimality_gap=gap, optimality_gap_ci95=[gap_low, gap_high])
         if best and label != best:
             entry["probability_of_improvement_over_best_baseline"] = probability_of_improvement(values, returns[best])
+            # Paired over seeds (common random numbers); pooled training seeds average per seed first.
+            seeds = sorted({r["seed"] for r in rows_})
+            mine = [np.mean([r["episode"].episode_return for r in rows_ if r["seed"] == s]) for s in seeds]
+            theirs = [np.mean([r["episode"].episode_return for r in by_policy[best] if r["seed"] == s])
+                      for s in seeds]
+            diff, low, high = paired_difference_ci(np.array(mine), np.array(theirs))
+            entry["minus_best_baseline"] = {"mean": diff, "ci95": [low, high]}
         for key in rows_[0]["episode"].totals:
             entry[f"mean_{key}"] = float(np.mean([r["episode"].totals[key] for r in rows_]))
         for key in rows_[0]["episode"].means:
@@ -169,6 +177,13 @@ def markdown(summary: dict, env_id: str, seeds: list[int]) -> str:
         lines.append(f"| {label} | {e['mean_return']:.1f} [{e['mean_ci95'][0]:.1f}, {e['mean_ci95'][1]:.1f}] | "
                      f"{e['iqm_return']:.1f} [{e['iqm_ci95'][0]:.1f}, {e['iqm_ci95'][1]:.1f}] | {gap} | {poi_text} | "
                      f"{e['mean_profit'] / 1e6:,.1f} | {e['mean_usd_per_mtok']:.3f} | {e['mean_unmet_share']:.1%} |")
+    best = summary["best_baseline"]
+    for label, e in summary["policies"].items():
+        if "minus_best_baseline" in e and label != "oracle" and label not in BASELINES:
+            diff, (low, high) = e["minus_best_baseline"]["mean"], e["minus_best_baseline"]["ci95"]
+            verdict = "beats" if low > 0 else "does not beat"
+            lines += ["", f"{label} - {best} (best baseline): {diff:+.1f} [{low:+.1f}, {high:+.1f}] "
+                      f"(paired over seeds, 95% bootstrap): {label} {verdict} the best baseline."]
     return "\n".join(lines)
 
 

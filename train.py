@@ -23,10 +23,12 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
+import evaluate
 from agents import BASELINES, make_policy
 from agents.algorithms import ALGORITHMS, check_algorithm
 from agents.cli import parse_config
-from agents.evaluation import EVAL_SEED_START, TEST_SEED_START, evaluate, mean_ci, paired_difference_ci
+from agents.evaluation import EVAL_SEED_START
+from agents.evaluation import evaluate as evaluate_policy
 from agents.trained import TrainedPolicy
 from agents.training import (
     CHECKPOINT_DIR,
@@ -41,7 +43,6 @@ from agents.training import (
     seeds_from,
 )
 from agents.vec_env import NativeVecEnv
-from envs import fine_variant
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 
@@ -61,7 +62,8 @@ class Config:
     checkpoint_every: int = field(default=50_000, metadata={"help": "env steps between checkpoints"})
     eval_every: int = field(default=100_000, metadata={"help": "env steps between evaluations on fixed seeds"})
     eval_episodes: int = field(default=5, metadata={"help": "episodes per periodic evaluation"})
-    test_episodes: int = field(default=20, metadata={"help": "held-out episodes of the final comparison (0: skip)"})
+    test_episodes: int = field(default=20, metadata={"help": "held-out episodes of the final comparison, written "
+                                                             "to <run>/comparison by evaluate.py (0: skip)"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 is fastest for small MLPs)"})
 
 
@@ -113,36 +115,6 @@ def make_eval_env(cfg: Config, variant_id: str | None = None) -> gym.Env:
     return gym.make(variant_id or cfg.env_id, **({"scenario": cfg.scenario} if cfg.scenario else {}))
 
 
-def compare(cfg: Config, model, normalizer: VecNormalize, run_dir: Path) -> str:
-    """The trained agent, every baseline and the oracle on the same held-out seeds; writes comparison.{md,json}."""
-    seeds = seeds_from(TEST_SEED_START, cfg.test_episodes)
-    returns = {"agent": [e.episode_return for e in evaluate(
-        lambda: make_eval_env(cfg), lambda env: TrainedPolicy.from_model(env, model, cfg.algo, normalizer), seeds)]}
-    for name in (*BASELINES, "oracle"):
-        env_id = fine_variant(cfg.env_id) if name in ("lp-scheduler", "oracle") else cfg.env_id
-        returns[name] = [e.episode_return for e in evaluate(
-            lambda env_id=env_id: make_eval_env(cfg, env_id), lambda env, n=name: make_policy(n, env), seeds)]
-    values = {k: np.array(v) for k, v in returns.items()}
-    best = max((n for n in BASELINES), key=lambda n: values[n].mean())
-    oracle = values["oracle"].mean()
-    lines = [f"Held-out seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} episodes), {cfg.env_id}"
-             + (f", scenario {cfg.scenario}" if cfg.scenario else ""),
-             "", "| policy | mean return | 95% CI | gap to oracle |", "|---|---|---|---|"]
-    for name, v in values.items():
-        mean, low, high = mean_ci(v)
-        lines.append(f"| {name} | {mean:.1f} | [{low:.1f}, {high:.1f}] | {(oracle - mean) / abs(oracle):.1%} |")
-    diff, low, high = paired_difference_ci(values["agent"], values[best])
-    verdict = "beats" if low > 0 else "does not beat"
-    lines += ["", f"agent - {best} (best baseline): {diff:+.1f} [{low:+.1f}, {high:+.1f}] (paired, 95% bootstrap): "
-              f"the agent {verdict} the best baseline."]
-    text = "\n".join(lines)
-    atomic_write_text(run_dir / "comparison.md", text + "\n")
-    atomic_write_text(run_dir / "comparison.json", json.dumps(
-        {"seeds": seeds, "returns": returns, "best_baseline": best,
-         "agent_minus_best": {"mean": diff, "ci95": [low, high]}}, indent=1))
-    return text
-
-
 def main(argv: list[str] | None = None) -> None:
     cfg, params, run_dir = resolve(parse_config(Config, argv, __doc__))
     torch.set_num_threads(cfg.threads)
@@ -157,13 +129,13 @@ def main(argv: list[str] | None = None) -> None:
           f"{model.num_timesteps:,} of {cfg.timesteps:,} steps done")
 
     eval_seeds = seeds_from(EVAL_SEED_START, cfg.eval_episodes)
-    heuristics = {name: np.mean([e.episode_return for e in evaluate(
+    heuristics = {name: np.mean([e.episode_return for e in evaluate_policy(
         lambda: make_eval_env(cfg), lambda env, n=name: make_policy(n, env), eval_seeds)])
         for name in BASELINES if name != "lp-scheduler"}
     best_heuristic = max(heuristics.values())
 
     def evaluate_agent() -> float:
-        return float(np.mean([e.episode_return for e in evaluate(
+        return float(np.mean([e.episode_return for e in evaluate_policy(
             lambda: make_eval_env(cfg),
             lambda env: TrainedPolicy.from_model(env, model, cfg.algo, venv), eval_seeds)]))
 
@@ -176,8 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     save_run_state(run_dir, model, venv, resumable=False)
     save_run_state(run_dir / CHECKPOINT_DIR, model, venv)
     print(f"saved {run_dir}/model.zip ({model.num_timesteps:,} steps)")
-    if cfg.test_episodes > 0:
-        print(compare(cfg, model, venv, run_dir))
+    if cfg.test_episodes > 0:  # the agent, every baseline and the oracle on the same held-out seeds
+        evaluate.main(["--policies", f"agent={run_dir},baselines,oracle", "--env-id", cfg.env_id,
+                       "--seeds", str(cfg.test_episodes), "--out", str(run_dir / "comparison")]
+                      + (["--scenario", cfg.scenario] if cfg.scenario else []))
 
 
 if __name__ == "__main__":

@@ -143,3 +143,16 @@ def test_a_model_refuses_another_variant(tmp_path, monkeypatch):
         TrainedPolicy(gym.make("ChipAlloc/Procurement-Small-v0"), run_dir)
     with pytest.raises(FileNotFoundError, match="no trained model"):
         TrainedPolicy(gym.make(SMALL), tmp_path / "missing")
+
+
+def test_final_comparison_runs_evaluate_on_held_out_seeds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "compare"
+    train.main(["--env-id", SMALL, "--timesteps", "1024", "--n-envs", "2", "--run-dir", str(run_dir),
+                "--test-episodes", "2", "--eval-every", "100000"])
+    summary = json.loads((run_dir / "comparison" / "summary.json").read_text())
+    assert summary["seeds"] == [20000, 20001]
+    assert set(summary["policies"]) == {"agent", "random", "do-nothing", "homogeneous-gpu", "disaggregated-greedy",
+                                        "forecast", "lp-scheduler", "oracle"}
+    assert "agent - " in (run_dir / "comparison" / "results.md").read_text()
+    assert len(summary["policies"]["agent"]["minus_best_baseline"]["ci95"]) == 2
