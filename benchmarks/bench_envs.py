@@ -1,8 +1,8 @@
 """Environment speed: ``python -m benchmarks.bench_envs``.
 
-Steps/s of each registered default-scenario variant, env-steps/s of the native vector env at
-N = 1, 64 and 1024 against Gymnasium's SyncVectorEnv of the same env, peak memory, and
-CartPole-v1 in the same process as the yardstick.
+Steps/s of each registered default-scenario variant (and of the reference backend), env-steps/s of
+the native vector env at N = 1, 64 and 1024 against Gymnasium's SyncVectorEnv of the same env, peak
+memory, and CartPole-v1 in the same process as the yardstick.
 """
 
 from __future__ import annotations
@@ -17,10 +17,22 @@ import envs  # noqa: F401  (registers the IDs)
 from benchmarks.yardstick import cartpole_steps_per_s
 
 
-def single_steps_per_s(env_id: str, steps: int = 300) -> float:
+def first_step_seconds(env_id: str) -> float:
+    """Seconds to make, reset and step an env the first time in this process: loading the compiled
+    kernels from Numba's cache (or compiling them, once per machine and source version)."""
+    start = time.perf_counter()
     env = gym.make(env_id)
     env.reset(seed=0)
+    env.step(env.action_space.sample())
+    return time.perf_counter() - start
+
+
+def single_steps_per_s(env_id: str, steps: int = 20_000, backend: str = "compiled") -> float:
+    """Steps/s of ``gym.make(env_id)`` (with Gymnasium's default wrappers), resets included."""
+    env = gym.make(env_id, backend=backend)
+    env.reset(seed=0)
     act = np.zeros(env.action_space.shape, dtype=env.action_space.dtype)
+    env.step(act)
     start = time.perf_counter()
     for _ in range(steps):
         _, _, term, trunc, _ = env.step(act)
@@ -40,12 +52,17 @@ def vector_steps_per_s(n: int, mode: str, steps: int) -> float:
 
 
 def main() -> None:
+    print(f"first env step in this process (kernels from cache or compiled): "
+          f"{first_step_seconds('ChipAlloc/Datacenter-v0'):.2f} s")
     cartpole = cartpole_steps_per_s()
     print(f"CartPole-v1 yardstick: {cartpole:,.0f} steps/s")
     for env_id in ("ChipAlloc/Datacenter-v0", "ChipAlloc/Procurement-v0", "ChipAlloc/Scheduling-v0",
-                   "ChipAlloc/DatacenterDiscrete-v0", "ChipAlloc/Datacenter-Small-v0"):
+                   "ChipAlloc/DatacenterDiscrete-v0", "ChipAlloc/DatacenterFine-v0", "ChipAlloc/Datacenter-Small-v0"):
         rate = single_steps_per_s(env_id)
         print(f"{env_id:<34} {rate:10,.0f} steps/s  ({rate / cartpole:.3f}x CartPole)")
+    reference = single_steps_per_s("ChipAlloc/Datacenter-v0", steps=1_000, backend="reference")
+    print(f"{'ChipAlloc/Datacenter-v0 reference':<34} {reference:10,.0f} steps/s  "
+          f"({reference / cartpole:.3f}x CartPole; backend='reference': envs.core on NumPy)")
     for n, steps in ((1, 300), (64, 100), (1024, 40)):
         native = vector_steps_per_s(n, "vector_entry_point", steps)
         sync = vector_steps_per_s(n, "sync", max(2, steps // max(1, n // 16)))

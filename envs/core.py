@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace as _compat_namespace
 from array_api_compat import device as _device
+from scipy.signal import lfilter
 
 from envs.scenario import Scenario
 
@@ -80,6 +81,13 @@ class Exogenous:
     failure_u: np.ndarray  # (B, T, K) uniforms for stochastic rounding of failures
 
 
+def _trailing_sum(x: np.ndarray, weeks: int) -> np.ndarray:
+    """Sum of ``x`` (B, T, ...) over weeks t - weeks + 1 .. t; exact for the small integers it is used on."""
+    total = np.cumsum(x, axis=1)
+    total[:, weeks:] -= total[:, :-weeks].copy()
+    return total
+
+
 def draw_exogenous(scenario: Scenario, rng: np.random.Generator, batch: int) -> Exogenous:
     """Sample B exogenous paths; the draw order is fixed so a seed gives identical paths."""
     T, C, K = scenario.weeks, scenario.n_classes, scenario.n_chips
@@ -98,25 +106,17 @@ def draw_exogenous(scenario: Scenario, rng: np.random.Generator, batch: int) -> 
             growth[:, :, c] = 1.0 + (g["ceiling_multiple"] - 1.0) * (s - s0[:, None]) / (1.0 - s0[:, None])
     # AR(1) log-noise per class, and occasional demand shocks (viral launch or outage: +/- magnitude).
     eps = rng.standard_normal((batch, T, C)) * a["noise"]
-    noise = np.zeros_like(eps)
-    for t in range(T):
-        noise[:, t] = 0.7 * (noise[:, t - 1] if t else 0.0) + eps[:, t]
+    noise = lfilter([1.0], [1.0, -0.7], eps, axis=1)  # noise_t = 0.7 noise_(t-1) + eps_t
     ds = scenario.demand_shocks
     shock_start = rng.random((batch, T, C)) < ds["probability_per_week"]
     shock_sign = np.where(rng.random((batch, T, C)) < 0.5, -1.0, 1.0)
-    shock = np.zeros((batch, T, C))
-    for t in range(T):
-        lo = max(0, t - ds["weeks"] + 1)
-        shock[:, t] = (shock_start[:, lo:t + 1] * shock_sign[:, lo:t + 1]).sum(axis=1)
+    shock = _trailing_sum(shock_start * shock_sign, ds["weeks"])
     demand = a["demand0"] * growth * np.exp(noise) * np.clip(1.0 + ds["magnitude"] * shock, 0.05, None)
 
     hbm = scenario.hbm
     base_supply = hbm["supply_stacks_per_week"] * (1.0 + hbm["supply_growth_per_year"]) ** (weeks / 52.0)
     shock_hits = rng.random((batch, T)) < hbm["shock_probability_per_week"]
-    in_shock = np.zeros((batch, T))
-    for t in range(T):
-        lo = max(0, t - hbm["shock_weeks"] + 1)
-        in_shock[:, t] = shock_hits[:, lo:t + 1].any(axis=1)
+    in_shock = (_trailing_sum(shock_hits.astype(float), hbm["shock_weeks"]) > 0).astype(float)
     supply = base_supply * (1.0 - hbm["shock_depth"] * in_shock) * np.exp(0.03 * rng.standard_normal((batch, T)))
     other = (hbm["supply_stacks_per_week"] * hbm["other_demand_ratio"]
              * (1.0 + hbm["other_demand_growth_per_year"]) ** (weeks / 52.0)

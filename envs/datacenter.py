@@ -9,19 +9,10 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from envs import render as rendering
-from envs.core import Exogenous, draw_exogenous, initial_state, step
+from envs.core import Exogenous, State, draw_exogenous
 from envs.scenario import Scenario, load_scenario
-from envs.spaces import VARIANTS, action_masks, action_space, check_action, decode, observation_space, observe
-
-
-def _scalar_info(info: dict, i: int, scenario: Scenario) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in info.items():
-        v = value[i]
-        out[key] = v.item() if np.ndim(v) == 0 else v.copy()
-    out["classes"] = tuple(c.name for c in scenario.classes)
-    out["chips"] = scenario.chips
-    return out
+from envs.simulator import make_simulator
+from envs.spaces import VARIANTS, action_masks, action_space, observation_space
 
 
 class DatacenterEnv(gym.Env):
@@ -70,9 +61,11 @@ class DatacenterEnv(gym.Env):
 
     ## Arguments
     ``scenario`` (registered name, YAML path, dict or Scenario), ``variant``, ``discrete``,
-    ``render_mode`` ("ansi" or "rgb_array"). ``reset(options={"exogenous": exo})`` replays a
-    given exogenous path; ``options={"path_seed": s}`` draws it from seed ``s`` (common random
-    numbers across policies).
+    ``render_mode`` ("ansi" or "rgb_array"), ``backend``: "compiled" (default; the Numba kernels of
+    :mod:`envs.compiled`) or "reference" (the array-API transition of :mod:`envs.core` on NumPy,
+    much slower on one env; both give the same trajectories to rounding).
+    ``reset(options={"exogenous": exo})`` replays a given exogenous path;
+    ``options={"path_seed": s}`` draws it from seed ``s`` (common random numbers across policies).
 
     ## Version History
     * v0: initial release.
@@ -81,7 +74,7 @@ class DatacenterEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
-                 discrete: bool = False, render_mode: str | None = None):
+                 discrete: bool = False, render_mode: str | None = None, backend: str = "compiled"):
         if variant not in VARIANTS:
             raise ValueError(f"variant {variant!r} is not one of {list(VARIANTS)}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -90,39 +83,50 @@ class DatacenterEnv(gym.Env):
         self.variant, self.discrete, self.render_mode = variant, discrete, render_mode
         self.observation_space = observation_space(self.scenario)
         self.action_space = action_space(self.scenario, variant, discrete)
-        self.state = None
-        self.exogenous: Exogenous | None = None
+        self.simulator = make_simulator(backend, self.scenario, variant, discrete, self.action_space, None)
+        self.backend = backend
         self.history: list[dict[str, Any]] = []
+        self._done = False
+        self._names = {"classes": tuple(c.name for c in self.scenario.classes), "chips": self.scenario.chips}
+
+    @property
+    def state(self) -> State | None:
+        """The datacenter's state (a batch of one), None before the first reset."""
+        return self.simulator.state
+
+    @property
+    def exogenous(self) -> Exogenous | None:
+        """This episode's exogenous path (a batch of one), fixed at reset."""
+        return self.simulator.exogenous
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = options or {}
         if "exogenous" in options:
-            self.exogenous = options["exogenous"]
+            exo = options["exogenous"]
         elif "path_seed" in options:
-            self.exogenous = draw_exogenous(self.scenario, np.random.default_rng(options["path_seed"]), 1)
+            exo = draw_exogenous(self.scenario, np.random.default_rng(options["path_seed"]), 1)
         else:
-            self.exogenous = draw_exogenous(self.scenario, self.np_random, 1)
-        self.state = initial_state(self.scenario, 1)
-        self.history = []
-        return observe(self.scenario, self.state, self.exogenous)[0], {"week": 0}
+            exo = draw_exogenous(self.scenario, self.np_random, 1)
+        obs = self.simulator.reset(exo)
+        self.history, self._done, self._week = [], False, 0
+        return obs[0], {"week": 0}
 
     def step(self, action):
-        if self.state is None:
+        if self.simulator.exogenous is None:
             raise RuntimeError("call reset() before step()")
-        if int(self.state.week[0]) >= self.scenario.weeks or bool(self.state.bankrupt[0]):
+        if self._done:
             raise RuntimeError("the episode has ended; call reset() before step()")
-        act = check_action(action, self.action_space)[None]
-        orders, shares = decode(self.scenario, self.variant, act, self.state, self.exogenous, self.discrete)
-        self.state, reward, info = step(self.scenario, self.state, orders, shares, self.exogenous)
-        info = _scalar_info(info, 0, self.scenario)
-        info["week"] = int(self.state.week[0])
+        obs, reward, raw_info = self.simulator.step(action)
+        info = self.simulator.info_of(raw_info, 0)
+        self._week += 1
+        info.update(self._names, week=self._week)
         if self.render_mode is not None:  # the history exists only to draw it
             self.history.append(info)
-        terminated = bool(self.state.bankrupt[0])
-        truncated = not terminated and info["week"] >= self.scenario.weeks
-        obs = observe(self.scenario, self.state, self.exogenous)[0]
-        return obs, float(reward[0]), terminated, truncated, info
+        terminated = info["bankrupt"]
+        truncated = not terminated and self._week >= self.scenario.weeks
+        self._done = terminated or truncated
+        return obs[0], float(reward[0]), terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
         """Valid discrete levels (MaskablePPO reads this method by name)."""
@@ -155,12 +159,12 @@ class DatacenterVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int, scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
                  discrete: bool = False, render_mode: str | None = None,
-                 autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP):
+                 autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP, backend: str = "compiled"):
         if render_mode is not None:
             raise ValueError("the native vector env does not render; use a single env with render_mode")
         if autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {autoreset_mode!r}")
-        self.single = DatacenterEnv(scenario, variant, discrete)
+        self.single = DatacenterEnv(scenario, variant, discrete, backend=backend)
         self.scenario, self.variant, self.discrete = self.single.scenario, variant, discrete
         self.num_envs = num_envs
         self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
@@ -168,58 +172,60 @@ class DatacenterVectorEnv(VectorEnv):
         self.single_action_space = self.single.action_space
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.simulator = make_simulator(backend, self.scenario, variant, discrete, self.single_action_space, num_envs)
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
-        self.state = None
-        self.exogenous = None
         self._needs_reset = np.zeros(num_envs, dtype=bool)
+
+    @property
+    def state(self) -> State | None:
+        """The N datacenters' state, None before the first reset."""
+        return self.simulator.state
+
+    @property
+    def exogenous(self) -> Exogenous | None:
+        return self.simulator.exogenous
 
     def _draw(self, indices) -> Exogenous:
         paths = [draw_exogenous(self.scenario, self._rngs[i], 1) for i in indices]
         fields_ = Exogenous.__dataclass_fields__
         return Exogenous(**{f: np.concatenate([getattr(p, f) for p in paths]) for f in fields_})
 
-    def _reset_rows(self, state, mask: np.ndarray):
-        """``state`` with the sub-environments in ``mask`` restarted on freshly drawn paths."""
-        idx = np.flatnonzero(mask)
-        redrawn = self._draw(idx)
-        for f in Exogenous.__dataclass_fields__:
-            getattr(self.exogenous, f)[idx] = getattr(redrawn, f)
-        return state.where(mask, initial_state(self.scenario, self.num_envs))
+    def _reset_rows(self, mask: np.ndarray) -> None:
+        """Restart the sub-environments in ``mask`` on freshly drawn paths."""
+        self.simulator.reset_rows(mask, self._draw(np.flatnonzero(mask)))
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         if seed is not None:
             seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
             # match gym.Env.reset(seed=s), whose np_random is seeding.np_random(s)
             self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
-        self.exogenous = self._draw(range(self.num_envs))
-        self.state = initial_state(self.scenario, self.num_envs)
+        obs = self.simulator.reset(self._draw(range(self.num_envs)))
         self._needs_reset[:] = False
-        return observe(self.scenario, self.state, self.exogenous), {}
+        return obs, {}
 
     def step(self, actions):
-        if self.state is None:
+        if self.simulator.exogenous is None:
             raise RuntimeError("call reset() before step()")
-        act = check_action(actions, self.single_action_space, batch=self.num_envs)
-        orders, shares = decode(self.scenario, self.variant, act, self.state, self.exogenous, self.discrete)
-        new_state, reward, info = step(self.scenario, self.state, orders, shares, self.exogenous)
+        obs, reward, raw_info = self.simulator.step(actions)
+        info = self.simulator.batch_info(raw_info)
+        week, bankrupt = self.simulator.week_and_bankrupt()
         resetting = self._needs_reset.copy()
         if resetting.any():
-            new_state = self._reset_rows(new_state, resetting)
+            self._reset_rows(resetting)
             reward = np.where(resetting, 0.0, reward)
-        terminated = new_state.bankrupt & ~resetting
-        truncated = (new_state.week >= self.scenario.weeks) & ~terminated & ~resetting
+            obs = self.simulator.observe(obs, resetting)
+        terminated = bankrupt & ~resetting
+        truncated = (week >= self.scenario.weeks) & ~terminated & ~resetting
         done = terminated | truncated
-        obs = observe(self.scenario, new_state, self.exogenous)
         if self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP and done.any():
             info["final_obs"], info["_final_obs"] = obs, done
-            new_state = self._reset_rows(new_state, done)
-            obs = observe(self.scenario, new_state, self.exogenous)
+            self._reset_rows(done)
+            obs = self.simulator.observe(obs.copy(), done)
         else:
             self._needs_reset = done
-        self.state = new_state
         return obs, reward.astype(np.float64), terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
         if not self.discrete:
             raise AttributeError("action_masks() exists only for discrete=True")
-        return action_masks(self.scenario, self.variant, self.state)
+        return action_masks(self.scenario, self.variant, self.simulator.state)

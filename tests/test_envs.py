@@ -81,14 +81,28 @@ def test_native_vector_env_matches_single_envs_step_for_step():
     assert vtrunc.all()
 
 
-@pytest.mark.parametrize("bad", [
-    np.full(8, np.nan, dtype=np.float32), np.full(8, np.inf, dtype=np.float32), np.zeros(3, dtype=np.float32),
-    np.full(8, 2.0, dtype=np.float32), np.array(["a"] * 8),
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@pytest.mark.parametrize(("bad", "message"), [
+    (np.full(8, np.nan, dtype=np.float32), "NaN or inf"), (np.full(8, np.inf, dtype=np.float32), "NaN or inf"),
+    (np.zeros(3, dtype=np.float32), "shape"), (np.full(8, 2.0, dtype=np.float32), r"outside \[-1, 1\]"),
+    (np.array(["a"] * 8), "not numeric"),
 ])
-def test_invalid_actions_raise_a_clear_error(bad):
-    env = gym.make("ChipAlloc/Datacenter-Small-v0")
+def test_invalid_actions_raise_a_clear_error(bad, message, backend):
+    env = gym.make("ChipAlloc/Datacenter-Small-v0", backend=backend)
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="action"):
+    with pytest.raises(ValueError, match=message):
+        env.step(bad)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "reference"])
+@pytest.mark.parametrize(("bad", "message"), [
+    (np.full(8, 5), r"outside MultiDiscrete"), (np.full(8, -1), r"outside MultiDiscrete"),
+    (np.full(8, 1.0), "not an integer type"),
+])
+def test_invalid_discrete_actions_raise_a_clear_error(bad, message, backend):
+    env = gym.make("ChipAlloc/DatacenterDiscrete-Small-v0", backend=backend)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=message):
         env.step(bad)
 
 
