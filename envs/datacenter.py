@@ -11,11 +11,25 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from envs import render as rendering
 from envs.core import Exogenous, State, draw_exogenous
 from envs.scenario import Scenario, load_scenario
-from envs.simulator import make_simulator
+from envs.simulator import CompiledSimulator, ReferenceSimulator, make_simulator
 from envs.spaces import VARIANTS, action_masks, action_space, observation_space
 
 
-class DatacenterEnv(gym.Env):
+class _Simulated:
+    """``state`` and ``exogenous`` of the simulator an environment holds (batched; None before reset)."""
+
+    simulator: CompiledSimulator | ReferenceSimulator
+
+    @property
+    def state(self) -> State | None:
+        return self.simulator.state
+
+    @property
+    def exogenous(self) -> Exogenous | None:
+        return self.simulator.exogenous
+
+
+class DatacenterEnv(_Simulated, gym.Env):
     """An AI datacenter operator buying and scheduling heterogeneous accelerators.
 
     ## Description
@@ -27,22 +41,25 @@ class DatacenterEnv(gym.Env):
     by ``hardware``.
 
     ## Action Space
-    ``Box(-1, 1, (K + 4,), float32)`` for ``variant="datacenter"``: K order entries (one per
-    purchasable chip; a > 0 orders a x ``max_order_chips_per_week`` chips, rounded down to whole
-    order units; a <= 0 orders none) then four knobs mapped from [-1, 1] to [0, 1]: training
-    share (x 0.5 of training-capable chips), prefill bias (0.5 balances work), specialisation (0
-    colocated, 1 disaggregated by comparative advantage), latency priority (0.5 neutral).
-    ``procurement``: the K order entries only (fixed schedule knobs). ``scheduling``: the four knobs
-    only (a fixed purchase plan). ``fine``: the K order entries, then one share entry per
-    (role, chip) for the research variant: (1 + 2C) x K shares of each chip type's fleet for
-    training, prefill and decode of each class (see :func:`envs.spaces.decode`).
-    ``discrete=True`` gives ``MultiDiscrete`` with five levels each and
-    ``action_masks()`` for MaskablePPO. NaN, inf, out-of-range or mis-shaped actions raise
-    ``ValueError``. Orders for chips not yet on sale are dropped, and orders beyond cash plus
-    credit are scaled down; both are reported in ``info`` (``orders_unavailable``, ``orders_clipped``).
+    ``Box(-1, 1, (K + 5,), float32)`` for ``variant="datacenter"``; each entry maps [-1, 1] to
+    u in [0, 1]. K chip weights (exp(6 (u - 1)) - exp(-6): one chip can take nearly all of an
+    order), then a capacity target: the fleet plus chips on order should cover u x 3 times this
+    week's demand, and the shortfall is bought, split over the chips on sale by weight, each share
+    sized in that chip's own capacity (:mod:`envs.sizing`). Then four knobs for the built-in
+    allocator (:func:`envs.core.knob_shares`): training pace (0.5 = the pace active jobs need),
+    prefill bias (0.5 balances work), specialisation (0 colocated, 1 disaggregated by comparative
+    advantage), latency priority (0.5 neutral). ``procurement``: the K + 1 order entries only
+    (fixed knobs). ``scheduling``: the four knobs only (a fixed purchase plan). ``fine``: K raw
+    order entries (a > 0 orders a x ``max_order_chips_per_week`` chips), then (1 + 2C) x K shares
+    of each chip type's fleet for training, prefill and decode of each class (see
+    :func:`envs.spaces.decode`). ``discrete=True`` gives ``MultiDiscrete`` with five levels each
+    (u = level / 4) and ``action_masks()`` for MaskablePPO. NaN, inf, out-of-range or mis-shaped
+    actions raise ``ValueError``. Orders round down to whole order units; orders for chips not yet
+    on sale are dropped, and orders beyond cash plus credit are scaled down; both are reported in
+    ``info`` (``orders_unavailable``, ``orders_clipped``).
 
     ## Observation Space
-    ``Box(-10, 10, (2 + 5K + 3C + 6,), float32)``, each block scaled to order one; see
+    ``Box(-10, 10, (4 + 5K + 4C + 6,), float32)``, each block scaled to order one; see
     :func:`envs.spaces.observe` for the layout.
 
     ## Rewards
@@ -89,16 +106,6 @@ class DatacenterEnv(gym.Env):
         self._done = False
         self._names = {"classes": tuple(c.name for c in self.scenario.classes), "chips": self.scenario.chips}
 
-    @property
-    def state(self) -> State | None:
-        """The datacenter's state (a batch of one), None before the first reset."""
-        return self.simulator.state
-
-    @property
-    def exogenous(self) -> Exogenous | None:
-        """This episode's exogenous path (a batch of one), fixed at reset."""
-        return self.simulator.exogenous
-
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = options or {}
@@ -144,7 +151,7 @@ class DatacenterEnv(gym.Env):
         return None
 
 
-class DatacenterVectorEnv(VectorEnv):
+class DatacenterVectorEnv(_Simulated, VectorEnv):
     """N datacenters stepped in one array operation; matches N single environments step for step.
 
     Sub-environment ``i`` of ``reset(seed=s)`` uses seed ``s + i`` (as Gymnasium's SyncVectorEnv
@@ -175,15 +182,6 @@ class DatacenterVectorEnv(VectorEnv):
         self.simulator = make_simulator(backend, self.scenario, variant, discrete, self.single_action_space, num_envs)
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
         self._needs_reset = np.zeros(num_envs, dtype=bool)
-
-    @property
-    def state(self) -> State | None:
-        """The N datacenters' state, None before the first reset."""
-        return self.simulator.state
-
-    @property
-    def exogenous(self) -> Exogenous | None:
-        return self.simulator.exogenous
 
     def _draw(self, indices) -> Exogenous:
         paths = [draw_exogenous(self.scenario, self._rngs[i], 1) for i in indices]
