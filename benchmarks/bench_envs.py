@@ -1,6 +1,6 @@
 """Environment speed: ``python -m benchmarks.bench_envs``.
 
-Steps/s of each registered default-scenario variant (and of the reference backend), env-steps/s of
+Steps/s of each registered ID's single env (and of the reference backend), env-steps/s of
 the native vector env at N = 1, 64 and 1024 against Gymnasium's SyncVectorEnv of the same env, peak
 memory, and CartPole-v1 in the same process as the yardstick.
 """
@@ -13,8 +13,8 @@ import time
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401  (registers the IDs)
 from benchmarks.yardstick import cartpole_steps_per_s
+from envs import ENV_IDS
 
 
 def first_step_seconds(env_id: str) -> float:
@@ -56,13 +56,12 @@ def main() -> None:
           f"{first_step_seconds('ChipAlloc/Datacenter-v0'):.2f} s")
     cartpole = cartpole_steps_per_s()
     print(f"CartPole-v1 yardstick: {cartpole:,.0f} steps/s")
-    for env_id in ("ChipAlloc/Datacenter-v0", "ChipAlloc/Procurement-v0", "ChipAlloc/Scheduling-v0",
-                   "ChipAlloc/DatacenterDiscrete-v0", "ChipAlloc/DatacenterFine-v0", "ChipAlloc/Datacenter-Small-v0"):
+    for env_id in ENV_IDS:
         rate = single_steps_per_s(env_id)
-        print(f"{env_id:<34} {rate:10,.0f} steps/s  ({rate / cartpole:.3f}x CartPole)")
+        print(f"{env_id:<44} {rate:10,.0f} steps/s  ({rate / cartpole:.3f}x CartPole)")
     reference = single_steps_per_s("ChipAlloc/Datacenter-v0", steps=1_000, backend="reference")
-    print(f"{'ChipAlloc/Datacenter-v0 reference':<34} {reference:10,.0f} steps/s  "
-          f"({reference / cartpole:.3f}x CartPole; backend='reference': envs.core on NumPy)")
+    print(f"{'ChipAlloc/Datacenter-v0, reference backend':<44} {reference:10,.0f} steps/s  "
+          f"({reference / cartpole:.3f}x CartPole; envs.core on NumPy)")
     for n, steps in ((1, 300), (64, 100), (1024, 40)):
         native = vector_steps_per_s(n, "vector_entry_point", steps)
         sync = vector_steps_per_s(n, "sync", max(2, steps // max(1, n // 16)))
