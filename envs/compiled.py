@@ -12,6 +12,7 @@ tables (per chip, per class and chip, per class, scalars), the state as one row 
 datacenter (:data:`INFO_FIELDS`). :mod:`envs.simulator` converts them to and from
 :class:`envs.core.State`, :class:`envs.core.Exogenous` and info dicts. Sums may add in another
 order than NumPy's, so results agree with the reference to rounding (tests/test_compiled.py).
+``NUMBA_DISABLE_JIT=1`` runs these functions as plain Python, for stepping through with a debugger.
 """
 
 from __future__ import annotations
