@@ -164,10 +164,10 @@ class CompiledSimulator:
     def step(self, action: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         arr = np.asarray(action)
         if arr.shape != self._shape or arr.dtype.kind not in self._kinds:
-            check_action(arr, self.action_space, self.batch)  # raises, naming what is allowed
+            self._reject(arr)
         act = arr.astype(np.float64).reshape(self._rows.shape[0], -1)
         if not valid_actions(act, self.discrete):
-            check_action(arr, self.action_space, self.batch)
+            self._reject(arr)
         rows = np.empty_like(self._rows)
         obs = np.empty((rows.shape[0], self._n_obs), dtype=np.float32)
         info = np.empty((rows.shape[0], int(self._info_offsets[-1])))
@@ -175,6 +175,10 @@ class CompiledSimulator:
                    self._state_offsets, self._info_offsets, self._dims, rows, obs, info)
         self._rows, self._state = rows, None
         return obs, info[:, self._info_offsets[I_REWARD]], info
+
+    def _reject(self, action: np.ndarray) -> None:
+        check_action(action, self.action_space, self.batch)  # raises, naming what is wrong and what is allowed
+        raise ValueError(f"action {action.tolist()} is not a valid action of {self.action_space}")
 
     def batch_info(self, info: np.ndarray) -> dict[str, np.ndarray]:
         B = info.shape[0]
