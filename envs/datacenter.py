@@ -1,4 +1,4 @@
-"""Gymnasium front ends over :mod:`envs.core`: single environments and a native vector environment."""
+"""Gymnasium front ends over :mod:`envs.simulator`: single environments and a native vector environment."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ class DatacenterEnv(_Simulated, gym.Env):
         self.simulator = make_simulator(backend, self.scenario, variant, discrete, self.action_space, None)
         self.backend = backend
         self.history: list[dict[str, Any]] = []
-        self._done = False
+        self._done, self._week = False, 0
         self._names = {"classes": tuple(c.name for c in self.scenario.classes), "chips": self.scenario.chips}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
