@@ -22,7 +22,7 @@ import math
 import numpy as np
 from numba import njit
 
-from envs.core import _AFFINITY_SHARPNESS, _BACKLOG_WEEKS, MAX_TRAINING_SHARE, WEEK_S, Exogenous
+from envs.core import AFFINITY_SHARPNESS, BACKLOG_WEEKS, MAX_TRAINING_SHARE, WEEK_S, Exogenous
 from envs.scenario import Scenario
 from envs.spaces import (
     LEVELS,
@@ -33,7 +33,7 @@ from envs.spaces import (
     SCHEDULING_PLAN_GROWTH,
     VARIANTS,
     WEIGHT_SHARPNESS,
-    _fleet_scale,
+    fleet_scale,
 )
 
 VARIANT_CODES = {name: i for i, name in enumerate(VARIANTS)}  # the kernels' ``variant`` argument
@@ -62,7 +62,7 @@ def scenario_tables(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndar
                scenario.price_decline_per_year, scenario.pue, scenario.energy_usd_per_kwh,
                scenario.maintenance_per_year, scenario.interest_rate_per_year, scenario.reward_scale_usd,
                float(a["kv_link_bytes_per_s"]), tr["value_per_job_usd"], tr["flops_per_job"], tr["deadline_weeks"],
-               tr["slots"], scenario.max_order_chips_per_week, float(a["hbm_stacks"].max()), _fleet_scale(scenario)]
+               tr["slots"], scenario.max_order_chips_per_week, float(a["hbm_stacks"].max()), fleet_scale(scenario)]
     return (np.stack([a[k] for k in CHIP_PARAMS]).astype(np.float64),
             np.stack([a[k] for k in CLASS_CHIP_PARAMS]).astype(np.float64),
             np.stack([a[k] for k in CLASS_PARAMS]).astype(np.float64),
@@ -120,6 +120,15 @@ def pack_exogenous(exo: Exogenous) -> np.ndarray:
 
 
 @njit(cache=True)
+def _demand_with_backlog(row, so, x, C):
+    """(C,) this week's demand (the exogenous row ``x``) plus the carried-over backlog of state ``row``."""
+    dem = np.empty(C)
+    for c in range(C):
+        dem[c] = x[c] + row[so[S_BACKLOG] + c]
+    return dem
+
+
+@njit(cache=True)
 def _chips_for_demand(dem, pck, pc):
     """W_k(D) of :func:`envs.sizing.chips_for_demand` for one datacenter."""
     C, K = pck.shape[1], pck.shape[2]
@@ -162,7 +171,7 @@ def _chip_price(week, hbm_price, pk, ps, k):
 
 
 @njit(cache=True)
-def _in_transit(row, so, K, L, k):
+def _in_transit(row, so, L, k):
     total = 0.0
     for j in range(L):
         total += row[so[S_PIPELINE] + k * L + j]
@@ -173,7 +182,7 @@ def _in_transit(row, so, K, L, k):
 def _owned_and_ordered(row, so, K, L):
     out = np.empty(K)
     for k in range(K):
-        out[k] = row[so[S_FLEET] + k] + row[so[S_QUEUE] + k] + _in_transit(row, so, K, L, k)
+        out[k] = row[so[S_FLEET] + k] + row[so[S_QUEUE] + k] + _in_transit(row, so, L, k)
     return out
 
 
@@ -198,7 +207,7 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc):
             sum_d += weight * pck[DECODE_RATE, c, k]
         mean_p[c] = sum_p / max(owned, 1e-9) if owned > 0 else pc[MEDIAN_PREFILL, c]
         mean_d[c] = sum_d / max(owned, 1e-9) if owned > 0 else pc[MEDIAN_DECODE, c]
-    gamma = _AFFINITY_SHARPNESS * knobs[2]
+    gamma = AFFINITY_SHARPNESS * knobs[2]
     shares = np.empty((1 + 2 * C, K))
     total_p, total_d = np.zeros(K), np.zeros(K)
     for c in range(C):
@@ -285,8 +294,9 @@ def _decode(variant, discrete, act, row, so, dem, pk, pck, pc, ps, K, C, J, L):
 
 
 @njit(cache=True)
-def _transition(row, new, info, so, io, exo, orders, shares, pk, pck, pc, ps, K, C, J, L):
-    """:func:`envs.core.step` for one datacenter: writes the next state row and the info row."""
+def _transition(row, new, info, so, io, exo, dem, orders, shares, pk, pck, pc, ps, K, C, J, L):
+    """:func:`envs.core.step` for one datacenter: writes the next state row and the info row.
+    ``dem`` is this week's demand plus backlog."""
     T = exo.shape[0]
     week = row[so[S_WEEK]]
     t = min(int(week), T - 1)
@@ -364,7 +374,7 @@ def _transition(row, new, info, so, io, exo, orders, shares, pk, pck, pc, ps, K,
         dep[k] *= kept
         info[io[I_FAILED] + k] = failed
         info[io[I_QUEUE] + k] = queue[k]
-        info[io[I_TRANSIT] + k] = _in_transit(new, so, K, L, k)
+        info[io[I_TRANSIT] + k] = _in_transit(new, so, L, k)
 
     # 5. The HBM price index moves toward its excess-demand target.
     excess = (other + stacks_needed) / max(supply, 1.0) - 1.0
@@ -385,8 +395,7 @@ def _transition(row, new, info, so, io, exo, orders, shares, pk, pck, pc, ps, K,
     load_p, load_d = np.empty(C), np.empty(C)
     revenue = 0.0
     for c in range(C):
-        demand = x[c]
-        dem_eff = demand + row[so[S_BACKLOG] + c]
+        demand, dem_eff = x[c], dem[c]
         prefill_sum, decode_cap = 0.0, 0.0
         for k in range(K):
             prefill_sum += prefill[c * K + k] * pck[PREFILL_RATE, c, k]
@@ -412,7 +421,7 @@ def _transition(row, new, info, so, io, exo, orders, shares, pk, pck, pc, ps, K,
         revenue_class = served * attainment * pc[PRICE, c] * WEEK_S
         revenue += revenue_class
         unmet = dem_eff - served
-        new[so[S_BACKLOG] + c] = min(unmet * pc[CARRY, c], _BACKLOG_WEEKS * demand)
+        new[so[S_BACKLOG] + c] = min(unmet * pc[CARRY, c], BACKLOG_WEEKS * demand)
         new[so[S_SERVED] + c] = served / max(dem_eff, 1e-9) if dem_eff > 0 else 1.0
         new[so[S_ATTAINMENT] + c] = attainment
         served_all[c] = served
@@ -532,9 +541,7 @@ def _observe(row, obs, so, exo, pk, pck, pc, ps, K, C, J, L):
     week = row[so[S_WEEK]]
     t = min(int(week), T - 1)
     x, past = exo[t], exo[max(t - 4, 0)]
-    wanted = np.empty(C)
-    for c in range(C):
-        wanted[c] = x[c] + row[so[S_BACKLOG] + c]
+    wanted = _demand_with_backlog(row, so, x, C)
     work = _chips_for_demand(wanted, pck, pc)
     fleet = row[so[S_FLEET]:so[S_FLEET] + K]
     out = np.empty(obs.shape[0])
@@ -545,7 +552,7 @@ def _observe(row, obs, so, exo, pk, pck, pc, ps, K, C, J, L):
     queued_stacks = 0.0
     for k in range(K):
         out[4 + k] = fleet[k] / ps[FLEET_SCALE]
-        out[4 + K + k] = (row[so[S_QUEUE] + k] + _in_transit(row, so, K, L, k)) / ps[FLEET_SCALE]
+        out[4 + K + k] = (row[so[S_QUEUE] + k] + _in_transit(row, so, L, k)) / ps[FLEET_SCALE]
         out[4 + 2 * K + k] = 1.0 if _available(week, pk, k) else 0.0
         out[4 + 3 * K + k] = _chip_price(week, row[so[S_HBM_PRICE]], pk, ps, k) / pk[LIST_PRICE, k]
         out[4 + 4 * K + k] = row[so[S_UTILISATION] + k]
@@ -590,12 +597,9 @@ def step_batch(variant, discrete, actions, state, exo, pk, pck, pc, ps, so, io, 
     K, C, J, L = dims[0], dims[1], dims[2], dims[3]
     for b in range(state.shape[0]):
         row = state[b]
-        dem = np.empty(C)
-        x = exo[b, min(int(row[so[S_WEEK]]), exo.shape[1] - 1)]
-        for c in range(C):
-            dem[c] = x[c] + row[so[S_BACKLOG] + c]
+        dem = _demand_with_backlog(row, so, exo[b, min(int(row[so[S_WEEK]]), exo.shape[1] - 1)], C)
         orders, shares = _decode(variant, discrete, actions[b], row, so, dem, pk, pck, pc, ps, K, C, J, L)
-        _transition(row, new_state[b], info[b], so, io, exo[b], orders, shares, pk, pck, pc, ps, K, C, J, L)
+        _transition(row, new_state[b], info[b], so, io, exo[b], dem, orders, shares, pk, pck, pc, ps, K, C, J, L)
         _observe(new_state[b], obs[b], so, exo[b], pk, pck, pc, ps, K, C, J, L)
 
 

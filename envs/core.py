@@ -28,9 +28,9 @@ from envs.scenario import Scenario
 
 WEEK_S = 7 * 24 * 3600.0
 N_KNOBS = 4
-_AFFINITY_SHARPNESS = 4.0  # how strongly "specialise" concentrates each role on its best chips
-_BACKLOG_WEEKS = 4.0
-MAX_TRAINING_SHARE = 0.9  # carried-over demand is capped at this many weeks of current demand
+AFFINITY_SHARPNESS = 4.0  # how strongly "specialise" concentrates each role on its best chips
+BACKLOG_WEEKS = 4.0  # carried-over demand is capped at this many weeks of current demand
+MAX_TRAINING_SHARE = 0.9  # the training pace knob gives at most this share of each chip type to training
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,7 @@ def knob_shares(scenario: Scenario, fleet: Any, demand: Any, knobs: Any, trainin
     need_d = demand / mean_d * 2.0 * (1.0 - knobs[:, 1:2])
     lat = a["latency_class"]
     priority = lat * (0.5 + knobs[:, 3:4]) + (1.0 - lat) * (1.5 - knobs[:, 3:4])
-    gamma = _AFFINITY_SHARPNESS * knobs[:, 2][:, None, None]
+    gamma = AFFINITY_SHARPNESS * knobs[:, 2][:, None, None]
     # Comparative advantage: the ratio of a chip's prefill and decode strengths, each relative
     # to the fleet's average chip for that class.
     rel_p = pr / mean_p[:, :, None] * fits
@@ -394,7 +394,7 @@ def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogen
     attainment = xp.where(served > 0, tpot_ok * ttft_ok, ones)
     revenue_class = served * attainment * a["price_per_token"] * WEEK_S
     unmet = demand_eff - served
-    backlog = xp.minimum(unmet * a["carry_over"], _BACKLOG_WEEKS * demand)
+    backlog = xp.minimum(unmet * a["carry_over"], BACKLOG_WEEKS * demand)
 
     # 8. Training: earliest deadline first over the job slots; value paid on completion before the deadline.
     train_cap = xp.sum(train * a["train_flops_per_chip_s"], axis=1) * WEEK_S

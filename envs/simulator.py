@@ -104,15 +104,15 @@ class CompiledSimulator:
         self._n_obs = observation_size(scenario)
         self._shape = action_space.shape if batch is None else (batch, *action_space.shape)
         self._kinds = "iu" if isinstance(action_space, spaces.MultiDiscrete) else "fiu"
-        self._info_spec = [(name, int(self._info_offsets[i]), shape, kind)
-                           for i, ((name, _, kind), shape) in enumerate(zip(INFO_FIELDS, info_shapes))
-                           if i != I_REWARD]
-        self._floats = [(n, o) for n, o, shape, kind in self._info_spec if shape == () and kind == "f"]
+        # How info rows become dicts: scalars by kind, then arrays (the single env skips reshaping vectors).
+        spec = [(name, int(self._info_offsets[i]), shape, kind)
+                for i, ((name, _, kind), shape) in enumerate(zip(INFO_FIELDS, info_shapes)) if i != I_REWARD]
+        self._floats = [(n, o) for n, o, shape, kind in spec if shape == () and kind == "f"]
         self._float_names = tuple(n for n, _ in self._floats)
         self._float_values = operator.itemgetter(*(o for _, o in self._floats))
-        self._others = [(n, o, int if kind == "i" else bool) for n, o, shape, kind in self._info_spec
+        self._others = [(n, o, int if kind == "i" else bool) for n, o, shape, kind in spec
                         if shape == () and kind != "f"]
-        self._arrays = [(n, slice(o, o + int(np.prod(shape))), shape) for n, o, shape, _ in self._info_spec if shape]
+        self._arrays = [(n, slice(o, o + int(np.prod(shape))), shape) for n, o, shape, _ in spec if shape]
         self._vectors = [(n, s) for n, s, shape in self._arrays if len(shape) == 1]
         self._matrices = [(n, s, shape) for n, s, shape in self._arrays if len(shape) > 1]
         self._rows: np.ndarray | None = None

@@ -45,7 +45,8 @@ def observation_space(scenario: Scenario) -> spaces.Box:
     return spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(n,), dtype=np.float32)
 
 
-def _fleet_scale(scenario: Scenario) -> float:
+def fleet_scale(scenario: Scenario) -> float:
+    """The chip count that observations of fleet and orders are divided by."""
     return 4.0 * max(float(scenario.arrays["initial_fleet"].sum()), float(scenario.max_order_chips_per_week))
 
 
@@ -65,7 +66,7 @@ def observe(scenario: Scenario, state: State, exo: Exogenous) -> np.ndarray:
     nearest deadline / deadline weeks.
     """
     a, B = scenario.arrays, state.fleet.shape[0]
-    scale = _fleet_scale(scenario)
+    scale = fleet_scale(scenario)
     hbm = scenario.hbm
     allocation = hbm["our_allocation_share"] * hbm["supply_stacks_per_week"]
     tr = scenario.training
