@@ -63,6 +63,10 @@ class Spec:
     kind: str  # "baseline", "oracle" or "trained"
     runs: tuple[str, ...] = ()
 
+    def env_id(self, env_id: str) -> str:
+        """The env this policy runs on: the fine variant of ``env_id`` for the LP scheduler and the oracle."""
+        return fine_variant(env_id) if self.kind != "trained" and self.label in FINE_ONLY else env_id
+
 
 def latest_run() -> str:
     pointer = Path("runs/latest.txt")
@@ -123,34 +127,39 @@ def run_task(task: tuple) -> dict:
 def tasks_for(specs: list[Spec], env_id: str, scenario: str | None, seeds: list[int]) -> list[tuple]:
     tasks = []
     for spec in specs:
-        target = fine_variant(env_id) if spec.label in FINE_ONLY else env_id
         for run in spec.runs or (None,):
             for seed in seeds:
-                tasks.append((spec, run, target, scenario, seed, seed == seeds[0]))
+                tasks.append((spec, run, spec.env_id(env_id), scenario, seed, seed == seeds[0]))
     return tasks
+
+
+def _strata(rows: list[dict], value) -> list[np.ndarray]:
+    """``value(row)`` of each episode, one stratum per training run (baselines have a single one)."""
+    return [np.array([value(r) for r in rows if r["run"] == run]) for run in sorted({r["run"] for r in rows})]
 
 
 def summarise(rows: list[dict], specs: list[Spec]) -> dict:
     """Per policy: mean and IQM with 95% bootstrap CIs, gap to the oracle, P(improvement) over the best baseline."""
     by_policy = {s.label: [r for r in rows if r["policy"] == s.label] for s in specs}
     returns = {k: np.array([r["episode"].episode_return for r in v]) for k, v in by_policy.items()}
-    oracle = {r["seed"]: r["episode"].episode_return for r in by_policy.get("oracle", [])}
+    oracle = {r["seed"]: r["episode"].episode_return for s in specs if s.kind == "oracle" for r in by_policy[s.label]}
     baselines = [s.label for s in specs if s.kind == "baseline"]
     best = max(baselines, key=lambda k: returns[k].mean()) if baselines else None
     summary = {"best_baseline": best, "policies": {}}
-    for label, values in returns.items():
-        rows_ = by_policy[label]
-        mean, low, high = stratified_ci([values], lambda x: np.mean(x))
-        iq, iq_low, iq_high = stratified_ci([values], lambda x: iqm(x))
-        entry = {"episodes": len(values), "mean_return": mean, "mean_ci95": [low, high], "iqm_return": iq,
-                 "iqm_ci95": [iq_low, iq_high]}
+    for spec in specs:
+        label, rows_ = spec.label, by_policy[spec.label]
+        episode_returns = _strata(rows_, lambda r: r["episode"].episode_return)
+        mean, low, high = stratified_ci(episode_returns, np.mean)
+        iq, iq_low, iq_high = stratified_ci(episode_returns, iqm)
+        entry = {"kind": spec.kind, "episodes": len(rows_), "mean_return": mean, "mean_ci95": [low, high],
+                 "iqm_return": iq, "iqm_ci95": [iq_low, iq_high]}
         if oracle:
-            gaps = np.array([(oracle[r["seed"]] - r["episode"].episode_return) / abs(oracle[r["seed"]])
-                             for r in rows_])
-            gap, gap_low, gap_high = stratified_ci([gaps], lambda x: np.mean(x))
+            gaps = _strata(rows_, lambda r: (oracle[r["seed"]] - r["episode"].episode_return) / abs(oracle[r["seed"]]))
+            gap, gap_low, gap_high = stratified_ci(gaps, np.mean)
             entry.update(optimality_gap=gap, optimality_gap_ci95=[gap_low, gap_high])
         if best and label != best:
-            entry["probability_of_improvement_over_best_baseline"] = probability_of_improvement(values, returns[best])
+            entry["probability_of_improvement_over_best_baseline"] = probability_of_improvement(returns[label],
+                                                                                                returns[best])
             # Paired over seeds (common random numbers); pooled training seeds average per seed first.
             seeds = sorted({r["seed"] for r in rows_})
             mine = [np.mean([r["episode"].episode_return for r in rows_ if r["seed"] == s]) for s in seeds]
@@ -179,7 +188,7 @@ def markdown(summary: dict, env_id: str, seeds: list[int]) -> str:
                      f"{e['mean_profit'] / 1e6:,.1f} | {e['mean_usd_per_mtok']:.3f} | {e['mean_unmet_share']:.1%} |")
     best = summary["best_baseline"]
     for label, e in summary["policies"].items():
-        if "minus_best_baseline" in e and label != "oracle" and label not in BASELINES:
+        if "minus_best_baseline" in e and e["kind"] == "trained":
             diff, (low, high) = e["minus_best_baseline"]["mean"], e["minus_best_baseline"]["ci95"]
             verdict = "beats" if low > 0 else "does not beat"
             lines += ["", f"{label} - {best} (best baseline): {diff:+.1f} [{low:+.1f}, {high:+.1f}] "
@@ -225,6 +234,8 @@ def plots(rows: list[dict], summary: dict, scenario: Scenario, runs: list[str], 
 
     traced = {r["policy"]: r["episode"].trace for r in rows if r["episode"].trace}
     shown = [k for k in labels if k in traced and k not in ("random",)][:4]
+    if not shown:  # only the random policy: its fleet and service say nothing worth a plot
+        return made
     fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.2), sharey=True, squeeze=False)
     for ax, label in zip(axes[0], shown):
         fleet = traced[label]["fleet"]
@@ -298,13 +309,15 @@ def main(argv: list[str] | None = None) -> dict:
     specs = resolve_policies(cfg.policies)
     runs = [r for s in specs for r in s.runs]
     trained_on = {run_env_id(r) for r in runs} - {None}
-    env_id = cfg.env_id or (trained_on.pop() if len(trained_on) == 1 else "ChipAlloc/Datacenter-v0")
+    if len(trained_on) > 1 and not cfg.env_id:
+        raise ValueError(f"the runs were trained on different environments ({', '.join(sorted(trained_on))}); "
+                         f"choose one with --env-id")
+    env_id = cfg.env_id or (trained_on.pop() if trained_on else "ChipAlloc/Datacenter-v0")
     if env_id not in gym.registry:
         raise ValueError(f"unknown environment {env_id!r}")
     for spec in specs:  # fail before any episode: unknown names, other variants, missing files
         for run in spec.runs or (None,):
-            target = fine_variant(env_id) if spec.label in FINE_ONLY else env_id
-            build_policy(spec, make_env(target, cfg.scenario), run)
+            build_policy(spec, make_env(spec.env_id(env_id), cfg.scenario), run)
     seeds = list(range(TEST_SEED_START, TEST_SEED_START + cfg.seeds))
     out = Path(cfg.out or f"results/{time.strftime('%Y%m%d-%H%M%S')}")
     tasks = tasks_for(specs, env_id, cfg.scenario, seeds)

@@ -24,7 +24,7 @@ import torch
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 import evaluate
-from agents import BASELINES, make_policy
+from agents import BASELINES, FINE_ONLY, make_policy
 from agents.algorithms import ALGORITHMS, check_algorithm
 from agents.cli import parse_config
 from agents.evaluation import EVAL_SEED_START
@@ -111,10 +111,6 @@ def build(cfg: Config, params: dict, run_dir: Path):
     return model, venv
 
 
-def make_eval_env(cfg: Config, variant_id: str | None = None) -> gym.Env:
-    return gym.make(variant_id or cfg.env_id, **({"scenario": cfg.scenario} if cfg.scenario else {}))
-
-
 def main(argv: list[str] | None = None) -> None:
     cfg, params, run_dir = resolve(parse_config(Config, argv, __doc__))
     torch.set_num_threads(cfg.threads)
@@ -130,13 +126,13 @@ def main(argv: list[str] | None = None) -> None:
 
     eval_seeds = seeds_from(EVAL_SEED_START, cfg.eval_episodes)
     heuristics = {name: np.mean([e.episode_return for e in evaluate_policy(
-        lambda: make_eval_env(cfg), lambda env, n=name: make_policy(n, env), eval_seeds)])
-        for name in BASELINES if name != "lp-scheduler"}
+        lambda: evaluate.make_env(cfg.env_id, cfg.scenario), lambda env, n=name: make_policy(n, env), eval_seeds)])
+        for name in BASELINES if name not in FINE_ONLY}
     best_heuristic = max(heuristics.values())
 
     def evaluate_agent() -> float:
         return float(np.mean([e.episode_return for e in evaluate_policy(
-            lambda: make_eval_env(cfg),
+            lambda: evaluate.make_env(cfg.env_id, cfg.scenario),
             lambda env: TrainedPolicy.from_model(env, model, cfg.algo, venv), eval_seeds)]))
 
     callbacks = [DomainMetricsCallback(every=max(2048, cfg.n_envs)),

@@ -75,34 +75,29 @@ def evaluate(make_env: Callable[[], gym.Env], make_policy: Callable[[gym.Env], P
     return [run_episode(env, policy, s) for s in seeds]
 
 
-def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean and its 95% percentile-bootstrap interval (scipy.stats.bootstrap); the mean alone for one value."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2 or np.ptp(values) == 0:
-        return float(values.mean()), float(values.mean()), float(values.mean())
-    res = stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
-                          method="percentile", random_state=np.random.default_rng(0))
-    return float(values.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
 def paired_difference_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """Mean of a - b over the same seeds (common random numbers) with its 95% bootstrap interval."""
-    return mean_ci(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
+    return stratified_ci([np.asarray(a, dtype=float) - np.asarray(b, dtype=float)], np.mean)
 
 
-def iqm(values: np.ndarray) -> float:
-    """Interquartile mean: the mean of the middle 50% (scipy.stats.trim_mean)."""
-    return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
+def iqm(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
+    """Interquartile mean: the mean of the middle 50% (scipy.stats.trim_mean), along ``axis``."""
+    return stats.trim_mean(np.asarray(values, dtype=float), 0.25, axis=axis)
 
 
 def stratified_ci(strata: Sequence[np.ndarray], statistic) -> tuple[float, float, float]:
-    """``statistic`` of the pooled strata and its 95% stratified-bootstrap interval: each stratum (a
-    scenario, say) is resampled within itself, as rliable's StratifiedBootstrap does."""
+    """``statistic`` of the pooled strata and its 95% percentile-bootstrap interval, each stratum (a
+    training seed, say) resampled within itself, as rliable's StratifiedBootstrap does. ``statistic``
+    takes one array and an ``axis`` (``np.mean``, :func:`iqm`), so scipy evaluates all resamples at once."""
     strata = [np.asarray(s, dtype=float) for s in strata]
-    point = float(statistic(*strata))
-    if sum(len(s) for s in strata) < 3 or all(np.ptp(s) == 0 for s in strata):
+    point = float(statistic(np.concatenate(strata), axis=-1))
+    if sum(len(s) for s in strata) < 2 or all(np.ptp(s) == 0 for s in strata):
         return point, point, point
-    res = stats.bootstrap(tuple(strata), statistic, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
+
+    def pooled(*samples, axis=-1):
+        return statistic(np.concatenate(samples, axis=axis), axis=axis)
+
+    res = stats.bootstrap(tuple(strata), pooled, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
                           method="percentile", random_state=np.random.default_rng(0))
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 

@@ -11,7 +11,7 @@ import pytest
 import evaluate
 import train
 from agents import make_policy
-from agents.evaluation import TEST_SEED_START, run_episode
+from agents.evaluation import TEST_SEED_START, iqm, run_episode, stratified_ci
 
 SMALL = "ChipAlloc/Datacenter-Small-v0"
 
@@ -97,6 +97,39 @@ def test_latest_without_any_run_is_explained(tmp_path, monkeypatch):
 
 
 def test_stratified_interval_of_a_constant_is_a_point():
-    from agents.evaluation import stratified_ci
+    assert stratified_ci([np.ones(5), np.ones(3)], np.mean) == (1.0, 1.0, 1.0)
 
-    assert stratified_ci([np.ones(5), np.ones(3)], lambda *x: np.mean(np.concatenate(x))) == (1.0, 1.0, 1.0)
+
+def test_strata_are_resampled_within_themselves():
+    """Pooled runs whose returns differ by 100: resampling across the pool would move the mean by
+    tens; within each run only the first run's single 1 moves it, by at most 0.5."""
+    first, second = np.array([0.0, 0.0, 0.0, 0.0, 1.0]), np.full(5, 100.0)
+    mean, low, high = stratified_ci([first, second], np.mean)
+    assert mean == pytest.approx(50.1)
+    assert 50.0 <= low <= mean <= high <= 50.5
+    _, low_pooled, high_pooled = stratified_ci([np.concatenate([first, second])], np.mean)
+    assert high_pooled - low_pooled > 20
+
+
+def test_iqm_interval_brackets_the_iqm():
+    values = np.random.default_rng(0).normal(1000.0, 50.0, 40)
+    point, low, high = stratified_ci([values], iqm)
+    assert point == pytest.approx(float(np.mean(np.sort(values)[10:30])))
+    assert low < point < high
+
+
+def test_runs_trained_on_different_envs_need_an_env_id(tmp_path):
+    runs = []
+    for env_id in ("ChipAlloc/Datacenter-Small-v0", "ChipAlloc/Procurement-Small-v0"):
+        run = tmp_path / env_id.split("/")[1]
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"config": {"env_id": env_id}}))
+        runs.append(f"{run.name}={run}")
+    with pytest.raises(ValueError, match=r"trained on different environments .* --env-id"):
+        evaluate.main(["--policies", ",".join(runs), "--seeds", "1", "--out", str(tmp_path / "out")])
+
+
+def test_the_random_policy_alone_is_summarised_and_plotted(tmp_path):
+    summary = evaluate.main(["--policies", "random", "--env-id", SMALL, "--seeds", "2", "--out", str(tmp_path)])
+    assert summary["policies"]["random"]["episodes"] == 2
+    assert (tmp_path / "plots" / "scores.png").is_file()
