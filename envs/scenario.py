@@ -20,6 +20,7 @@ import yaml
 
 from hardware import Workload, build_serving_tables, get_chip
 from hardware.catalog import UnknownNameError, efficiency, get_model
+from hardware.perf import WEIGHT_BYTES
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 SCENARIO_NAMES = ("default", "hbm_shortage", "agent_surge", "small")
@@ -67,7 +68,7 @@ _CLASS = {
     "demand_tokens_per_s": (float, 0, 1e12), "noise": (float, 0, 2), "train_fraction": (float, 0, 0.95),
 }
 _SHOCKS = {"probability_per_week": (float, 0, 1), "magnitude": (float, 0, 0.99), "weeks": (int, 1, 104)}
-_PRECISIONS = ("bf16", "fp8", "int8", "fp4")
+_PRECISIONS = tuple(WEIGHT_BYTES)
 _TOP_KEYS = {"name", "base", "description", "start", "chips", "initial_fleet", "order_unit_chips", "hbm",
              "sram_chips_per_week", "training", "classes", "demand_shocks", "provenance", "drop_classes",
              *_TOP}
@@ -122,6 +123,7 @@ class Scenario:
 def _merge(base: dict, override: Mapping) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
+        # A growth path is replaced whole: its keys depend on its kind, so merging could mix two kinds.
         if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key != "growth":
             out[key] = _merge(out[key], value)
         else:
@@ -147,11 +149,19 @@ def _read(spec: str | Path | Mapping | None, seen: tuple[str, ...] = ()) -> dict
             raise ScenarioError(f"{path}: a scenario file must hold a mapping, got {type(raw).__name__}")
     base = raw.get("base")
     if base is None:
+        if "drop_classes" in raw:
+            raise ScenarioError("drop_classes: only a scenario with a 'base' can drop its base's classes")
         return raw
+    if not isinstance(base, (str, Path)):
+        raise ScenarioError(f"base: expected a scenario name ({', '.join(SCENARIO_NAMES)}) or a YAML path, "
+                            f"got {base!r}")
     if base in seen:
         raise ScenarioError(f"scenario 'base' chain loops: {' -> '.join((*seen, base))}")
     merged = _merge(_read(base, (*seen, str(base))), {k: v for k, v in raw.items() if k != "base"})
-    for name in raw.get("drop_classes", []):
+    dropped = raw.get("drop_classes", [])
+    if not isinstance(dropped, list) or not all(isinstance(name, str) for name in dropped):
+        raise ScenarioError(f"drop_classes: expected a list of class names, got {dropped!r}")
+    for name in dropped:
         if name not in merged.get("classes", {}):
             raise ScenarioError(f"drop_classes: {name!r} is not a class of base {base!r}")
         merged["classes"].pop(name)
@@ -182,6 +192,10 @@ def _check_keys(section: Mapping, allowed: set, where: str) -> None:
         raise ScenarioError(f"{where}{sorted(unknown)[0]}: unknown field; allowed: {sorted(allowed)}")
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value)) and value >= 0
+
+
 def _chip_mapping(raw: Mapping, key: str, chips: tuple[str, ...], fill: float) -> np.ndarray:
     """A per-chip number: a scalar for all, or a mapping of chip name (or ``default``) to number.
 
@@ -189,14 +203,14 @@ def _chip_mapping(raw: Mapping, key: str, chips: tuple[str, ...], fill: float) -
     scenario does not offer are ignored (a variant may drop chips of its base); unknown names are errors.
     """
     value = raw.get(key, {})
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if _is_count(value):
         return np.full(len(chips), float(value))
     if not isinstance(value, Mapping):
-        raise ScenarioError(f"{key}: expected a number or a mapping of chip name to number, got {value!r}")
+        raise ScenarioError(f"{key}: expected a finite number >= 0 or a mapping of chip name to one, got {value!r}")
     numbers = {}
     for name, v in value.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ScenarioError(f"{key}.{name}: expected a number >= 0, got {v!r}")
+        if not _is_count(v):
+            raise ScenarioError(f"{key}.{name}: expected a finite number >= 0, got {v!r}")
         if name == "default":
             continue
         try:
@@ -211,14 +225,15 @@ def _parse_class(name: str, raw: Mapping) -> ClassParams:
     where = f"classes.{name}."
     _check_keys(raw, {"model", "precision", "growth", "carry_over", *_CLASS}, where)
     try:
-        model = get_model(raw.get("model", "")).name
+        model = get_model(raw.get("model", ""))
     except UnknownNameError as exc:
         raise ScenarioError(f"{where}model: {exc}") from None
     if raw.get("precision") not in _PRECISIONS:
         raise ScenarioError(f"{where}precision: {raw.get('precision')!r} is not one of {list(_PRECISIONS)}")
-    numbers = {k: _number({**{"train_fraction": 0.0}, **raw}, k, spec, where) for k, spec in _CLASS.items()}
-    if numbers["input_tokens"] + numbers["output_tokens"] > get_model(model).context:
-        raise ScenarioError(f"{where}input_tokens + output_tokens exceeds {model}'s context")
+    with_defaults = {"train_fraction": 0.0, **raw}
+    numbers = {k: _number(with_defaults, k, spec, where) for k, spec in _CLASS.items()}
+    if numbers["input_tokens"] + numbers["output_tokens"] > model.context:
+        raise ScenarioError(f"{where}input_tokens + output_tokens exceeds {model.name}'s context")
     growth = raw.get("growth")
     if not isinstance(growth, Mapping) or growth.get("kind") not in GROWTH_KINDS:
         raise ScenarioError(f"{where}growth.kind: must be one of {list(GROWTH_KINDS)}, got {growth!r}")
@@ -235,12 +250,12 @@ def _parse_class(name: str, raw: Mapping) -> ClassParams:
     carry = raw.get("carry_over", False)
     if not isinstance(carry, bool):
         raise ScenarioError(f"{where}carry_over: expected true or false, got {carry!r}")
-    return ClassParams(name=name, model=model, precision=raw["precision"], growth=dict(growth), carry_over=carry,
+    return ClassParams(name=name, model=model.name, precision=raw["precision"], growth=dict(growth), carry_over=carry,
                        **numbers)
 
 
 def _required_provenance(classes: tuple[ClassParams, ...]) -> list[str]:
-    keys = [k for k in _TOP if k not in ("weeks",)] + ["initial_fleet", "order_unit_chips", "sram_chips_per_week",
+    keys = [k for k in _TOP if k != "weeks"] + ["initial_fleet", "order_unit_chips", "sram_chips_per_week",
                                                        "demand_shocks"]
     keys += [f"hbm.{k}" for k in _HBM] + [f"training.{k}" for k in (*_TRAINING, "model")]
     for c in classes:
@@ -260,6 +275,8 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
     for key in ("name", "start", "chips", "classes", "hbm", "training"):
         if key not in raw:
             raise ScenarioError(f"{key}: missing (required)")
+    if not isinstance(raw["name"], str) or not raw["name"].strip():
+        raise ScenarioError(f"name: expected a non-empty string, got {raw['name']!r}")
     top = {k: _number(raw, k, spec, "") for k, spec in _TOP.items()}
     try:
         start = dt.date.fromisoformat(f"{raw['start']}-01")
@@ -288,20 +305,22 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
     _check_keys(shocks_raw, set(_SHOCKS), "demand_shocks.")
     shocks = {k: _number(shocks_raw, k, spec, "demand_shocks.") for k, spec in _SHOCKS.items()}
     provenance = raw.get("provenance", {})
+    if not isinstance(provenance, Mapping):
+        raise ScenarioError(f"provenance: expected a mapping of field to source, got {provenance!r}")
     for key in _required_provenance(classes):
         text = provenance.get(key) or provenance.get(key.split(".")[0])
         if not isinstance(text, str) or not text.strip():
             raise ScenarioError(f"provenance.{key}: every market and demand figure needs a source "
                                 f"(or 'ASSUMPTION: reasoning')")
     initial = np.floor(_chip_mapping(raw, "initial_fleet", chips, 0.0))
-    arrays = _build_arrays(raw, top, hbm, training, training_model, shocks, start, chips, classes, initial)
+    arrays = _build_arrays(raw, start, chips, classes, initial)
     validated = {**raw, **top, "hbm": hbm, "training": {**training, "model": training_model},
                  "demand_shocks": shocks}
     return Scenario(name=str(raw["name"]), description=str(raw.get("description", "")).strip(), raw=validated,
                     start=start, weeks=top["weeks"], chips=chips, classes=classes, arrays=arrays)
 
 
-def _build_arrays(raw, top, hbm, training, training_model, shocks, start, chips, classes, initial):
+def _build_arrays(raw, start, chips, classes, initial):
     specs = [get_chip(c) for c in chips]
     available = []
     for c in specs:
@@ -320,7 +339,9 @@ def _build_arrays(raw, top, hbm, training, training_model, shocks, start, chips,
         "hbm_stacks": np.array([c.hbm_stacks for c in specs], dtype=float),
         "memory_gb": np.array([c.memory_gb for c in specs]),
         "order_unit": np.maximum(np.floor(_chip_mapping(raw, "order_unit_chips", chips, 1.0)), 1.0),
-        "sram_cap": _chip_mapping(raw, "sram_chips_per_week", chips, np.inf),
+        # Only SRAM chips have a wafer cap; HBM chips queue for HBM stacks instead.
+        "sram_cap": np.where([not c.uses_hbm for c in specs], _chip_mapping(raw, "sram_chips_per_week", chips, np.inf),
+                             np.inf),
         "initial_fleet": initial,
         "train_flops_per_chip_s": np.where(training_capable, [c.peak_flops("bf16") for c in specs], 0.0)
         * efficiency("training.mfu"),
@@ -352,8 +373,6 @@ def _build_arrays(raw, top, hbm, training, training_model, shocks, start, chips,
     arrays["kv_link_bytes_per_s"] = np.array(efficiency("network.kv_transfer_gbps") * 1e9)
     for name, rate in (("prompt", arrays["prefill_rate"]), ("output", arrays["serving_decode_rate"])):
         arrays[f"chip_s_per_{name}_token"] = np.where(tables.fits, 1.0 / np.where(tables.fits, rate, 1.0), 0.0)
-    sram = ~np.array([c.uses_hbm for c in specs])
-    arrays["sram_cap"] = np.where(sram, arrays["sram_cap"], np.inf)
     for value in arrays.values():
         value.setflags(write=False)
     return arrays

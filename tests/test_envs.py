@@ -201,10 +201,24 @@ def test_render_modes():
     ({"classes": {"chat": {"growth": {"kind": "linear"}}}}, r"growth\.kind"),
     ({"surprise": 1}, "unknown field"),
     ({"initial_cash_usd": "lots"}, "initial_cash_usd"),
+    ({"base": 5}, r"base: expected a scenario name"),
+    ({"provenance": "trust me"}, r"provenance: expected a mapping"),
+    ({"drop_classes": "chat"}, r"drop_classes: expected a list of class names"),
+    ({"drop_classes": [["chat"]]}, r"drop_classes: expected a list of class names"),
+    ({"name": ["a"]}, r"name: expected a non-empty string"),
+    ({"initial_fleet": -5}, r"initial_fleet: expected a finite number >= 0"),
+    ({"order_unit_chips": {"H100-SXM": float("nan")}}, r"order_unit_chips\.H100-SXM: expected a finite number"),
+    ({"sram_chips_per_week": float("inf")}, r"sram_chips_per_week: expected a finite number >= 0"),
 ])
 def test_invalid_scenarios_name_the_field(patch, message):
     with pytest.raises(ScenarioError, match=message):
         gym.make("ChipAlloc/Datacenter-v0", scenario={"base": "small", **patch})
+
+
+def test_drop_classes_needs_a_base():
+    raw = {k: v for k, v in load_scenario("small").raw.items() if k != "base"}
+    with pytest.raises(ScenarioError, match="drop_classes: only a scenario with a 'base'"):
+        load_scenario({**raw, "drop_classes": ["chat"]})
 
 
 def test_a_figure_without_provenance_is_rejected():
