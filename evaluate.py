@@ -38,8 +38,8 @@ from agents.evaluation import (
     run_episode,
     stratified_ci,
 )
-from agents.trained import CONFIG_FILE, TrainedPolicy
-from agents.training import atomic_save, atomic_write_text
+from agents.trained import TrainedPolicy
+from agents.training import atomic_save, atomic_write_text, read_run_config
 from envs import fine_variant
 from envs.scenario import Scenario
 
@@ -102,8 +102,8 @@ def resolve_policies(text: str) -> list[Spec]:
 
 
 def run_env_id(run: str) -> str | None:
-    config = Path(run) / CONFIG_FILE if Path(run).is_dir() else Path(run).parent / CONFIG_FILE
-    return json.loads(config.read_text())["config"]["env_id"] if config.is_file() else None
+    config = read_run_config(run)
+    return config["env_id"] if config else None
 
 
 def make_env(env_id: str, scenario: str | None) -> gym.Env:

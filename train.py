@@ -32,6 +32,8 @@ from agents.evaluation import evaluate as evaluate_policy
 from agents.trained import TrainedPolicy
 from agents.training import (
     CHECKPOINT_DIR,
+    CONFIG_FILE,
+    MODEL_FILE,
     RUN_KEYS,
     CheckpointEvery,
     DomainMetricsCallback,
@@ -71,10 +73,10 @@ def resolve(cfg: Config) -> tuple[Config, dict, Path]:
     """Fill defaults from the hyperparameter file or the resumed run; check everything before training."""
     if cfg.resume:
         run_dir = Path(cfg.resume)
-        if not (run_dir / "config.json").is_file() or not (run_dir / CHECKPOINT_DIR / "model.zip").is_file():
+        if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / CHECKPOINT_DIR / MODEL_FILE).is_file():
             raise FileNotFoundError(f"{run_dir} holds no train.py checkpoint to resume "
-                                    f"(expected config.json and {CHECKPOINT_DIR}/model.zip)")
-        saved = json.loads((run_dir / "config.json").read_text())
+                                    f"(expected {CONFIG_FILE} and {CHECKPOINT_DIR}/{MODEL_FILE})")
+        saved = json.loads((run_dir / CONFIG_FILE).read_text())
         timesteps = cfg.timesteps
         cfg = Config(**saved["config"])
         cfg.resume, cfg.timesteps = str(run_dir), timesteps or cfg.timesteps
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.resume:
-        atomic_write_text(run_dir / "config.json", json.dumps(
+        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(
             {"config": asdict(cfg), "hyperparams": params, "command": shlex.join(sys.argv)}, indent=1, default=str))
         atomic_write_text(Path("runs") / "latest.txt", str(run_dir) + "\n")
     model, venv = build(cfg, params, run_dir)

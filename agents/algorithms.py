@@ -15,7 +15,8 @@ class Algorithm:
     cls: type[BaseAlgorithm]
     action_spaces: tuple[type[spaces.Space], ...]
     policy: str
-    needs_masks: bool = False
+    needs_masks: bool = False  # predict() takes the env's action masks
+    recurrent: bool = False  # predict() carries an LSTM state across steps
 
 
 ALGORITHMS = {
@@ -23,7 +24,7 @@ ALGORITHMS = {
     "a2c": Algorithm(A2C, (spaces.Box, spaces.MultiDiscrete), "MlpPolicy"),
     "sac": Algorithm(SAC, (spaces.Box,), "MlpPolicy"),
     "td3": Algorithm(TD3, (spaces.Box,), "MlpPolicy"),
-    "recurrentppo": Algorithm(RecurrentPPO, (spaces.Box, spaces.MultiDiscrete), "MlpLstmPolicy"),
+    "recurrentppo": Algorithm(RecurrentPPO, (spaces.Box, spaces.MultiDiscrete), "MlpLstmPolicy", recurrent=True),
     "maskableppo": Algorithm(MaskablePPO, (spaces.MultiDiscrete,), "MlpPolicy", needs_masks=True),
 }
 

@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs import DatacenterEnv
-from envs.core import available_mask, demand_now, knob_shares
+from envs.core import available_mask, demand_with_backlog, knob_shares
 from envs.sizing import chips_for_demand, coverage, owned_and_ordered, training_need
 from envs.spaces import LEVELS, MAX_COVERAGE, fine_action, weight_entry
 
@@ -63,22 +63,22 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
     """
     scenario, state = env.scenario, env.state
     orders = np.maximum(np.asarray(plan.orders, dtype=float), 0.0)
-    demand = demand_now(env.exogenous, state) + state.backlog
     if env.variant == "fine":
         shares = plan.shares
         if shares is None:
-            shares = knob_shares(scenario, state.fleet, demand, np.asarray(plan.knobs, dtype=float)[None],
-                                 training_need(state))[0]
+            shares = knob_shares(scenario, state.fleet, demand_with_backlog(env.exogenous, state),
+                                 np.asarray(plan.knobs, dtype=float)[None], training_need(state))[0]
         return fine_action(scenario, np.minimum(orders / scenario.max_order_chips_per_week, 1.0), shares)
     if plan.knobs is None:
         raise ValueError(f"{env.variant} environments take knobs; this plan has only explicit shares "
                          f"(use a ChipAlloc/DatacenterFine-* environment)")
     knobs = np.clip(np.asarray(plan.knobs, dtype=float), 0.0, 1.0)
-    work = chips_for_demand(scenario, demand)[0]
-    usable = available_mask(scenario, state.week)[0] & np.isfinite(work) & (work > 0)
-    added = np.where(usable, orders / np.where(usable, work, 1.0), 0.0)  # coverage each chip type adds
+    demand = demand_with_backlog(env.exogenous, state)
+    work = chips_for_demand(scenario, demand)
+    usable = available_mask(scenario, state.week)[0] & np.isfinite(work[0]) & (work[0] > 0)
+    added = np.where(usable, orders / np.where(usable, work[0], 1.0), 0.0)  # coverage each chip type adds
     weights = weight_entry(added / added.max()) if added.max() > 0 else np.zeros_like(added)
-    owned = coverage(scenario, owned_and_ordered(state), demand)[0]
+    owned = coverage(scenario, owned_and_ordered(state), demand, work)[0]
     target = min((owned + added.sum()) / MAX_COVERAGE, 1.0) if added.sum() > 0 else 0.0
     parts = {"datacenter": [weights, [target], knobs], "procurement": [weights, [target]],
              "scheduling": [knobs]}[env.variant]

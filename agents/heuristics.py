@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import Plan, Policy
-from envs.core import available_mask, chip_prices, demand_now
+from envs.core import available_mask, chip_prices, demand_with_backlog
 from envs.sizing import coverage, owned_and_ordered, prefill_and_decode_chips
 from hardware import get_chip
 
@@ -24,7 +24,7 @@ class _Sizing(Policy):
     def _now(self):
         env = self.env
         state = env.state
-        demand = (demand_now(env.exogenous, state) + state.backlog)[0]
+        demand = demand_with_backlog(env.exogenous, state)[0]
         return state, demand
 
     def _work(self, demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +152,7 @@ class ForecastPolicy(DisaggregatedGreedyPolicy):
     def _reset_forecast(self):
         self.level = self.trend = None
         self.errors: list[np.ndarray] = []
-        self.last_week = -1
+        self._decided: tuple | None = None  # (episode path, week, target) of the last decision
 
     def _lead_weeks(self) -> float:
         scenario, s = self.env.scenario, self.env.state
@@ -162,10 +162,13 @@ class ForecastPolicy(DisaggregatedGreedyPolicy):
         return float(scenario.base_lead_weeks) + queued / max(allocation, 1.0)
 
     def _demand_target(self, demand: np.ndarray) -> np.ndarray:
-        week = int(self.env.state.week[0])
-        if week <= self.last_week:  # a new episode
-            self._reset_forecast()
-        self.last_week = week
+        path, week = id(self.env.exogenous), int(self.env.state.week[0])
+        if self._decided is not None:
+            last_path, last_week, target = self._decided
+            if (path, week) == (last_path, last_week):  # asked again this week: the forecast has nothing new
+                return target
+            if path != last_path or week < last_week:  # a new episode
+                self._reset_forecast()
         observed = np.log(np.maximum(demand, 1.0))
         if self.level is None:
             self.level, self.trend = observed, np.zeros_like(observed)
@@ -177,7 +180,9 @@ class ForecastPolicy(DisaggregatedGreedyPolicy):
             self.level = level
         horizon = self._lead_weeks()
         sigma = np.std(self.errors[-26:], axis=0) if len(self.errors) >= 4 else 0.1 * np.ones_like(observed)
-        return np.exp(self.level + self.trend * horizon + self.z * sigma * np.sqrt(max(horizon, 1.0)))
+        target = np.exp(self.level + self.trend * horizon + self.z * sigma * np.sqrt(max(horizon, 1.0)))
+        self._decided = (path, week, target)
+        return target
 
     def _cost_factor(self) -> np.ndarray:
         # Capital waiting in the HBM queue earns nothing: charge 1% of the price per week of expected wait.

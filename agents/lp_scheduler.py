@@ -21,7 +21,9 @@ from scipy.optimize import linprog
 
 from agents.base import Plan, Policy
 from agents.heuristics import ForecastPolicy
-from envs.core import WEEK_S, demand_now
+from envs.core import WEEK_S, demand_with_backlog
+from envs.scenario import Scenario
+from envs.sizing import training_need
 
 EXA = 1e18  # training FLOPs enter the LP in exaFLOPs: HiGHS treats numbers >= 1e20 as infinite
 
@@ -41,6 +43,20 @@ def max_prefill_load(service_s: np.ndarray, ttft_budget_s: np.ndarray, cap: floa
     return np.clip(rho, 0.0, cap)
 
 
+def serving_rates(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the LPs count per chip: output tokens/s one chip serves in prefill (C, K) at the load that keeps
+    TTFT within its SLO, in decode (C, K) within the TPOT SLO (0 where missed), and its power cost per week (K,)."""
+    a = scenario.arrays
+    fits = a["fits"] > 0
+    # The TTFT budget leaves room for moving the KV cache, in case prefill and decode land on different chips.
+    kv_transfer_s = a["kv_bytes_per_request"] / a["kv_link_bytes_per_s"]
+    rho = max_prefill_load(a["prefill_latency_s"], TTFT_MARGIN * a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
+    prefill_out = rho * a["prefill_rate"] * (a["output_tokens"] / a["input_tokens"])[:, None]
+    decode_out = np.where(fits & (a["tpot_s"] <= a["tpot_slo_s"][:, None]), a["serving_decode_rate"], 0.0)
+    power = a["tdp_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / 3.6e6
+    return prefill_out, decode_out, power
+
+
 def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops: float,
                 value_per_flop: float) -> dict[str, np.ndarray]:
     """Solve one week's allocation LP; returns chips per role and the LP's served tokens/s and objective.
@@ -50,14 +66,7 @@ def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops:
     """
     a = scenario.arrays
     K, C = scenario.n_chips, scenario.n_classes
-    fits = a["fits"] > 0
-    # The TTFT budget leaves room for moving the KV cache, in case prefill and decode land on different chips.
-    kv_transfer_s = a["kv_bytes_per_request"] / a["kv_link_bytes_per_s"]
-    rho = max_prefill_load(a["prefill_latency_s"], TTFT_MARGIN * a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
-    prefill_out = rho * a["prefill_rate"] * (a["output_tokens"] / a["input_tokens"])[:, None]
-    decode_ok = fits & (a["tpot_s"] <= a["tpot_slo_s"][:, None])
-    decode_out = np.where(decode_ok, a["serving_decode_rate"], 0.0)
-    power = a["tdp_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / 3.6e6
+    prefill_out, decode_out, power = serving_rates(scenario)
     capable = a["train_flops_per_chip_s"] > 0
     # Variable layout: t (K) | p (C*K) | d (C*K) | s (C) | f (1)
     nt, npd = K, C * K
@@ -154,10 +163,10 @@ class LPSchedulerPolicy(Policy):
         incoming = s.pipeline[0, :, 0] if s.pipeline.shape[2] else 0.0
         fleet = s.fleet[0] + incoming
         fleet = fleet - np.ceil(fleet * scenario.failure_rate_per_year / 52.0) - 1.0  # this week's failures, rounded up
-        demand = (demand_now(env.exogenous, s) + s.backlog)[0]
+        demand = demand_with_backlog(env.exogenous, s)[0]
         active = s.job_flops[0] > 0
-        # An even pace to each deadline, with 10% to spare for rounding to whole chips.
-        paced = PACE_MARGIN * float(np.sum(s.job_flops[0][active] / np.maximum(s.job_weeks_left[0][active], 1.0)))
+        # An even pace to each deadline (FLOPs this week), with 10% to spare for rounding to whole chips.
+        paced = PACE_MARGIN * float(training_need(s)[0]) * WEEK_S
         # A job is paid only if every week keeps pace, so this week's pace is worth the jobs' whole value.
         value = float(s.job_value[0][active].sum()) / paced if paced > 0 else 0.0
         lp = schedule_lp(scenario, np.maximum(fleet, 0.0), demand, paced, value)

@@ -27,8 +27,8 @@ from scipy.optimize import LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
 from agents.base import Plan, Policy, to_action
-from agents.lp_scheduler import EXA, TTFT_MARGIN, SolverError, max_prefill_load, whole_replica_shares
-from envs.core import WEEK_S, Exogenous, chip_prices
+from agents.lp_scheduler import EXA, SolverError, serving_rates, whole_replica_shares
+from envs.core import WEEK_S, Exogenous, chip_prices, failed_chips
 from envs.datacenter import DatacenterEnv
 from envs.scenario import Scenario
 
@@ -158,16 +158,10 @@ def _solve(scenario: Scenario, exo: Exogenous, hbm_price: np.ndarray, accepted: 
     dep_weeks = scenario.depreciation_years * 52.0
     scale = scenario.reward_scale_usd
     prices = chip_prices(scenario, np.arange(T), hbm_price)  # (T, K)
-    supply, other = exo.hbm_supply[0], exo.other_hbm_demand[0]
-    allocation = scenario.hbm["our_allocation_share"] * supply * np.minimum(1.0, supply / np.maximum(other, 1.0))
+    allocation = _allocation(scenario, exo)
     demand = exo.demand[0]
     on_sale = np.arange(T)[:, None] >= a["available_week"][None, :]
-    fits = a["fits"] > 0
-    kv_transfer_s = a["kv_bytes_per_request"] / a["kv_link_bytes_per_s"]
-    rho = max_prefill_load(a["prefill_latency_s"], TTFT_MARGIN * a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
-    prefill_out = rho * a["prefill_rate"] * (a["output_tokens"] / a["input_tokens"])[:, None]
-    decode_out = np.where(fits & (a["tpot_s"] <= a["tpot_slo_s"][:, None]), a["serving_decode_rate"], 0.0)
-    power = a["tdp_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / 3.6e6
+    prefill_out, decode_out, power = serving_rates(scenario)
     maintenance = a["list_price"] * scenario.maintenance_per_year / 52.0
     flops_per_chip_week = a["train_flops_per_chip_s"] * WEEK_S / EXA
 
@@ -318,7 +312,7 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
     unit = scenario.arrays["order_unit"]
     orders = np.round(plan.orders[t] / unit) * unit
     # Whole order units may overshoot the week's HBM allocation; trim the largest HBM order until they fit.
-    allocation = _allocation(scenario, env.exogenous, t)
+    allocation = _allocation(scenario, env.exogenous)[t]
     stacks = scenario.arrays["hbm_stacks"]
     while orders @ stacks > allocation + 1e-6:
         k = int(np.argmax(orders * stacks))
@@ -326,11 +320,12 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
     # The failure draws are part of the exogenous path, so this week's fleet is known exactly.
     arriving = s.fleet[0] + s.pipeline[0, :, 0]
     p_fail = scenario.failure_rate_per_year / 52.0
-    fleet = arriving - np.minimum(np.floor(arriving * p_fail + env.exogenous.failure_u[0, t]), arriving)
+    fleet = arriving - failed_chips(np, arriving, p_fail, env.exogenous.failure_u[0, t])
     shares = whole_replica_shares(scenario, fleet, plan.train[t], plan.prefill[t], plan.decode[t])
     return Plan(np.where(orders > 0, orders + 1e-6 * unit, 0.0), shares=shares)
 
 
-def _allocation(scenario: Scenario, exo: Exogenous, t: int) -> float:
-    supply, other = exo.hbm_supply[0, t], exo.other_hbm_demand[0, t]
-    return scenario.hbm["our_allocation_share"] * supply * min(1.0, supply / max(other, 1.0))
+def _allocation(scenario: Scenario, exo: Exogenous) -> np.ndarray:
+    """(T,) HBM stacks our orders may draw each week of the episode (the transition's allocation rule)."""
+    supply, other = exo.hbm_supply[0], exo.other_hbm_demand[0]
+    return scenario.hbm["our_allocation_share"] * supply * np.minimum(1.0, supply / np.maximum(other, 1.0))

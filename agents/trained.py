@@ -3,7 +3,6 @@ observation normalisation applied (VecNormalize statistics, loaded frozen)."""
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -13,8 +12,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.algorithms import ALGORITHMS
 from agents.base import Policy
-
-MODEL_FILE, NORMALIZE_FILE, CONFIG_FILE = "model.zip", "vecnormalize.pkl", "config.json"
+from agents.training import MODEL_FILE, NORMALIZE_FILE, read_run_config
 
 
 class TrainedPolicy(Policy):
@@ -29,35 +27,39 @@ class TrainedPolicy(Policy):
         model_path = path / MODEL_FILE if path.is_dir() else path
         if not model_path.is_file():
             raise FileNotFoundError(f"no trained model at {model_path}; pass a train.py run directory or a model .zip")
-        saved = json.loads((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}
-        config = saved.get("config", {})
-        algo = config.get("algo", "ppo")
-        trained_on = config.get("env_id")
+        config = read_run_config(path)
+        algo = config["algo"] if config else "ppo"
+        if algo not in ALGORITHMS:
+            raise ValueError(f"{run_dir} names algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
+        trained_on = config.get("env_id") if config else None
         if trained_on and gym.spec(trained_on).kwargs.get("variant") != self.env.variant:
             raise ValueError(f"{model_path} was trained on {trained_on} ({gym.spec(trained_on).kwargs['variant']} "
                              f"actions); this environment is the {self.env.variant!r} variant")
-        self._attach(ALGORITHMS[algo].cls.load(model_path, device="cpu"), algo)
+        try:
+            model = ALGORITHMS[algo].cls.load(model_path, device="cpu")
+        except Exception as exc:
+            if config:
+                raise
+            raise ValueError(f"{model_path} has no train.py config.json beside it, so it was loaded as PPO and "
+                             f"failed ({exc}); put the run's config.json beside the model") from exc
+        normalize = run_dir / NORMALIZE_FILE
+        self._attach(model, algo, _load_stats(normalize) if normalize.is_file() else None)
         if self.model.observation_space.shape != env.observation_space.shape or \
                 self.model.action_space != env.action_space:
             raise ValueError(f"{model_path} expects observations {self.model.observation_space.shape} and actions "
                              f"{self.model.action_space}; this environment has {env.observation_space.shape} and "
                              f"{env.action_space} (a model trained on another scenario or variant)")
-        normalize = run_dir / NORMALIZE_FILE
-        self.normalizer = _load_stats(normalize) if normalize.is_file() else None
 
-    def _attach(self, model, algo: str) -> None:
-        self.model, self.algo = model, algo
-        self.normalizer: VecNormalize | None = None
-        self.masked = algo == "maskableppo"
-        self.recurrent = algo == "recurrentppo"
+    def _attach(self, model, algo: str, normalizer: VecNormalize | None) -> None:
+        self.model, self.algo, self.normalizer = model, algo, normalizer
+        self.masked, self.recurrent = ALGORITHMS[algo].needs_masks, ALGORITHMS[algo].recurrent
 
     @classmethod
     def from_model(cls, env: gym.Env, model, algo: str, normalizer: VecNormalize | None) -> TrainedPolicy:
         """Wrap a model in memory (e.g. during training, with the live normalisation statistics)."""
         policy = cls.__new__(cls)
         Policy.__init__(policy, env)
-        policy._attach(model, algo)
-        policy.normalizer = normalizer
+        policy._attach(model, algo, normalizer)
         return policy
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:

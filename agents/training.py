@@ -21,6 +21,15 @@ from agents.vec_env import NativeVecEnv
 
 CHECKPOINT_DIR = "checkpoints"
 PROGRESS_FILE = "progress.json"
+# What a run folder holds (and a checkpoint folder too, for the first two).
+MODEL_FILE, NORMALIZE_FILE, CONFIG_FILE = "model.zip", "vecnormalize.pkl", "config.json"
+
+
+def read_run_config(path: str | Path) -> dict | None:
+    """The ``config`` train.py wrote for a run folder (or for the folder of a model file); None without one."""
+    path = Path(path)
+    config = (path if path.is_dir() else path.parent) / CONFIG_FILE
+    return json.loads(config.read_text())["config"] if config.is_file() else None
 # Keys of an rl-baselines3-zoo entry that configure the run rather than the algorithm's constructor.
 RUN_KEYS = ("n_envs", "n_timesteps", "policy", "normalize")
 
@@ -110,8 +119,8 @@ _MONITOR_STATE = ("episode_returns", "episode_lengths", "episode_count", "t_star
 
 def save_run_state(folder: Path, model, normalizer: VecNormalize, resumable: bool = True) -> None:
     """Model, normalisation statistics, an off-policy replay buffer and the resume state, each atomically."""
-    atomic_save(folder / "model.zip", model.save)
-    atomic_save(folder / "vecnormalize.pkl", normalizer.save)
+    atomic_save(folder / MODEL_FILE, model.save)
+    atomic_save(folder / NORMALIZE_FILE, normalizer.save)
     if isinstance(model, OffPolicyAlgorithm):
         atomic_save(folder / "replay_buffer.pkl", model.save_replay_buffer)
     if resumable:
@@ -132,11 +141,11 @@ def restore_run_state(folder: Path, algorithm_cls, device: str):
     monitor = VecMonitor(state["env"])
     for key, value in state["monitor"].items():
         setattr(monitor, key, value)
-    normalizer = VecNormalize.load(str(folder / "vecnormalize.pkl"), monitor)
+    normalizer = VecNormalize.load(str(folder / NORMALIZE_FILE), monitor)
     normalizer.returns, normalizer.old_obs = state["returns"], state["old_obs"]
     if state["old_reward"] is not None:
         normalizer.old_reward = state["old_reward"]
-    model = algorithm_cls.load(folder / "model.zip", env=normalizer, device=device)
+    model = algorithm_cls.load(folder / MODEL_FILE, env=normalizer, device=device)
     if (folder / "replay_buffer.pkl").is_file():
         model.load_replay_buffer(folder / "replay_buffer.pkl")
     for key, value in state["model"].items():

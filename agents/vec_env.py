@@ -34,6 +34,9 @@ class NativeVecEnv(VecEnv):
         super().__init__(n_envs, self.venv.single_observation_space, self.venv.single_action_space)
         self._seed = seed
         self._actions = None
+        classes = tuple(c.name for c in self.scenario.classes)
+        self._names = {"fleet_share": self.scenario.chips, "utilisation": self.scenario.chips,
+                       "slo_attainment": classes, "unmet_share": classes}
         self._sums: dict[str, np.ndarray | float] = {}
         self._steps = 0
 
@@ -61,7 +64,6 @@ class NativeVecEnv(VecEnv):
         return obs, reward.astype(np.float32), done, infos
 
     def _accumulate(self, info: dict) -> None:
-        s = self.scenario
         terms = {k: info[k].mean() for k in _SCALARS}
         fleet = info["fleet"]
         terms["fleet_share"] = (fleet / np.maximum(fleet.sum(1, keepdims=True), 1.0)).mean(0)
@@ -71,9 +73,6 @@ class NativeVecEnv(VecEnv):
         for k, v in terms.items():
             self._sums[k] = self._sums.get(k, 0.0) + v
         self._steps += 1
-        self._names = {"fleet_share": s.chips, "utilisation": s.chips,
-                       "slo_attainment": tuple(c.name for c in s.classes),
-                       "unmet_share": tuple(c.name for c in s.classes)}
 
     def rollout_metrics(self) -> dict[str, float]:
         """Means since the last call, flattened to ``group/name`` keys; resets the accumulator."""

@@ -219,6 +219,16 @@ def demand_now(exo: Exogenous, state: State) -> Any:
     return _at_week(xp, exo.demand, _clip(xp, state.week, None, exo.demand.shape[1] - 1))
 
 
+def demand_with_backlog(exo: Exogenous, state: State) -> Any:
+    """(B, C) what the fleet is asked to serve this week: exogenous demand plus the carried-over backlog."""
+    return demand_now(exo, state) + state.backlog
+
+
+def failed_chips(xp: Any, fleet: Any, p_fail: float, u: Any) -> Any:
+    """Chips failing this week: ``fleet`` x the weekly rate, rounded stochastically with pre-drawn uniforms ``u``."""
+    return xp.minimum(xp.floor(fleet * p_fail + u), fleet)
+
+
 def chip_prices(scenario: Scenario, week: Any, hbm_price: Any) -> Any:
     """(B, K) unit prices this week: list price falling with age on the market, HBM share moving with HBM prices."""
     xp = array_namespace(hbm_price)
@@ -360,7 +370,7 @@ def step(scenario: Scenario, state: State, orders: Any, shares: Any, exo: Exogen
 
     # 4. Failures: stochastic rounding of fleet x weekly rate with pre-drawn uniforms (common random numbers).
     p_fail = scenario.failure_rate_per_year / 52.0
-    failed = xp.minimum(xp.floor(fleet * p_fail + _at_week(xp, exo.failure_u, t)), fleet)
+    failed = failed_chips(xp, fleet, p_fail, _at_week(xp, exo.failure_u, t))
     kept = xp.where(fleet > 0, 1.0 - failed / _safe(xp, fleet), xp.zeros_like(fleet))
     write_off = xp.sum(book * (1.0 - kept), axis=1)
     fleet, book, dep_rate = fleet - failed, book * kept, dep_rate * kept

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import N_KNOBS, Exogenous, State, available_mask, chip_prices, demand_now, knob_shares
+from envs.core import (
+    N_KNOBS,
+    Exogenous,
+    State,
+    available_mask,
+    chip_prices,
+    demand_now,
+    demand_with_backlog,
+    knob_shares,
+)
 from envs.scenario import Scenario
 from envs.sizing import chips_for_demand, coverage, owned_and_ordered, training_need
 
@@ -159,7 +168,7 @@ def decode(scenario: Scenario, variant: str, action: np.ndarray, state: State, e
         orders = np.maximum(action[:, :K], 0.0) * float(scenario.max_order_chips_per_week)
         return orders, u / np.maximum(1.0, u.sum(1, keepdims=True))
     u = action.astype(float) / (LEVELS - 1) if discrete else (action + 1.0) / 2.0
-    demand = demand_now(exo, state) + state.backlog
+    demand = demand_with_backlog(exo, state)
     if variant == "scheduling":
         orders = scheduling_plan(scenario, state)
     else:

@@ -1,6 +1,7 @@
 """Baselines and the oracle: they run everywhere they can act, rank sensibly, and the LPs are honest."""
 
 import copy
+import functools
 
 import gymnasium as gym
 import numpy as np
@@ -28,16 +29,32 @@ def test_policy_runs_whole_episodes_where_it_can_act(name, env_id):
     assert episode.weeks == env.unwrapped.scenario.weeks or name == "random"
 
 
-RETURNS = {}
-
-
+@functools.cache
 def _returns(env_id, name, seeds):
-    key = (env_id, name, seeds)
-    if key not in RETURNS:
-        env = gym.make(env_id)
-        policy = make_policy(name, env)
-        RETURNS[key] = np.array([run_episode(env, policy, s).episode_return for s in seeds])
-    return RETURNS[key]
+    env = gym.make(env_id)
+    policy = make_policy(name, env)
+    return np.array([run_episode(env, policy, s).episode_return for s in seeds])
+
+
+def test_forecast_asked_twice_a_week_acts_as_if_asked_once():
+    """A second predict() in the same week must not feed the same observation to the forecast again."""
+    actions = []
+    for asks in (1, 2):
+        env = gym.make("ChipAlloc/Datacenter-Small-v0")
+        policy = make_policy("forecast", env)
+        obs, _ = env.reset(seed=4)
+        taken, done = [], False
+        while not done:
+            for _ in range(asks):
+                action, _ = policy.predict(obs)
+            taken.append(action)
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+        # a new episode on the same seed starts the forecast afresh
+        assert np.array_equal(policy.predict(env.reset(seed=4)[0])[0], taken[0])
+        actions.append(np.array(taken))
+    assert len(actions[0]) == env.unwrapped.scenario.weeks
+    np.testing.assert_array_equal(actions[0], actions[1])
 
 
 @pytest.mark.parametrize("scenario", ["", "-Small"])
