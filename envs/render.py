@@ -28,12 +28,13 @@ def dashboard(scenario: Scenario, history: list[dict[str, Any]]) -> str:
 
 def figure(scenario: Scenario, history: list[dict[str, Any]]) -> np.ndarray:
     """An RGB array: fleet by chip, demand against served tokens, and the HBM market."""
-    import matplotlib
+    # A figure of its own on the Agg canvas: no pyplot, so the caller's backend and figures are left alone.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5), dpi=80)
+    fig = Figure(figsize=(12, 3.5), dpi=80)
+    canvas = FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
     weeks = [h["week"] for h in history]
     if history:
         fleet = np.array([h["fleet"] for h in history])
@@ -51,7 +52,5 @@ def figure(scenario: Scenario, history: list[dict[str, Any]]) -> np.ndarray:
         if history:
             ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
-    plt.close(fig)
-    return image
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
