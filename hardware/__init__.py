@@ -20,6 +20,7 @@ from hardware.catalog import (
 from hardware.perf import (
     DisaggregatedEstimate,
     ServingEstimate,
+    best_replica,
     cost_per_million_tokens,
     estimate_disaggregated,
     estimate_serving,
@@ -32,7 +33,8 @@ from hardware.tables import ServingTables, Workload, build_serving_tables
 
 __all__ = [
     "CatalogError", "Chip", "DisaggregatedEstimate", "Figure", "Model", "ServingEstimate", "ServingTables",
-    "UnknownNameError", "Workload", "build_serving_tables", "cost_per_million_tokens", "estimate_disaggregated",
+    "UnknownNameError", "Workload", "best_replica", "build_serving_tables", "cost_per_million_tokens",
+    "estimate_disaggregated",
     "estimate_serving", "estimate_training", "get_chip", "get_model", "largest_batch_within_tpot", "list_chips",
     "list_models", "smallest_replica", "smallest_training_group",
 ]

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from hardware.catalog import get_chip, get_model, list_chips, list_models
-from hardware.perf import WEIGHT_BYTES, cost_per_million_tokens, estimate_serving, serving_precision, smallest_replica
+from hardware.perf import WEIGHT_BYTES, best_replica, cost_per_million_tokens, serving_precision
 
 _COLUMNS = ("chip", "prec", "chips/rep", "batch", "prefill tok/s/chip", "decode tok/s/chip",
             "TTFT ms", "TPOT ms", "$/M tok", "J/tok", "prefill", "decode")
@@ -43,18 +43,16 @@ def main(argv: list[str] | None = None) -> int:
         chip = get_chip(name)
         precision = serving_precision(chip, args.precision)
         try:
-            n = smallest_replica(chip, model, precision=precision, input_tokens=args.input_tokens,
-                                 output_tokens=args.output_tokens)
-            if n > args.max_replica_chips:
+            est = best_replica(chip, model, precision=precision, input_tokens=args.input_tokens,
+                               output_tokens=args.output_tokens, tpot_slo_s=slo, max_chips=args.max_replica_chips)
+            if est is None:
                 rows.append((name, precision, f">{args.max_replica_chips}") + ("",) * 9)
                 continue
-            est = estimate_serving(chip, model, n_chips=n, precision=precision, input_tokens=args.input_tokens,
-                                   output_tokens=args.output_tokens, tpot_slo_s=slo)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         mark = "" if precision == args.precision else "*"
-        rows.append((name, precision + mark, str(n), str(est.batch_size),
+        rows.append((name, precision + mark, str(est.n_chips), str(est.batch_size),
                      _num(est.prefill_tokens_per_s_per_chip), _num(est.decode_tokens_per_s_per_chip),
                      _num(est.ttft_s * 1e3), _num(est.tpot_s * 1e3),
                      _num(cost_per_million_tokens(est)), _num(est.joules_per_token),

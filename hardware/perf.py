@@ -198,6 +198,28 @@ def smallest_replica(chip: str | Chip, model: str | Model, *, precision: str = "
     return max(1, math.ceil(need / per_chip))
 
 
+REPLICA_MULTIPLES = (1, 2, 4, 8)  # replica sizes tried, in multiples of the smallest replica that fits
+
+
+def best_replica(chip: str | Chip, model: str | Model, *, precision: str = "bf16",
+                 input_tokens: int = DEFAULT_INPUT_TOKENS, output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+                 tpot_slo_s: float | None = None, max_chips: int = 4096) -> ServingEstimate | None:
+    """The replica (a multiple of the smallest, see REPLICA_MULTIPLES, up to ``max_chips``) with the most
+    decode tokens/s per chip; None if even the smallest needs more than ``max_chips`` chips.
+
+    A 70B model squeezed onto one 80 GB GPU leaves room for a batch of a few sequences, while two
+    GPUs serve far more per chip.
+    """
+    smallest = smallest_replica(chip, model, precision=precision, input_tokens=input_tokens,
+                                output_tokens=output_tokens)
+    sizes = [smallest * m for m in REPLICA_MULTIPLES if smallest * m <= max_chips]
+    if not sizes:
+        return None
+    return max((estimate_serving(chip, model, n_chips=n, precision=precision, input_tokens=input_tokens,
+                                 output_tokens=output_tokens, tpot_slo_s=tpot_slo_s) for n in sizes),
+               key=lambda e: e.decode_tokens_per_s_per_chip)
+
+
 def estimate_serving(
     chip: str | Chip,
     model: str | Model,

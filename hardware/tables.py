@@ -9,9 +9,8 @@ import numpy as np
 from hardware.catalog import get_chip, get_model
 from hardware.perf import (
     KV_BYTES,
-    estimate_serving,
+    best_replica,
     serving_precision,
-    smallest_replica,
 )
 
 
@@ -51,14 +50,10 @@ class ServingTables:
     kv_bytes_per_request: np.ndarray
 
 
-def build_serving_tables(chips: list[str], workloads: list[Workload], *, max_replica_chips: int = 4096,
-                         replica_multiples: tuple[int, ...] = (1, 2, 4, 8)) -> ServingTables:
-    """Evaluate the roofline for every (workload, chip) pair once.
-
-    The replica size is the multiple of the smallest replica (from ``replica_multiples``) with the
-    most decode tokens/s per chip: a 70B model squeezed onto one 80 GB GPU leaves room for a
-    batch of a few sequences, while two GPUs serve far more per chip.
-    """
+def build_serving_tables(chips: list[str], workloads: list[Workload], *,
+                         max_replica_chips: int = 4096) -> ServingTables:
+    """Evaluate the roofline for every (workload, chip) pair once, at the replica size of
+    :func:`hardware.perf.best_replica`."""
     shape = (len(workloads), len(chips))
     out = {k: np.zeros(shape) for k in ("replica_chips", "batch_size", "prefill_tokens_per_s_per_chip",
                                          "decode_tokens_per_s_per_chip", "prefill_latency_s", "tpot_s",
@@ -72,14 +67,10 @@ def build_serving_tables(chips: list[str], workloads: list[Workload], *, max_rep
             chip = get_chip(name)
             prec = serving_precision(chip, w.precision)
             precision[i, j] = prec
-            smallest = smallest_replica(chip, model, precision=prec, input_tokens=w.input_tokens,
-                                        output_tokens=w.output_tokens)
-            sizes = [smallest * m for m in replica_multiples if smallest * m <= max_replica_chips]
-            if not sizes:
+            est = best_replica(chip, model, precision=prec, input_tokens=w.input_tokens,
+                               output_tokens=w.output_tokens, tpot_slo_s=w.tpot_slo_s, max_chips=max_replica_chips)
+            if est is None:
                 continue
-            est = max((estimate_serving(chip, model, n_chips=n, precision=prec, input_tokens=w.input_tokens,
-                                        output_tokens=w.output_tokens, tpot_slo_s=w.tpot_slo_s) for n in sizes),
-                      key=lambda e: e.decode_tokens_per_s_per_chip)
             n = est.n_chips
             fits[i, j] = True
             out["replica_chips"][i, j] = n

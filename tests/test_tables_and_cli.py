@@ -38,6 +38,16 @@ def test_cli_prints_a_row_per_chip(capsys):
     assert "bandwidth" in out and "compute" in out
 
 
+def test_cli_shows_the_replica_the_environment_uses(capsys):
+    """The CLI and the env's tables size replicas by the same rule (hardware.perf.best_replica)."""
+    t = build_serving_tables(["H100-SXM"], [Workload("chat", "llama-3.1-70b", "fp8", 1024, 256)])
+    assert t.replica_chips[0, 0] > 1  # the rule picks more than the smallest replica here
+    assert main(["--model", "llama-3.1-70b", "--precision", "fp8"]) == 0
+    row = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("H100-SXM "))
+    assert int(row[2]) == t.replica_chips[0, 0]
+    assert float(row[5].replace(",", "")) == pytest.approx(t.decode_tokens_per_s_per_chip[0, 0], rel=0.01)
+
+
 def test_cli_rejects_an_unknown_model(capsys):
     assert main(["--model", "gpt-9"]) == 2
     assert "valid models" in capsys.readouterr().err
