@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 
 import gymnasium as gym
 import numpy as np
@@ -19,13 +18,10 @@ SMALL = "ChipAlloc/Datacenter-Small-v0"
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
-    here = os.getcwd()
-    os.chdir(folder)  # train.py writes runs/latest.txt in the working directory
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)  # train.py writes runs/latest.txt in the working directory
         train.main(["--env-id", SMALL, "--timesteps", "2048", "--n-envs", "4", "--run-dir", str(folder / "ppo"),
                     "--test-episodes", "0", "--eval-every", "100000"])
-    finally:
-        os.chdir(here)
     return folder / "ppo"
 
 

@@ -2,7 +2,6 @@
 
 import json
 import pickle
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -10,6 +9,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
+from agents import list_policies
+from agents.evaluation import TEST_SEED_START
 from agents.trained import TrainedPolicy
 
 SMALL = "ChipAlloc/Datacenter-Small-v0"
@@ -20,6 +21,15 @@ def _train(tmp_path, name, *extra):
     train.main(["--env-id", SMALL, "--run-dir", str(run_dir), "--test-episodes", "0", "--eval-episodes", "1",
                 "--checkpoint-every", "1024", "--eval-every", "1024", *extra])
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """One uninterrupted PPO run of 4096 steps on 4 envs (train.py writes runs/latest.txt in the working dir)."""
+    folder = tmp_path_factory.mktemp("whole")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        return _train(folder, "whole", "--timesteps", "4096", "--n-envs", "4")
 
 
 @pytest.mark.parametrize(("algo", "env_id", "steps"), [
@@ -54,9 +64,8 @@ class KilledError(Exception):
     """Stands in for the process being killed right after a checkpoint."""
 
 
-def test_resumed_training_equals_uninterrupted_in_steps_and_statistics(tmp_path, monkeypatch):
+def test_resumed_training_equals_uninterrupted_in_steps_and_statistics(whole, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    whole = _train(tmp_path, "whole", "--timesteps", "4096", "--n-envs", "4")
     save = train.CheckpointEvery._save_if_due
 
     def save_then_die(self):
@@ -88,17 +97,15 @@ def test_resumed_training_equals_uninterrupted_in_steps_and_statistics(tmp_path,
     assert [h["timesteps"] for h in history] == [1024, 2048, 3072, 4096]  # nothing lost across the restart
 
 
-def test_tensorboard_has_the_domain_scalars(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    run_dir = _train(tmp_path, "tb", "--timesteps", "4096", "--n-envs", "4")
-    events = EventAccumulator(str(next((run_dir / "tb").iterdir())))
+def test_tensorboard_has_the_domain_scalars(whole):
+    events = EventAccumulator(str(next((whole / "tb").iterdir())))
     events.Reload()
     tags = set(events.Tags()["scalars"])
     for tag in ("domain/profit", "domain/revenue", "domain/capex", "domain/usd_per_mtok", "domain/hbm_exposure",
                 "slo_attainment/chat", "utilisation/H100-SXM", "fleet_share/MI300X", "unmet_share/batch",
                 "eval/mean_return", "eval/best_heuristic_return", "rollout/ep_rew_mean"):
         assert tag in tags, tag
-    assert Path("runs/latest.txt").read_text().strip() == str(run_dir)
+    assert (whole.parent / "runs" / "latest.txt").read_text().strip() == str(whole)
 
 
 @pytest.mark.parametrize(("argv", "error", "message"), [
@@ -118,7 +125,7 @@ def test_bad_options_fail_before_training(tmp_path, monkeypatch, argv, error, me
     assert not (tmp_path / "run").exists()
 
 
-def test_hyperparams_without_the_env_list_what_they_have(tmp_path):
+def test_hyperparams_without_the_env_list_what_they_have():
     from agents.training import load_hyperparams
 
     with pytest.raises(KeyError, match="has no entry for ChipAlloc/Scheduling-v0; it has: ChipAlloc/Datacenter-v0"):
@@ -136,11 +143,9 @@ def test_zoo_linear_schedules_parse_and_bad_ones_are_named(tmp_path):
         load_hyperparams(bad, "ChipAlloc/Datacenter-v0")
 
 
-def test_a_model_refuses_another_variant(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    run_dir = _train(tmp_path, "variant", "--timesteps", "1024", "--n-envs", "2")
+def test_a_model_refuses_another_variant(whole, tmp_path):
     with pytest.raises(ValueError, match="trained on ChipAlloc/Datacenter-Small-v0"):
-        TrainedPolicy(gym.make("ChipAlloc/Procurement-Small-v0"), run_dir)
+        TrainedPolicy(gym.make("ChipAlloc/Procurement-Small-v0"), whole)
     with pytest.raises(FileNotFoundError, match="no trained model"):
         TrainedPolicy(gym.make(SMALL), tmp_path / "missing")
 
@@ -151,8 +156,7 @@ def test_final_comparison_runs_evaluate_on_held_out_seeds(tmp_path, monkeypatch)
     train.main(["--env-id", SMALL, "--timesteps", "1024", "--n-envs", "2", "--run-dir", str(run_dir),
                 "--test-episodes", "2", "--eval-every", "100000"])
     summary = json.loads((run_dir / "comparison" / "summary.json").read_text())
-    assert summary["seeds"] == [20000, 20001]
-    assert set(summary["policies"]) == {"agent", "random", "do-nothing", "homogeneous-gpu", "disaggregated-greedy",
-                                        "forecast", "lp-scheduler", "oracle"}
+    assert summary["seeds"] == [TEST_SEED_START, TEST_SEED_START + 1]
+    assert set(summary["policies"]) == {"agent", *list_policies()}
     assert "agent - " in (run_dir / "comparison" / "results.md").read_text()
     assert len(summary["policies"]["agent"]["minus_best_baseline"]["ci95"]) == 2
