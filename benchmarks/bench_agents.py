@@ -12,11 +12,10 @@ import time
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401  (registers the IDs)
 from agents import list_policies, make_policy
 from benchmarks.yardstick import cartpole_steps_per_s
+from envs import SCENARIO_SUFFIXES
 
-SCENARIOS = {"default": "", "hbm_shortage": "-HBMShortage", "agent_surge": "-AgentSurge", "small": "-Small"}
 SEEDS = (0, 1, 2)
 
 
@@ -47,7 +46,7 @@ def evaluate(env_id: str, name: str) -> tuple[float, float, float]:
 
 def main() -> None:
     print(f"CartPole-v1 yardstick: {cartpole_steps_per_s():,.0f} steps/s")
-    for scenario, suffix in SCENARIOS.items():
+    for scenario, suffix in SCENARIO_SUFFIXES.items():
         env_id = f"ChipAlloc/DatacenterFine{suffix}-v0"
         results = {name: evaluate(env_id, name) for name in list_policies()}
         best = results["oracle"][0]

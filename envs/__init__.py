@@ -5,14 +5,15 @@ from gymnasium.envs.registration import register
 from envs.datacenter import DatacenterEnv, DatacenterVectorEnv
 from envs.scenario import SCENARIO_NAMES, Scenario, ScenarioError, load_scenario
 
-_SCENARIO_IDS = {"default": "", "hbm_shortage": "-HBMShortage", "agent_surge": "-AgentSurge", "small": "-Small"}
+# The ID suffix of each registered scenario (envs/scenarios/<name>.yaml).
+SCENARIO_SUFFIXES = {"default": "", "hbm_shortage": "-HBMShortage", "agent_surge": "-AgentSurge", "small": "-Small"}
 _VARIANTS = {"Datacenter": ("datacenter", False), "Procurement": ("procurement", False),
              "Scheduling": ("scheduling", False), "DatacenterDiscrete": ("datacenter", True),
              "DatacenterFine": ("fine", False)}
 ENV_IDS: list[str] = []
 
 for _name, (_variant, _discrete) in _VARIANTS.items():
-    for _scenario, _suffix in _SCENARIO_IDS.items():
+    for _scenario, _suffix in SCENARIO_SUFFIXES.items():
         _id = f"ChipAlloc/{_name}{_suffix}-v0"
         register(
             id=_id,
@@ -22,15 +23,18 @@ for _name, (_variant, _discrete) in _VARIANTS.items():
         )
         ENV_IDS.append(_id)
 
+
 def fine_variant(env_id: str) -> str:
     """The ID of the fine (explicit shares) variant of the same scenario as ``env_id``."""
-    name = env_id.split("/")[-1]
-    return f"ChipAlloc/DatacenterFine-{name.split('-', 1)[1] if '-' in name else 'v0'}"
+    if env_id not in ENV_IDS:
+        raise ValueError(f"{env_id!r} is not a chipalloc environment; choose one of {', '.join(ENV_IDS)}")
+    return "ChipAlloc/DatacenterFine-" + env_id.split("/")[-1].split("-", 1)[1]
 
 
 __all__ = [
     "ENV_IDS",
     "SCENARIO_NAMES",
+    "SCENARIO_SUFFIXES",
     "DatacenterEnv",
     "DatacenterVectorEnv",
     "Scenario",

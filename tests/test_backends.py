@@ -6,7 +6,7 @@ import pytest
 from array_api_compat import torch as torch_xp
 
 from envs import load_scenario
-from envs.core import demand_now, draw_exogenous, exogenous_as, initial_state, knob_shares, step
+from envs.core import N_KNOBS, demand_now, draw_exogenous, exogenous_as, initial_state, knob_shares, step
 from envs.sizing import training_need
 
 SCENARIO = load_scenario("small")
@@ -20,7 +20,7 @@ def _run(xp, weeks=26, batch=3):
     rewards, cash = [], []
     for _ in range(weeks):
         orders = xp.asarray(rng.random((batch, SCENARIO.n_chips)) * 64.0, dtype=xp.float64)
-        knobs = xp.asarray(rng.random((batch, 4)), dtype=xp.float64)
+        knobs = xp.asarray(rng.random((batch, N_KNOBS)), dtype=xp.float64)
         need = xp.asarray(training_need(_as_numpy(state)), dtype=xp.float64)
         shares = knob_shares(SCENARIO, state.fleet, demand_now(exo, state) + state.backlog, knobs, need)
         state, reward, info = step(SCENARIO, state, orders, shares, exo)

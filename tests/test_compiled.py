@@ -12,12 +12,12 @@ from envs import ENV_IDS, DatacenterEnv, DatacenterVectorEnv
 
 def _actions(space, kind: str, rng: np.random.Generator):
     """A policy per kind: random entries, everything at its top (spends to bankruptcy) or at its bottom."""
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        low, high = np.zeros_like(space.nvec), space.nvec - 1
+        return rng.integers(0, space.nvec) if kind == "random" else high if kind == "top" else low
     if kind == "random":
-        if isinstance(space, gym.spaces.MultiDiscrete):
-            return rng.integers(0, space.nvec)
         return rng.uniform(-1.0, 1.0, space.shape).astype(np.float32)
-    high = space.nvec - 1 if isinstance(space, gym.spaces.MultiDiscrete) else np.ones(space.shape, np.float32)
-    return high if kind == "top" else np.zeros_like(high) if isinstance(space, gym.spaces.MultiDiscrete) else -high
+    return space.high.copy() if kind == "top" else space.low.copy()
 
 
 def _assert_same_info(fast: dict, ref: dict) -> None:

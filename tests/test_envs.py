@@ -14,6 +14,8 @@ import envs
 from envs import ENV_IDS, ScenarioError, load_scenario
 from envs.core import WEEK_S
 
+SMALL_ACTION = gym.make("ChipAlloc/Datacenter-Small-v0").action_space.shape[0]  # the discrete variant's too
+
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_registered_env_passes_gymnasium_and_sb3_checkers(env_id):
@@ -83,9 +85,11 @@ def test_native_vector_env_matches_single_envs_step_for_step():
 
 @pytest.mark.parametrize("backend", ["compiled", "reference"])
 @pytest.mark.parametrize(("bad", "message"), [
-    (np.full(8, np.nan, dtype=np.float32), "NaN or inf"), (np.full(8, np.inf, dtype=np.float32), "NaN or inf"),
-    (np.zeros(3, dtype=np.float32), "shape"), (np.full(8, 2.0, dtype=np.float32), r"outside \[-1, 1\]"),
-    (np.array(["a"] * 8), "not numeric"),
+    (np.full(SMALL_ACTION, np.nan, dtype=np.float32), "NaN or inf"),
+    (np.full(SMALL_ACTION, np.inf, dtype=np.float32), "NaN or inf"),
+    (np.zeros(3, dtype=np.float32), "shape"),
+    (np.full(SMALL_ACTION, 2.0, dtype=np.float32), r"outside \[-1, 1\]"),
+    (np.array(["a"] * SMALL_ACTION), "not numeric"),
 ])
 def test_invalid_actions_raise_a_clear_error(bad, message, backend):
     env = gym.make("ChipAlloc/Datacenter-Small-v0", backend=backend)
@@ -96,8 +100,8 @@ def test_invalid_actions_raise_a_clear_error(bad, message, backend):
 
 @pytest.mark.parametrize("backend", ["compiled", "reference"])
 @pytest.mark.parametrize(("bad", "message"), [
-    (np.full(8, 5), r"outside MultiDiscrete"), (np.full(8, -1), r"outside MultiDiscrete"),
-    (np.full(8, 1.0), "not an integer type"),
+    (np.full(SMALL_ACTION, 5), r"outside MultiDiscrete"), (np.full(SMALL_ACTION, -1), r"outside MultiDiscrete"),
+    (np.full(SMALL_ACTION, 1.0), "not an integer type"),
 ])
 def test_invalid_discrete_actions_raise_a_clear_error(bad, message, backend):
     env = gym.make("ChipAlloc/DatacenterDiscrete-Small-v0", backend=backend)
@@ -147,7 +151,6 @@ def test_compact_orders_reach_the_capacity_target_on_chips_on_sale():
 
 
 SMALL = load_scenario("small")
-SMALL_ACTION = gym.make("ChipAlloc/Datacenter-Small-v0").action_space.shape[0]
 
 
 @settings(max_examples=15, deadline=None)
