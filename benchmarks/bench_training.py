@@ -8,7 +8,6 @@ native batched VecEnv that train.py uses; CartPole through SB3's DummyVecEnv.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 from stable_baselines3 import PPO
@@ -17,9 +16,9 @@ from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from agents.training import RUN_KEYS, load_hyperparams
 from agents.vec_env import NativeVecEnv
+from train import HYPERPARAMS_DIR
 
 STEPS = 131_072
-HYPERPARAMS = Path(__file__).resolve().parents[1] / "hyperparams" / "ppo.yml"
 
 
 def steps_per_s(venv, params: dict) -> float:
@@ -33,10 +32,11 @@ def steps_per_s(venv, params: dict) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
-    params = load_hyperparams(HYPERPARAMS, "ChipAlloc/Datacenter-v0")
-    n = params["n_envs"]
-    cartpole = steps_per_s(VecNormalize(make_vec_env("CartPole-v1", n_envs=n, seed=0)), params)
-    chipalloc = steps_per_s(VecNormalize(VecMonitor(NativeVecEnv("ChipAlloc/Datacenter-v0", n, seed=0))), params)
+    params = load_hyperparams(HYPERPARAMS_DIR / "ppo.yml", "ChipAlloc/Datacenter-v0")
+    n, gamma = params["n_envs"], params.get("gamma", 0.99)  # VecNormalize discounts as train.py's does
+    cartpole = steps_per_s(VecNormalize(make_vec_env("CartPole-v1", n_envs=n, seed=0), gamma=gamma), params)
+    chipalloc = steps_per_s(VecNormalize(VecMonitor(NativeVecEnv("ChipAlloc/Datacenter-v0", n, seed=0)),
+                                         gamma=gamma), params)
     print(f"PPO, {n} envs, n_steps {params['n_steps']}, batch {params['batch_size']}, "
           f"{params['n_epochs']} epochs, net {params['policy_kwargs'].get('net_arch')}")
     print(f"CartPole-v1 (DummyVecEnv):            {cartpole:8,.0f} env steps/s")
