@@ -15,7 +15,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import gymnasium as gym
@@ -42,7 +42,6 @@ from agents.training import (
     load_hyperparams,
     restore_run_state,
     save_run_state,
-    seeds_from,
 )
 from agents.vec_env import NativeVecEnv
 
@@ -72,6 +71,11 @@ class Config:
 def resolve(cfg: Config) -> tuple[Config, dict, Path]:
     """Fill defaults from the hyperparameter file or the resumed run; check everything before training."""
     if cfg.resume:
+        given = [f"--{f.name.replace('_', '-')}" for f in fields(Config)
+                 if f.name not in ("resume", "timesteps") and getattr(cfg, f.name) != f.default]
+        if given:
+            raise ValueError(f"--resume continues a run with its saved settings; only --timesteps may change "
+                             f"(got {', '.join(given)})")
         run_dir = Path(cfg.resume)
         if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / CHECKPOINT_DIR / MODEL_FILE).is_file():
             raise FileNotFoundError(f"{run_dir} holds no train.py checkpoint to resume "
@@ -89,9 +93,11 @@ def resolve(cfg: Config) -> tuple[Config, dict, Path]:
     params = load_hyperparams(cfg.hyperparams or HYPERPARAMS_DIR / f"{cfg.algo}.yml", cfg.env_id)
     cfg.timesteps = cfg.timesteps or int(params.get("n_timesteps", 1_000_000))
     cfg.n_envs = cfg.n_envs or int(params.get("n_envs", 8))
-    for name in ("timesteps", "n_envs", "checkpoint_every", "eval_every"):
+    for name in ("timesteps", "n_envs", "checkpoint_every", "eval_every", "eval_episodes"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive whole number, got {getattr(cfg, name)}")
+    if cfg.test_episodes < 0:
+        raise ValueError(f"--test-episodes must be 0 (skip) or more, got {cfg.test_episodes}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.run_dir or f"runs/{cfg.env_id.split('/')[-1]}-{cfg.algo}-seed{cfg.seed}-{stamp}")
     cfg.run_dir = str(run_dir)
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'resuming' if cfg.resume else 'training'} {cfg.algo} on {cfg.env_id} in {run_dir}: "
           f"{model.num_timesteps:,} of {cfg.timesteps:,} steps done")
 
-    eval_seeds = seeds_from(EVAL_SEED_START, cfg.eval_episodes)
+    eval_seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + cfg.eval_episodes))
     heuristics = {name: np.mean([e.episode_return for e in evaluate_policy(
         lambda: evaluate.make_env(cfg.env_id, cfg.scenario), lambda env, n=name: make_policy(n, env), eval_seeds)])
         for name in BASELINES if name not in FINE_ONLY}

@@ -231,7 +231,3 @@ class PeriodicEval(BaseCallback):
                                  "best_heuristic_return": float(self.best)})
             atomic_write_text(self.history, json.dumps(self.records, indent=1))
         return True
-
-
-def seeds_from(start: int, count: int) -> list[int]:
-    return list(np.arange(start, start + count).tolist())

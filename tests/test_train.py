@@ -116,12 +116,16 @@ def test_tensorboard_has_the_domain_scalars(whole):
     (["--env-id", "ChipAlloc/Nope-v0"], ValueError, "unknown environment"),
     (["--timesteps", "-5"], ValueError, "--timesteps must be a positive"),
     (["--resume", "no/such/run"], FileNotFoundError, "no train.py checkpoint"),
+    (["--resume", "some/run", "--algo", "sac"], ValueError, r"only --timesteps may change \(got --algo"),
+    (["--eval-episodes", "0"], ValueError, "--eval-episodes must be a positive"),
+    (["--test-episodes", "-1"], ValueError, "--test-episodes must be 0"),
 ])
 def test_bad_options_fail_before_training(tmp_path, monkeypatch, argv, error, message):
     monkeypatch.chdir(tmp_path)
-    argv = argv if "--env-id" in argv else ["--env-id", SMALL, *argv]
+    if "--resume" not in argv:  # a resumed run takes its environment and folder from the run
+        argv = [*argv, "--run-dir", str(tmp_path / "run")] + ([] if "--env-id" in argv else ["--env-id", SMALL])
     with pytest.raises(error, match=message):
-        train.main([*argv, "--run-dir", str(tmp_path / "run")])
+        train.main(argv)
     assert not (tmp_path / "run").exists()
 
 
