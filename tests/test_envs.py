@@ -248,9 +248,13 @@ def test_scenario_from_path_and_unknown_path(tmp_path):
         gym.make("ChipAlloc/Datacenter-v0", scenario="nowhere.yaml")
 
 
-def test_package_registers_every_variant():
-    assert len(envs.ENV_IDS) == 20
-    assert "ChipAlloc/Datacenter-HBMShortage-v0" in gym.registry
+def test_package_registers_every_variant_of_every_scenario():
+    for name in ("Datacenter", "Procurement", "Scheduling", "DatacenterDiscrete", "DatacenterFine"):
+        for scenario, suffix in envs.SCENARIO_SUFFIXES.items():
+            spec = gym.spec(f"ChipAlloc/{name}{suffix}-v0")
+            assert spec.kwargs["scenario"] == scenario and spec.vector_entry_point is not None
+    assert sorted(envs.SCENARIO_SUFFIXES) == sorted(envs.SCENARIO_NAMES)
+    assert len(envs.ENV_IDS) == 5 * len(envs.SCENARIO_NAMES)
 
 
 def test_fine_variant_decodes_exact_shares_and_orders():
