@@ -15,6 +15,7 @@ Writes to --out: results.md, per_seed.csv and summary.json (atomically), and plo
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import multiprocessing
@@ -116,11 +117,22 @@ def build_policy(spec: Spec, env: gym.Env, run: str | None = None):
     return make_policy(spec.label, env)
 
 
+@functools.lru_cache(maxsize=8)
+def _trained(run: str, env_id: str, scenario: str | None) -> tuple[gym.Env, TrainedPolicy]:
+    """A trained run loaded once per process: it keeps no state across episodes, unlike seeded baselines."""
+    env = make_env(env_id, scenario)
+    return env, TrainedPolicy(env, run)
+
+
 def run_task(task: tuple) -> dict:
     """One episode (runs in a worker process when --workers > 1)."""
     spec, run, env_id, scenario, seed, trace = task
-    env = make_env(env_id, scenario)
-    episode = run_episode(env, build_policy(spec, env, run), seed, trace=trace)
+    if spec.kind == "trained":
+        env, policy = _trained(run, env_id, scenario)
+    else:
+        env = make_env(env_id, scenario)
+        policy = build_policy(spec, env, run)
+    episode = run_episode(env, policy, seed, trace=trace)
     return {"policy": spec.label, "run": run or "", "seed": seed, "episode": episode}
 
 

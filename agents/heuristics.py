@@ -11,7 +11,6 @@ import numpy as np
 from agents.base import Plan, Policy
 from envs.core import available_mask, chip_prices, demand_with_backlog
 from envs.sizing import coverage, owned_and_ordered, prefill_and_decode_chips
-from hardware import get_chip
 
 NEUTRAL_KNOBS = np.array([0.6, 0.5, 0.0, 0.5])  # training at 1.2x the pace jobs need; balanced; neutral
 SAFETY = 0.2  # capacity headroom over the demand a rule sizes for
@@ -51,9 +50,9 @@ class _Sizing(Policy):
 
     def _order(self, chips: np.ndarray) -> np.ndarray:
         """``chips`` (K,) scaled down to the spending budget and the weekly maximum."""
-        cost = float(np.sum(chips * self._prices()))
-        if cost > self._budget():
-            chips = chips * self._budget() / cost
+        cost, budget = float(np.sum(chips * self._prices())), self._budget()
+        if cost > budget:
+            chips = chips * budget / cost
         return np.minimum(chips, self.env.scenario.max_order_chips_per_week)
 
     def _knobs(self, specialisation: float) -> np.ndarray:
@@ -93,10 +92,9 @@ class HomogeneousGPUPolicy(_Sizing):
     def plan(self) -> Plan:
         scenario = self.env.scenario
         _, demand = self._now()
-        on_sale = [k for k, c in enumerate(scenario.chips)
-                   if self._available()[k] and get_chip(c).vendor == "NVIDIA" and get_chip(c).uses_hbm]
+        on_sale = np.flatnonzero(self._available() & (scenario.arrays["nvidia_hbm"] > 0))  # NVIDIA HBM GPUs
         chips = np.zeros(scenario.n_chips)
-        if on_sale:
+        if on_sale.size:
             k = max(on_sale, key=lambda i: (scenario.arrays["available_week"][i], i))
             shortfall = (1.0 + SAFETY) - self._coverage(self._owned_and_ordered(), demand)
             wp, wd = self._work(demand)
