@@ -19,9 +19,17 @@ import gymnasium as gym
 import numpy as np
 
 from envs import DatacenterEnv
-from envs.core import available_mask, demand_with_backlog, knob_shares
-from envs.sizing import chips_for_demand, coverage, owned_and_ordered, training_need
-from envs.spaces import LEVELS, MAX_COVERAGE, fine_action, weight_entry
+from envs.dynamics import LEVELS, MAX_COVERAGE
+from envs.functional import (
+    available_mask,
+    chips_for_demand,
+    coverage,
+    demand_with_backlog,
+    knob_shares,
+    owned_and_ordered,
+    training_need,
+)
+from envs.spaces import fine_action, weight_entry
 
 
 @dataclass(frozen=True)
@@ -61,29 +69,31 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
     onto them exactly (weights proportional to the capacity each chip type adds), except that the
     target saturates at MAX_COVERAGE and the discrete variants round to their levels.
     """
-    scenario, state = env.scenario, env.state
+    scenario, state, params = env.scenario, env.state, env.params
     orders = np.maximum(np.asarray(plan.orders, dtype=float), 0.0)
     if env.variant == "fine":
         shares = plan.shares
         if shares is None:
-            shares = knob_shares(scenario, state.fleet, demand_with_backlog(env.exogenous, state),
-                                 np.asarray(plan.knobs, dtype=float)[None], training_need(state))[0]
+            shares = knob_shares(params, state.fleet, demand_with_backlog(params, state),
+                                 np.asarray(plan.knobs, dtype=float)[None], training_need(params, state))[0]
         return fine_action(scenario, np.minimum(orders / scenario.max_order_chips_per_week, 1.0), shares)
     if plan.knobs is None:
         raise ValueError(f"{env.variant} environments take knobs; this plan has only explicit shares "
                          f"(use a ChipAlloc/DatacenterFine-* environment)")
     knobs = np.clip(np.asarray(plan.knobs, dtype=float), 0.0, 1.0)
-    demand = demand_with_backlog(env.exogenous, state)
-    work = chips_for_demand(scenario, demand)
-    usable = available_mask(scenario, state.week)[0] & np.isfinite(work[0]) & (work[0] > 0)
+    demand = demand_with_backlog(params, state)
+    work = chips_for_demand(params, demand)
+    usable = available_mask(params, state.week)[0] & np.isfinite(work[0]) & (work[0] > 0)
     added = np.where(usable, orders / np.where(usable, work[0], 1.0), 0.0)  # coverage each chip type adds
     weights = weight_entry(added / added.max()) if added.max() > 0 else np.zeros_like(added)
-    owned = coverage(scenario, owned_and_ordered(state), demand, work)[0]
+    owned = coverage(params, owned_and_ordered(params, state), demand, work)[0]
     target = min((owned + added.sum()) / MAX_COVERAGE, 1.0) if added.sum() > 0 else 0.0
     parts = {"datacenter": [weights, [target], knobs], "procurement": [weights, [target]],
              "scheduling": [knobs]}[env.variant]
     u = np.concatenate(parts)
     if env.discrete:
-        levels = np.round(u * (LEVELS - 1)).astype(np.int64)
-        return np.where(env.action_masks().reshape(len(u), LEVELS)[np.arange(len(u)), levels], levels, 0)
+        # The nearest level, or the highest valid level below it where the masks rule it out.
+        wanted = np.round(u * (LEVELS - 1)).astype(np.int64)
+        valid = env.action_masks().reshape(len(u), LEVELS) & (np.arange(LEVELS)[None, :] <= wanted[:, None])
+        return (LEVELS - 1 - np.argmax(valid[:, ::-1], axis=1)).astype(np.int64)
     return (2.0 * u - 1.0).astype(np.float32)

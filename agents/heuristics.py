@@ -9,8 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import Plan, Policy
-from envs.core import available_mask, chip_prices, demand_with_backlog
-from envs.sizing import coverage, owned_and_ordered, prefill_and_decode_chips
+from envs.functional import (
+    available_mask,
+    chip_prices,
+    coverage,
+    demand_with_backlog,
+    owned_and_ordered,
+    prefill_and_decode_chips,
+)
 
 NEUTRAL_KNOBS = np.array([0.6, 0.5, 0.0, 0.5])  # training at 1.2x the pace jobs need; balanced; neutral
 SAFETY = 0.2  # capacity headroom over the demand a rule sizes for
@@ -23,26 +29,26 @@ class _Sizing(Policy):
     def _now(self):
         env = self.env
         state = env.state
-        demand = demand_with_backlog(env.exogenous, state)[0]
+        demand = demand_with_backlog(env.params, state)[0]
         return state, demand
 
     def _work(self, demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(prefill, decode) chips of each type needed to serve ``demand`` alone; inf if a class does not fit."""
-        prefill, decode = prefill_and_decode_chips(self.env.scenario, demand[None])
+        prefill, decode = prefill_and_decode_chips(self.env.params, demand[None])
         return prefill[0], decode[0]
 
     def _coverage(self, chips: np.ndarray, demand: np.ndarray) -> float:
-        return float(coverage(self.env.scenario, chips[None], demand[None])[0])
+        return float(coverage(self.env.params, chips[None], demand[None])[0])
 
     def _owned_and_ordered(self) -> np.ndarray:
-        return owned_and_ordered(self.env.state)[0]
+        return owned_and_ordered(self.env.params, self.env.state)[0]
 
     def _prices(self) -> np.ndarray:
         s = self.env.state
-        return chip_prices(self.env.scenario, s.week, s.hbm_price)[0]
+        return chip_prices(self.env.params, s.week, s.hbm_price)[0]
 
     def _available(self) -> np.ndarray:
-        return available_mask(self.env.scenario, self.env.state.week)[0]
+        return available_mask(self.env.params, self.env.state.week)[0]
 
     def _budget(self) -> float:
         s = self.env.state

@@ -21,9 +21,9 @@ from scipy.optimize import linprog
 
 from agents.base import Plan, Policy
 from agents.heuristics import ForecastPolicy
-from envs.core import WEEK_S, demand_with_backlog
+from envs.dynamics import J_PER_KWH, WEEK_S, WEEKS_PER_YEAR
+from envs.functional import demand_with_backlog, training_need
 from envs.scenario import Scenario
-from envs.sizing import training_need
 
 EXA = 1e18  # training FLOPs enter the LP in exaFLOPs: HiGHS treats numbers >= 1e20 as infinite
 
@@ -53,7 +53,7 @@ def serving_rates(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarra
     rho = max_prefill_load(a["prefill_latency_s"], TTFT_MARGIN * a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
     prefill_out = rho * a["prefill_rate"] * (a["output_tokens"] / a["input_tokens"])[:, None]
     decode_out = np.where(fits & (a["tpot_s"] <= a["tpot_slo_s"][:, None]), a["serving_decode_rate"], 0.0)
-    power = a["tdp_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / 3.6e6
+    power = a["tdp_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / J_PER_KWH
     return prefill_out, decode_out, power
 
 
@@ -162,11 +162,12 @@ class LPSchedulerPolicy(Policy):
         orders = self.procurement.plan().orders
         incoming = s.pipeline[0, :, 0] if s.pipeline.shape[2] else 0.0
         fleet = s.fleet[0] + incoming
-        fleet = fleet - np.ceil(fleet * scenario.failure_rate_per_year / 52.0) - 1.0  # this week's failures, rounded up
-        demand = demand_with_backlog(env.exogenous, s)[0]
+        # Less this week's failures, rounded up.
+        fleet = fleet - np.ceil(fleet * scenario.failure_rate_per_year / WEEKS_PER_YEAR) - 1.0
+        demand = demand_with_backlog(env.params, s)[0]
         active = s.job_flops[0] > 0
         # An even pace to each deadline (FLOPs this week), with 10% to spare for rounding to whole chips.
-        paced = PACE_MARGIN * float(training_need(s)[0]) * WEEK_S
+        paced = PACE_MARGIN * float(training_need(env.params, s)[0]) * WEEK_S
         # A job is paid only if every week keeps pace, so this week's pace is worth the jobs' whole value.
         value = float(s.job_value[0][active].sum()) / paced if paced > 0 else 0.0
         lp = schedule_lp(scenario, np.maximum(fleet, 0.0), demand, paced, value)

@@ -28,9 +28,10 @@ from scipy.sparse import coo_matrix
 
 from agents.base import Plan, Policy, to_action
 from agents.lp_scheduler import EXA, SolverError, serving_rates, whole_replica_shares
-from envs.core import WEEK_S, Exogenous, chip_prices, failed_chips
 from envs.datacenter import DatacenterEnv
-from envs.scenario import Scenario
+from envs.dynamics import BACKLOG_WEEKS, WEEK_S, WEEKS_PER_YEAR
+from envs.exogenous import Exogenous
+from envs.functional import Params, chip_prices, failed_chips, hbm_market_path
 
 TIME_LIMIT_S = 120.0
 LUMPY_SHARE = 0.005
@@ -102,16 +103,10 @@ class OraclePlan:
     solve_seconds: float
 
 
-def _hbm_price_path(scenario: Scenario, exo: Exogenous, orders: np.ndarray) -> np.ndarray:
+def _hbm_price_path(params: Params, exo: Exogenous, orders: np.ndarray) -> np.ndarray:
     """HBM price index at the start of each week, given our orders (they join the HBM demand)."""
-    hbm, a = scenario.hbm, scenario.arrays
-    supply, other = exo.hbm_supply[0], exo.other_hbm_demand[0]
-    needed = orders @ a["hbm_stacks"]
-    price = np.ones(scenario.weeks + 1)
-    for t in range(scenario.weeks):
-        target = max(0.5, 1.0 + hbm["price_elasticity"] * ((other[t] + needed[t]) / max(supply[t], 1.0) - 1.0))
-        price[t + 1] = price[t] + hbm["price_smoothing"] * (target - price[t])
-    return price[:-1]
+    stacks = orders @ params.scenario.arrays["hbm_stacks"]
+    return hbm_market_path(params, exo.hbm_supply[0], exo.other_hbm_demand[0], stacks)[1]
 
 
 def solve_oracle(env: DatacenterEnv, time_limit: float = TIME_LIMIT_S, passes: int = 4) -> OraclePlan:
@@ -123,11 +118,11 @@ def solve_oracle(env: DatacenterEnv, time_limit: float = TIME_LIMIT_S, passes: i
     until the accepted jobs stop changing.
     """
     start = time.perf_counter()
-    scenario, exo = env.scenario, env.exogenous
+    scenario, exo, params = env.scenario, env.exogenous, env.params
     orders = np.zeros((scenario.weeks, scenario.n_chips))
     accepted = exo.job_arrival[0] > 0
     for _ in range(passes):
-        plan = _solve(scenario, exo, _hbm_price_path(scenario, exo, orders), accepted, time_limit)
+        plan = _solve(params, exo, _hbm_price_path(params, exo, orders), accepted, time_limit)
         orders = plan.orders
         replayed = _replay(env, plan)
         if np.array_equal(replayed, accepted):
@@ -149,20 +144,21 @@ def _replay(env: DatacenterEnv, plan: OraclePlan) -> np.ndarray:
     return accepted
 
 
-def _solve(scenario: Scenario, exo: Exogenous, hbm_price: np.ndarray, accepted: np.ndarray,
+def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.ndarray,
            time_limit: float) -> OraclePlan:
+    scenario = params.scenario
     a = scenario.arrays
     T, K, C = scenario.weeks, scenario.n_chips, scenario.n_classes
     L = max(int(scenario.base_lead_weeks), 1)
-    p_fail = scenario.failure_rate_per_year / 52.0
-    dep_weeks = scenario.depreciation_years * 52.0
+    p_fail = scenario.failure_rate_per_year / WEEKS_PER_YEAR
+    dep_weeks = scenario.depreciation_years * WEEKS_PER_YEAR
     scale = scenario.reward_scale_usd
-    prices = chip_prices(scenario, np.arange(T), hbm_price)  # (T, K)
-    allocation = _allocation(scenario, exo)
+    prices = chip_prices(params, np.arange(T), hbm_price)  # (T, K)
+    allocation = _allocation(params, exo)
     demand = exo.demand[0]
     on_sale = np.arange(T)[:, None] >= a["available_week"][None, :]
     prefill_out, decode_out, power = serving_rates(scenario)
-    maintenance = a["list_price"] * scenario.maintenance_per_year / 52.0
+    maintenance = a["list_price"] * scenario.maintenance_per_year / WEEKS_PER_YEAR
     flops_per_chip_week = a["train_flops_per_chip_s"] * WEEK_S / EXA
 
     prog = _Program()
@@ -183,7 +179,7 @@ def _solve(scenario: Scenario, exo: Exogenous, hbm_price: np.ndarray, accepted: 
     xp = prog.var((T, C, K), 0.0, np.where(prefill_out > 0, np.inf, 0.0))
     xd = prog.var((T, C, K), 0.0, np.where(decode_out > 0, np.inf, 0.0))
     s = prog.var((T, C), 0.0, np.inf)
-    backlog = prog.var((T, C), 0.0, np.where(a["carry_over"] > 0, 4.0 * demand, 0.0))
+    backlog = prog.var((T, C), 0.0, np.where(a["carry_over"] > 0, BACKLOG_WEEKS * demand, 0.0))
     cash = prog.var(T, -scenario.credit_limit_usd / scale, np.inf)  # in units of reward_scale
     debt = prog.var(T)
     dep = prog.var((T, K))
@@ -206,7 +202,7 @@ def _solve(scenario: Scenario, exo: Exogenous, hbm_price: np.ndarray, accepted: 
     initial = a["initial_fleet"]
     book0, dep0 = initial * a["list_price"] / scale, initial * a["list_price"] / dep_weeks / scale
     prog.constant -= p_fail * book0.sum()  # write-off of initial chips failing in week 0 (a cost)
-    interest = scenario.interest_rate_per_year / 52.0
+    interest = scenario.interest_rate_per_year / WEEKS_PER_YEAR
     for t in range(T):
         # HBM allocation: nothing waits in the queue.
         prog.row([(o[t, k], a["hbm_stacks"][k]) for k in range(K)], -np.inf, allocation[t])
@@ -312,20 +308,20 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
     unit = scenario.arrays["order_unit"]
     orders = np.round(plan.orders[t] / unit) * unit
     # Whole order units may overshoot the week's HBM allocation; trim the largest HBM order until they fit.
-    allocation = _allocation(scenario, env.exogenous)[t]
+    allocation = _allocation(env.params, env.exogenous)[t]
     stacks = scenario.arrays["hbm_stacks"]
     while orders @ stacks > allocation + 1e-6:
         k = int(np.argmax(orders * stacks))
         orders[k] -= unit[k]
     # The failure draws are part of the exogenous path, so this week's fleet is known exactly.
     arriving = s.fleet[0] + s.pipeline[0, :, 0]
-    p_fail = scenario.failure_rate_per_year / 52.0
-    fleet = arriving - failed_chips(np, arriving, p_fail, env.exogenous.failure_u[0, t])
+    p_fail = scenario.failure_rate_per_year / WEEKS_PER_YEAR
+    fleet = arriving - failed_chips(arriving, p_fail, env.exogenous.failure_u[0, t])
     shares = whole_replica_shares(scenario, fleet, plan.train[t], plan.prefill[t], plan.decode[t])
     return Plan(np.where(orders > 0, orders + 1e-6 * unit, 0.0), shares=shares)
 
 
-def _allocation(scenario: Scenario, exo: Exogenous) -> np.ndarray:
+def _allocation(params: Params, exo: Exogenous) -> np.ndarray:
     """(T,) HBM stacks our orders may draw each week of the episode (the transition's allocation rule)."""
-    supply, other = exo.hbm_supply[0], exo.other_hbm_demand[0]
-    return scenario.hbm["our_allocation_share"] * supply * np.minimum(1.0, supply / np.maximum(other, 1.0))
+    supply = exo.hbm_supply[0]
+    return hbm_market_path(params, supply, exo.other_hbm_demand[0], np.zeros_like(supply))[0]

@@ -91,7 +91,7 @@ class NativeVecEnv(VecEnv):
         return None
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(self.venv.single, attr_name) for _ in self._indices(indices)]
+        return [getattr(self.venv, attr_name) for _ in self._indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
         raise AttributeError("the batched environment shares one set of attributes; it cannot set them per env")

@@ -1,8 +1,14 @@
-"""chipalloc environments. Importing this package registers the ``ChipAlloc/*`` IDs with Gymnasium."""
+"""chipalloc environments. Importing this package registers the ``ChipAlloc/*`` IDs with Gymnasium.
+
+It also exports the functional API (:mod:`envs.functional`): ``params``, ``reset``, ``step``,
+``observe`` and the ``Params``, ``State`` and ``Exogenous`` they pass around.
+"""
 
 from gymnasium.envs.registration import register
 
 from envs.datacenter import DatacenterEnv, DatacenterVectorEnv
+from envs.exogenous import Exogenous, draw_exogenous
+from envs.functional import Params, State, observe, params, reset, step
 from envs.scenario import SCENARIO_NAMES, Scenario, ScenarioError, load_scenario
 
 # The ID suffix of each registered scenario (envs/scenarios/<name>.yaml).
@@ -37,8 +43,16 @@ __all__ = [
     "SCENARIO_SUFFIXES",
     "DatacenterEnv",
     "DatacenterVectorEnv",
+    "Exogenous",
+    "Params",
     "Scenario",
     "ScenarioError",
+    "State",
+    "draw_exogenous",
     "fine_variant",
     "load_scenario",
+    "observe",
+    "params",
+    "reset",
+    "step",
 ]

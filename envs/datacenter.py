@@ -1,4 +1,4 @@
-"""Gymnasium front ends over :mod:`envs.simulator`: single environments and a native vector environment."""
+"""Gymnasium front ends over :mod:`envs.functional`: single environments and a native vector environment."""
 
 from __future__ import annotations
 
@@ -8,28 +8,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from envs import functional as fn
 from envs import render as rendering
-from envs.core import Exogenous, State, draw_exogenous
-from envs.scenario import Scenario, load_scenario
-from envs.simulator import CompiledSimulator, ReferenceSimulator, make_simulator
-from envs.spaces import VARIANTS, action_masks, action_space, observation_space
+from envs.exogenous import Exogenous, draw_exogenous
+from envs.scenario import Scenario
 
 
-class _Simulated:
-    """``state`` and ``exogenous`` of the simulator an environment holds (batched; None before reset)."""
-
-    simulator: CompiledSimulator | ReferenceSimulator
-
-    @property
-    def state(self) -> State | None:
-        return self.simulator.state
-
-    @property
-    def exogenous(self) -> Exogenous | None:
-        return self.simulator.exogenous
-
-
-class DatacenterEnv(_Simulated, gym.Env):
+class DatacenterEnv(gym.Env):
     """An AI datacenter operator buying and scheduling heterogeneous accelerators.
 
     ## Description
@@ -38,29 +23,31 @@ class DatacenterEnv(_Simulated, gym.Env):
     base lead time), and splits the fleet into training, prefill and decode replicas for each
     inference class (chat, agents, batch, video, RL students). Demand, HBM supply and shocks
     follow seeded exogenous paths; SLO attainment and throughput come from tables precomputed
-    by ``hardware``.
+    by ``hardware``. The dynamics are :mod:`envs.dynamics` (compiled with Numba), reached through
+    the functional API of :mod:`envs.functional`; this class adds Gymnasium's interface, seeding
+    and rendering.
 
     ## Action Space
     ``Box(-1, 1, (K + 5,), float32)`` for ``variant="datacenter"``; each entry maps [-1, 1] to
     u in [0, 1]. K chip weights (exp(6 (u - 1)) - exp(-6): one chip can take nearly all of an
     order), then a capacity target: the fleet plus chips on order should cover u x 3 times this
     week's demand, and the shortfall is bought, split over the chips on sale by weight, each share
-    sized in that chip's own capacity (:mod:`envs.sizing`). Then four knobs for the built-in
-    allocator (:func:`envs.core.knob_shares`): training pace (0.5 = the pace active jobs need),
-    prefill bias (0.5 balances work), specialisation (0 colocated, 1 disaggregated by comparative
-    advantage), latency priority (0.5 neutral). ``procurement``: the K + 1 order entries only
-    (fixed knobs). ``scheduling``: the four knobs only (a fixed purchase plan). ``fine``: K raw
-    order entries (a > 0 orders a x ``max_order_chips_per_week`` chips), then (1 + 2C) x K shares
-    of each chip type's fleet for training, prefill and decode of each class (see
-    :func:`envs.spaces.decode`). ``discrete=True`` gives ``MultiDiscrete`` with five levels each
-    (u = level / 4) and ``action_masks()`` for MaskablePPO. NaN, inf, out-of-range or mis-shaped
-    actions raise ``ValueError``. Orders round down to whole order units; orders for chips not yet
-    on sale are dropped, and orders beyond cash plus credit are scaled down; both are reported in
-    ``info`` (``orders_unavailable``, ``orders_clipped``).
+    sized in that chip's own capacity (:func:`envs.functional.coverage`). Then four knobs for the
+    built-in allocator (:func:`envs.functional.knob_shares`): training pace (0.5 = the pace active
+    jobs need), prefill bias (0.5 balances work), specialisation (0 colocated, 1 disaggregated by
+    comparative advantage), latency priority (0.5 neutral). ``procurement``: the K + 1 order
+    entries only (fixed knobs). ``scheduling``: the four knobs only (a fixed purchase plan).
+    ``fine``: K raw order entries (a > 0 orders a x ``max_order_chips_per_week`` chips), then
+    (1 + 2C) x K shares of each chip type's fleet for training, prefill and decode of each class
+    (see :func:`envs.dynamics._decode`). ``discrete=True`` gives ``MultiDiscrete`` with five
+    levels each (u = level / 4) and ``action_masks()`` for MaskablePPO. NaN, inf, out-of-range or
+    mis-shaped actions raise ``ValueError``. Orders round down to whole order units; orders for
+    chips not yet on sale are dropped, and orders beyond cash plus credit are scaled down; both
+    are reported in ``info`` (``orders_unavailable``, ``orders_clipped``).
 
     ## Observation Space
     ``Box(-10, 10, (4 + 5K + 4C + 6,), float32)``, each block scaled to order one; see
-    :func:`envs.spaces.observe` for the layout.
+    :func:`envs.dynamics._observe` for the layout.
 
     ## Rewards
     Weekly accounting profit (revenue - power - maintenance - interest - depreciation - write-offs)
@@ -78,9 +65,7 @@ class DatacenterEnv(_Simulated, gym.Env):
 
     ## Arguments
     ``scenario`` (registered name, YAML path, dict or Scenario), ``variant``, ``discrete``,
-    ``render_mode`` ("ansi" or "rgb_array"), ``backend``: "compiled" (default; the Numba kernels of
-    :mod:`envs.compiled`) or "reference" (the array-API transition of :mod:`envs.core` on NumPy,
-    much slower on one env; both give the same trajectories to rounding).
+    ``render_mode`` ("ansi" or "rgb_array").
     ``reset(options={"exogenous": exo})`` replays a given exogenous path;
     ``options={"path_seed": s}`` draws it from seed ``s`` (common random numbers across policies).
 
@@ -91,20 +76,24 @@ class DatacenterEnv(_Simulated, gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
-                 discrete: bool = False, render_mode: str | None = None, backend: str = "compiled"):
-        if variant not in VARIANTS:
-            raise ValueError(f"variant {variant!r} is not one of {list(VARIANTS)}")
+                 discrete: bool = False, render_mode: str | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']} or None")
-        self.scenario = load_scenario(scenario)
+        self.params = fn.params(scenario, variant, discrete)
+        self.scenario = self.params.scenario
         self.variant, self.discrete, self.render_mode = variant, discrete, render_mode
-        self.observation_space = observation_space(self.scenario)
-        self.action_space = action_space(self.scenario, variant, discrete)
-        self.simulator = make_simulator(backend, self.scenario, variant, discrete, self.action_space, None)
-        self.backend = backend
+        self.observation_space = self.params.observation_space
+        self.action_space = self.params.action_space
+        self.state: fn.State | None = None
         self.history: list[dict[str, Any]] = []
+        self._info = fn.InfoReader(self.params)
         self._done, self._week = False, 0
         self._names = {"classes": tuple(c.name for c in self.scenario.classes), "chips": self.scenario.chips}
+
+    @property
+    def exogenous(self) -> Exogenous | None:
+        """The episode's exogenous paths (B = 1); None before reset."""
+        return None if self.state is None else self.state.exogenous
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -115,17 +104,17 @@ class DatacenterEnv(_Simulated, gym.Env):
             exo = draw_exogenous(self.scenario, np.random.default_rng(options["path_seed"]), 1)
         else:
             exo = draw_exogenous(self.scenario, self.np_random, 1)
-        obs = self.simulator.reset(exo)
+        self.state, obs = fn.reset(self.params, exogenous=exo)
         self.history, self._done, self._week = [], False, 0
         return obs[0], {"week": 0}
 
     def step(self, action):
-        if self.simulator.exogenous is None:
+        if self.state is None:
             raise RuntimeError("call reset() before step()")
         if self._done:
             raise RuntimeError("the episode has ended; call reset() before step()")
-        obs, reward, raw_info = self.simulator.step(action)
-        info = self.simulator.info_of(raw_info, 0)
+        self.state, obs, reward, raw_info = fn.step_arrays(self.params, self.state, np.asarray(action)[None])
+        info = self._info.row(raw_info, 0)
         self._week += 1
         info.update(self._names, week=self._week)
         if self.render_mode is not None:  # the history exists only to draw it
@@ -136,12 +125,12 @@ class DatacenterEnv(_Simulated, gym.Env):
         return obs[0], float(reward[0]), terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
-        """Valid discrete levels (MaskablePPO reads this method by name)."""
+        """Valid discrete levels (MaskablePPO reads this method by name); see :func:`envs.functional.action_masks`."""
         if not self.discrete:
             raise AttributeError("action_masks() exists only for discrete=True (a MultiDiscrete action space)")
         if self.state is None:
             raise RuntimeError("call reset() before action_masks()")
-        return action_masks(self.scenario, self.variant, self.state)[0]
+        return fn.action_masks(self.params, self.state)[0]
 
     def render(self):
         if self.render_mode == "ansi":
@@ -151,8 +140,8 @@ class DatacenterEnv(_Simulated, gym.Env):
         return None
 
 
-class DatacenterVectorEnv(_Simulated, VectorEnv):
-    """N datacenters stepped in one array operation; matches N single environments step for step.
+class DatacenterVectorEnv(VectorEnv):
+    """N datacenters stepped in one compiled call; matches N single environments step for step.
 
     Sub-environment ``i`` of ``reset(seed=s)`` uses seed ``s + i`` (as Gymnasium's SyncVectorEnv
     does), so it follows the same exogenous path as a single env reset with that seed.
@@ -166,59 +155,62 @@ class DatacenterVectorEnv(_Simulated, VectorEnv):
 
     def __init__(self, num_envs: int, scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
                  discrete: bool = False, render_mode: str | None = None,
-                 autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP, backend: str = "compiled"):
+                 autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP):
         if render_mode is not None:
             raise ValueError("the native vector env does not render; use a single env with render_mode")
         if autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {autoreset_mode!r}")
-        self.single = DatacenterEnv(scenario, variant, discrete, backend=backend)
-        self.scenario, self.variant, self.discrete = self.single.scenario, variant, discrete
+        self.params = fn.params(scenario, variant, discrete)
+        self.scenario, self.variant, self.discrete = self.params.scenario, variant, discrete
         self.num_envs = num_envs
         self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
-        self.single_observation_space = self.single.observation_space
-        self.single_action_space = self.single.action_space
+        self.single_observation_space = self.params.observation_space
+        self.single_action_space = self.params.action_space
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
-        self.simulator = make_simulator(backend, self.scenario, variant, discrete, self.single_action_space, num_envs)
+        self.state: fn.State | None = None
+        self._info = fn.InfoReader(self.params)
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
         self._needs_reset = np.zeros(num_envs, dtype=bool)
 
+    @property
+    def exogenous(self) -> Exogenous | None:
+        return None if self.state is None else self.state.exogenous
+
     def _draw(self, indices) -> Exogenous:
-        paths = [draw_exogenous(self.scenario, self._rngs[i], 1) for i in indices]
-        fields_ = Exogenous.__dataclass_fields__
-        return Exogenous(**{f: np.concatenate([getattr(p, f) for p in paths]) for f in fields_})
+        return Exogenous.concatenate([draw_exogenous(self.scenario, self._rngs[i], 1) for i in indices])
 
     def _reset_rows(self, mask: np.ndarray) -> None:
         """Restart the sub-environments in ``mask`` on freshly drawn paths."""
-        self.simulator.reset_rows(mask, self._draw(np.flatnonzero(mask)))
+        self.state = fn.reset_rows(self.params, self.state, mask, self._draw(np.flatnonzero(mask)))
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         if seed is not None:
             seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
             # match gym.Env.reset(seed=s), whose np_random is seeding.np_random(s)
             self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
-        obs = self.simulator.reset(self._draw(range(self.num_envs)))
+        self.state, obs = fn.reset(self.params, exogenous=self._draw(range(self.num_envs)))
         self._needs_reset[:] = False
         return obs, {}
 
     def step(self, actions):
-        if self.simulator.exogenous is None:
+        if self.state is None:
             raise RuntimeError("call reset() before step()")
-        obs, reward, raw_info = self.simulator.step(actions)
-        info = self.simulator.batch_info(raw_info)
-        week, bankrupt = self.simulator.week_and_bankrupt()
+        self.state, obs, reward, raw_info = fn.step_arrays(self.params, self.state, actions)
+        info = self._info.batch(raw_info)
+        week, bankrupt = self.state.week, self.state.bankrupt
         resetting = self._needs_reset.copy()
         if resetting.any():
             self._reset_rows(resetting)
             reward = np.where(resetting, 0.0, reward)
-            obs = self.simulator.observe(obs, resetting)
+            obs = fn.observe(self.params, self.state, obs, resetting)
         terminated = bankrupt & ~resetting
         truncated = (week >= self.scenario.weeks) & ~terminated & ~resetting
         done = terminated | truncated
         if self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP and done.any():
             info["final_obs"], info["_final_obs"] = obs, done
             self._reset_rows(done)
-            obs = self.simulator.observe(obs.copy(), done)
+            obs = fn.observe(self.params, self.state, obs.copy(), done)
         else:
             self._needs_reset = done
         return obs, reward.astype(np.float64), terminated, truncated, info
@@ -226,4 +218,4 @@ class DatacenterVectorEnv(_Simulated, VectorEnv):
     def action_masks(self) -> np.ndarray:
         if not self.discrete:
             raise AttributeError("action_masks() exists only for discrete=True")
-        return action_masks(self.scenario, self.variant, self.simulator.state)
+        return fn.action_masks(self.params, self.state)

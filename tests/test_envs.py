@@ -12,7 +12,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 from envs import ENV_IDS, ScenarioError, load_scenario
-from envs.core import WEEK_S
+from envs.dynamics import WEEK_S
 
 SMALL_ACTION = gym.make("ChipAlloc/Datacenter-Small-v0").action_space.shape[0]  # the discrete variant's too
 
@@ -83,7 +83,6 @@ def test_native_vector_env_matches_single_envs_step_for_step():
     assert vtrunc.all()
 
 
-@pytest.mark.parametrize("backend", ["compiled", "reference"])
 @pytest.mark.parametrize(("bad", "message"), [
     (np.full(SMALL_ACTION, np.nan, dtype=np.float32), "NaN or inf"),
     (np.full(SMALL_ACTION, np.inf, dtype=np.float32), "NaN or inf"),
@@ -91,32 +90,50 @@ def test_native_vector_env_matches_single_envs_step_for_step():
     (np.full(SMALL_ACTION, 2.0, dtype=np.float32), r"outside \[-1, 1\]"),
     (np.array(["a"] * SMALL_ACTION), "not numeric"),
 ])
-def test_invalid_actions_raise_a_clear_error(bad, message, backend):
-    env = gym.make("ChipAlloc/Datacenter-Small-v0", backend=backend)
+def test_invalid_actions_raise_a_clear_error(bad, message):
+    env = gym.make("ChipAlloc/Datacenter-Small-v0")
     env.reset(seed=0)
     with pytest.raises(ValueError, match=message):
         env.step(bad)
 
 
-@pytest.mark.parametrize("backend", ["compiled", "reference"])
 @pytest.mark.parametrize(("bad", "message"), [
     (np.full(SMALL_ACTION, 5), r"outside MultiDiscrete"), (np.full(SMALL_ACTION, -1), r"outside MultiDiscrete"),
     (np.full(SMALL_ACTION, 1.0), "not an integer type"),
 ])
-def test_invalid_discrete_actions_raise_a_clear_error(bad, message, backend):
-    env = gym.make("ChipAlloc/DatacenterDiscrete-Small-v0", backend=backend)
+def test_invalid_discrete_actions_raise_a_clear_error(bad, message):
+    env = gym.make("ChipAlloc/DatacenterDiscrete-Small-v0")
     env.reset(seed=0)
     with pytest.raises(ValueError, match=message):
         env.step(bad)
 
 
 def test_discrete_variant_masks_chips_not_on_sale_and_unaffordable_orders():
+    from dataclasses import replace
+
+    from envs.dynamics import STATE
+
     env = gym.make("ChipAlloc/DatacenterDiscrete-v0").unwrapped
     env.reset(seed=0)
-    mask = env.action_masks().reshape(-1)[: env.scenario.n_chips * 5].reshape(env.scenario.n_chips, 5)
+    K = env.scenario.n_chips
+    mask = env.action_masks()
+    weights, target = mask[: K * 5].reshape(K, 5), mask[K * 5: K * 5 + 5]
     b300 = env.scenario.chips.index("B300")  # on sale from 2026
-    assert mask[b300].tolist() == [True, False, False, False, False]
-    assert mask[:, 0].all()
+    assert weights[b300].tolist() == [True, False, False, False, False]
+    assert weights[:, 0].all() and weights[env.scenario.chips.index("H200")].all()
+    assert target.all() and mask[K * 5 + 5:].all()  # rich enough for any target; knobs are never masked
+
+    # Leave $50k of cash plus credit: one order unit of any chip (8 GPUs, 64 LPUs or a wafer) costs more,
+    # and the first target level that orders anything already spends it all, so the levels above it are masked.
+    o = env.params.offsets.state
+    rows = env.state.rows.copy()
+    rows[0, o[STATE.cash]] = 5e4 - env.scenario.credit_limit_usd
+    env.state = replace(env.state, rows=rows)
+    poor = env.action_masks()
+    weights, target = poor[: K * 5].reshape(K, 5), poor[K * 5: K * 5 + 5]
+    assert not weights[:, 1:].any() and weights[:, 0].all()
+    first_order = int(np.argmax(target[1:] == False))  # noqa: E712  (the first masked level, less one)
+    assert target[: first_order + 1].all() and not target[first_order + 1:].any() and 1 <= first_order <= 3
 
 
 def test_orders_for_chips_not_on_sale_are_dropped_and_reported():
@@ -130,7 +147,7 @@ def test_orders_for_chips_not_on_sale_are_dropped_and_reported():
 
 
 def test_compact_orders_reach_the_capacity_target_on_chips_on_sale():
-    from envs.sizing import coverage, owned_and_ordered
+    from envs.functional import coverage, owned_and_ordered
 
     env = gym.make("ChipAlloc/Datacenter-v0")
     env.reset(seed=0)
@@ -141,12 +158,13 @@ def test_compact_orders_reach_the_capacity_target_on_chips_on_sale():
     a[[h200, b300]] = 1.0  # equal weight on a chip on sale and one that is not
     a[K] = 2 * (1.5 / 3.0) - 1  # target: 1.5x this week's demand
     demand = u.exogenous.demand[:, 0] + u.state.backlog
-    before = coverage(s, owned_and_ordered(u.state), demand)[0]
+    before = coverage(u.params, owned_and_ordered(u.params, u.state), demand)[0]
     _, _, _, _, info = env.step(a)
     assert info["ordered"][b300] == 0 and info["orders_unavailable"].sum() == 0
     assert info["ordered"][h200] > 0 and info["ordered"].sum() == info["ordered"][h200]
-    after = coverage(s, (info["fleet"] + info["in_queue"] + info["in_transit"] + info["failed"])[None], demand)[0]
-    unit_coverage = coverage(s, np.eye(K)[h200][None] * 8, demand)[0]  # one 8-GPU server
+    after = coverage(u.params, (info["fleet"] + info["in_queue"] + info["in_transit"] + info["failed"])[None],
+                     demand)[0]
+    unit_coverage = coverage(u.params, np.eye(K)[h200][None] * 8, demand)[0]  # one 8-GPU server
     assert before < 1.5 and 1.5 - unit_coverage <= after <= 1.5 + 1e-9
 
 
@@ -258,7 +276,8 @@ def test_package_registers_every_variant_of_every_scenario():
 
 
 def test_fine_variant_decodes_exact_shares_and_orders():
-    from envs.spaces import decode, fine_action, n_roles
+    from envs.functional import decode
+    from envs.spaces import fine_action, n_roles
 
     env = gym.make("ChipAlloc/DatacenterFine-Small-v0").unwrapped
     env.reset(seed=0)
@@ -268,11 +287,11 @@ def test_fine_variant_decodes_exact_shares_and_orders():
     shares /= shares.sum(0, keepdims=True) * 1.25  # each chip type 80% allocated
     fractions = np.array([0.5, 0.0, 0.25])
     action = fine_action(s, fractions, shares)
-    orders, decoded = decode(s, "fine", action[None].astype(np.float64), env.state, env.exogenous)
+    orders, decoded = decode(env.params, env.state, action[None])
     np.testing.assert_allclose(decoded[0], shares, atol=1e-6)
     np.testing.assert_allclose(orders[0], fractions * s.max_order_chips_per_week, atol=1e-4)
     with pytest.raises(ValueError, match="sum to at most 1"):
         fine_action(s, fractions, shares * 2)
     # Shares over 1 in an action are normalised per chip type, never exceeding the fleet.
-    _, over = decode(s, "fine", np.ones((1, env.action_space.shape[0])), env.state, env.exogenous)
+    _, over = decode(env.params, env.state, np.ones((1, env.action_space.shape[0])))
     np.testing.assert_allclose(over[0].sum(0), 1.0)

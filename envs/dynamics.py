@@ -1,0 +1,910 @@
+"""The datacenter model, written once: its constants, its data layout and its compiled weekly step.
+
+Everything the environments, the heuristics, the LP scheduler and the oracle compute about the
+dynamics comes from this module. It holds:
+
+* the model's named constants (time units, caps and floors, the compact action's encoding);
+* the one declaration of every table the kernels read: the scenario's parameters (per chip, per
+  class and chip, per class, scalars), the state of a datacenter, the info it reports, and the
+  columns of its exogenous path. Row offsets and index names are generated from these
+  declarations; no index is numbered by hand;
+* the Numba kernels: action decoding, the transition and the observation for one datacenter,
+  the batch loops over B datacenters, and batched helpers that policies call from Python.
+
+Each datacenter is one flat float64 row (see ``STATE_FIELDS``), so a kernel costs microseconds.
+:mod:`envs.functional` wraps the kernels in a gymnax-style API; ``NUMBA_DISABLE_JIT=1`` runs them
+as plain Python for stepping through with a debugger. Numba's on-disk cache tracks only the
+source file of a kernel, which is why everything a kernel reads is defined in this file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+from typing import Any, NamedTuple
+
+import numpy as np
+from numba import njit, prange
+
+# --- Units and model constants --------------------------------------------------------------------
+WEEK_S = 7 * 24 * 3600.0  # seconds in a week: demand is in tokens/s, one step is a week
+WEEKS_PER_YEAR = 52.0  # yearly rates (depreciation, failures, interest, price declines) per weekly step
+J_PER_KWH = 3.6e6  # joules in a kilowatt-hour, for energy bills
+TOKENS_PER_MTOK = 1e6  # prices are quoted per million tokens
+BACKLOG_WEEKS = 4.0  # carried-over demand is capped at this many weeks of current demand (ASSUMPTION)
+HBM_PRICE_FLOOR = 0.5  # the HBM price index never falls below half its starting level (ASSUMPTION)
+MAX_TRAINING_SHARE = 0.9  # the training pace knob gives at most this share of each chip type to training
+AFFINITY_SHARPNESS = 4.0  # how strongly "specialise" concentrates each role on its best chips
+MAX_UTILISATION_IN_QUEUE = 0.99  # the TTFT queueing model's load cap (an M/D/1 queue diverges at 1)
+
+# --- The action encoding -------------------------------------------------------------------------
+N_KNOBS = 4
+KNOBS = namedtuple("Knobs", ["training_pace", "prefill_bias", "specialisation", "latency_priority"])(*range(N_KNOBS))
+VARIANTS = ("datacenter", "procurement", "scheduling", "fine")
+VARIANT = namedtuple("Variant", VARIANTS)(*range(len(VARIANTS)))
+LEVELS = 5  # discrete variants: each entry takes 5 levels, 0, 1/4, 1/2, 3/4, 1 of its range
+MAX_COVERAGE = 3.0  # the largest capacity target of the compact action, in multiples of current demand
+# Chip weights are exponential in the action, so one chip can take nearly all of an order without the
+# other entries sitting exactly at -1: weight(u) = exp(SHARPNESS (u - 1)) - exp(-SHARPNESS), 0 at u = 0.
+WEIGHT_SHARPNESS = 6.0
+# Procurement-v0's fixed schedule: training at 1.2x the pace jobs need, balanced prefill/decode,
+# half-specialised placement, neutral latency priority.
+PROCUREMENT_KNOBS = np.array([0.6, 0.5, 0.5, 0.5])
+# Scheduling-v0's fixed purchase plan: every quarter, buy the newest NVIDIA HBM GPU on sale, as many
+# chips as this share of the fleet (within the weekly maximum); the agent only schedules.
+SCHEDULING_PLAN_EVERY_WEEKS = 13
+SCHEDULING_PLAN_GROWTH = 0.25
+OBS_CLIP = 10.0  # every observation entry is clipped to [-OBS_CLIP, OBS_CLIP]
+
+
+# --- Declarations -------------------------------------------------------------------------------
+def _index(name: str, names: tuple[str, ...]) -> Any:
+    """A namedtuple instance mapping each name to its position; Numba reads its fields as constants."""
+    return namedtuple(name, names)(*range(len(names)))
+
+
+# Parameter tables, one row per name: per chip (P, K), per class and chip (P, C, K), per class (P, C).
+# Each name is a key of ``Scenario.arrays``.
+CHIP_FIELDS = ("available_week", "list_price", "tdp_w", "hbm_stacks", "order_unit", "sram_cap",
+               "train_flops_per_chip_s", "nvidia_hbm")
+CLASS_CHIP_FIELDS = ("fits", "replica_chips", "prefill_rate", "serving_decode_rate", "prefill_latency_s", "tpot_s",
+                     "kv_bytes_per_request", "chip_s_per_prompt_token", "chip_s_per_output_token")
+CLASS_FIELDS = ("input_tokens", "output_tokens", "tpot_slo_s", "ttft_slo_s", "price_per_token", "demand0",
+                "carry_over", "latency_class", "median_prefill_rate", "median_decode_rate")
+
+
+def fleet_scale(scenario: Any) -> float:
+    """The chip count that observations of fleet and orders are divided by."""
+    return 4.0 * max(float(scenario.arrays["initial_fleet"].sum()), float(scenario.max_order_chips_per_week))
+
+
+# Scalars: name -> how to read it from a validated Scenario.
+SCALAR_SOURCES = {
+    "weeks": lambda s: s.weeks,
+    "credit_limit_usd": lambda s: s.credit_limit_usd,
+    "our_allocation_share": lambda s: s.hbm["our_allocation_share"],
+    "supply_stacks_per_week": lambda s: s.hbm["supply_stacks_per_week"],
+    "base_lead_weeks": lambda s: s.base_lead_weeks,
+    "depreciation_years": lambda s: s.depreciation_years,
+    "failure_rate_per_year": lambda s: s.failure_rate_per_year,
+    "price_elasticity": lambda s: s.hbm["price_elasticity"],
+    "price_smoothing": lambda s: s.hbm["price_smoothing"],
+    "hbm_cost_share": lambda s: s.hbm["hbm_cost_share"],
+    "price_decline_per_year": lambda s: s.price_decline_per_year,
+    "pue": lambda s: s.pue,
+    "energy_usd_per_kwh": lambda s: s.energy_usd_per_kwh,
+    "maintenance_per_year": lambda s: s.maintenance_per_year,
+    "interest_rate_per_year": lambda s: s.interest_rate_per_year,
+    "reward_scale_usd": lambda s: s.reward_scale_usd,
+    "kv_link_bytes_per_s": lambda s: float(s.arrays["kv_link_bytes_per_s"]),
+    "value_per_job_usd": lambda s: s.training["value_per_job_usd"],
+    "flops_per_job": lambda s: s.training["flops_per_job"],
+    "deadline_weeks": lambda s: s.training["deadline_weeks"],
+    "slots": lambda s: s.training["slots"],
+    "max_order_chips_per_week": lambda s: s.max_order_chips_per_week,
+    "max_hbm_stacks": lambda s: float(s.arrays["hbm_stacks"].max()),
+    "fleet_scale": fleet_scale,
+}
+
+# One row per datacenter: (name, shape in terms of K chips, C classes, J job slots, L transit weeks, kind).
+# The kind says how Python views the field: float ("f"), int ("i") or bool ("b").
+STATE_FIELDS = (
+    ("week", "", "i"),  # weeks elapsed
+    ("cash", "", "f"),
+    ("fleet", "K", "f"),  # working chips
+    ("age_weeks", "K", "f"),  # mean age of the working chips
+    ("queue", "K", "f"),  # ordered chips waiting for HBM stacks or SRAM wafer capacity
+    ("queue_value", "K", "f"),  # $ paid for them
+    ("pipeline", "KL", "f"),  # chips in transit; slot 0 arrives at the end of this week
+    ("pipeline_value", "KL", "f"),
+    ("book_value", "K", "f"),
+    ("depreciation_rate", "K", "f"),  # $ per week
+    ("hbm_price", "", "f"),  # HBM contract price index, 1 = start of episode
+    ("backlog", "C", "f"),  # carried-over demand, tokens/s averaged over a week
+    ("job_flops", "J", "f"),  # remaining FLOPs of each training job (0 = empty slot)
+    ("job_weeks_left", "J", "f"),
+    ("job_value", "J", "f"),
+    ("last_served_fraction", "C", "f"),
+    ("last_attainment", "C", "f"),
+    ("last_utilisation", "K", "f"),
+    ("bankrupt", "", "b"),
+)
+
+# One info row per datacenter, scalars first (the single env reads them in one call).
+INFO_FIELDS = (
+    ("revenue", "", "f"), ("revenue_training", "", "f"), ("capex", "", "f"), ("opex", "", "f"),
+    ("power_cost", "", "f"), ("maintenance", "", "f"), ("interest", "", "f"), ("depreciation", "", "f"),
+    ("write_off", "", "f"), ("profit", "", "f"), ("cash", "", "f"), ("hbm_supply", "", "f"),
+    ("hbm_allocation", "", "f"), ("hbm_drawn", "", "f"), ("hbm_price", "", "f"), ("hbm_exposure", "", "f"),
+    ("usd_per_mtok", "", "f"), ("training_flops_done", "", "f"), ("training_jobs_completed", "", "i"),
+    ("training_jobs_missed", "", "i"), ("training_jobs_accepted", "", "b"), ("training_jobs_rejected", "", "b"),
+    ("bankrupt", "", "b"), ("reward", "", "f"),
+    ("revenue_per_class", "C", "f"), ("demand", "C", "f"), ("served", "C", "f"), ("unmet", "C", "f"),
+    ("prefill_capacity", "C", "f"), ("decode_capacity", "C", "f"), ("slo_attainment", "C", "f"),
+    ("ttft_s", "C", "f"), ("kv_crossing", "C", "f"), ("utilisation", "K", "f"), ("fleet", "K", "f"),
+    ("ordered", "K", "f"), ("orders_unavailable", "K", "f"), ("orders_clipped", "K", "f"), ("arrived", "K", "f"),
+    ("failed", "K", "f"), ("in_queue", "K", "f"), ("in_transit", "K", "f"), ("train_chips", "K", "f"),
+    ("prefill_chips", "CK", "f"), ("decode_chips", "CK", "f"),
+)
+
+# The exogenous path of one datacenter, one row per week (the fields of envs.exogenous.Exogenous).
+EXO_FIELDS = (
+    ("demand", "C", "f"),  # tokens/s per class
+    ("hbm_supply", "", "f"),  # stacks/week reaching the market
+    ("other_hbm_demand", "", "f"),  # stacks/week everyone else wants
+    ("hbm_shock", "", "f"),  # 1 during a supply shock
+    ("job_arrival", "", "f"),  # 1 if a training job arrives
+    ("job_flops", "", "f"),
+    ("failure_u", "K", "f"),  # uniforms for the stochastic rounding of failures
+)
+
+CHIP = _index("ChipParams", CHIP_FIELDS)
+CLASS_CHIP = _index("ClassChipParams", CLASS_CHIP_FIELDS)
+CLASS = _index("ClassParams", CLASS_FIELDS)
+SCALAR = _index("ScalarParams", tuple(SCALAR_SOURCES))
+STATE = _index("StateFields", tuple(f[0] for f in STATE_FIELDS))
+INFO = _index("InfoFields", tuple(f[0] for f in INFO_FIELDS))
+EXO = _index("ExoFields", tuple(f[0] for f in EXO_FIELDS))
+N_INFO_SCALARS = sum(1 for f in INFO_FIELDS if f[1] == "")
+
+
+class Tables(NamedTuple):
+    """A scenario's parameters as the kernels read them (float64; rows named by the declarations above)."""
+
+    chip: np.ndarray  # (len(CHIP_FIELDS), K)
+    class_chip: np.ndarray  # (len(CLASS_CHIP_FIELDS), C, K)
+    cls: np.ndarray  # (len(CLASS_FIELDS), C)
+    scalar: np.ndarray  # (len(SCALAR_SOURCES),)
+
+
+class Offsets(NamedTuple):
+    """Where each declared field starts in its row (one extra entry: the row length), and the sizes."""
+
+    state: np.ndarray
+    info: np.ndarray
+    exo: np.ndarray
+    dims: np.ndarray  # K, C, J, L
+
+
+def scenario_dims(scenario: Any) -> dict[str, int]:
+    """The sizes the declarations are written in: K chips, C classes, J job slots, L transit weeks."""
+    return {"K": scenario.n_chips, "C": scenario.n_classes, "J": int(scenario.training["slots"]),
+            "L": max(int(scenario.base_lead_weeks), 1)}
+
+
+def layout(fields: tuple, dims: dict[str, int]) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Offsets (n_fields + 1,) of ``fields`` in a row, and each field's shape, for sizes ``dims``."""
+    shapes = [tuple(dims[d] for d in f[1]) for f in fields]
+    offsets = np.zeros(len(fields) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([math.prod(s) for s in shapes])
+    return offsets, shapes
+
+
+def scenario_tables(scenario: Any) -> Tables:
+    a = scenario.arrays
+    return Tables(np.stack([a[k] for k in CHIP_FIELDS]).astype(np.float64),
+                  np.stack([a[k] for k in CLASS_CHIP_FIELDS]).astype(np.float64),
+                  np.stack([a[k] for k in CLASS_FIELDS]).astype(np.float64),
+                  np.array([float(read(scenario)) for read in SCALAR_SOURCES.values()], dtype=np.float64))
+
+
+def scenario_offsets(scenario: Any) -> Offsets:
+    dims = scenario_dims(scenario)
+    return Offsets(layout(STATE_FIELDS, dims)[0], layout(INFO_FIELDS, dims)[0], layout(EXO_FIELDS, dims)[0],
+                   np.array([dims[d] for d in "KCJL"], dtype=np.int64))
+
+
+# --- Kernels for one datacenter ----------------------------------------------------------------
+@njit(cache=True)
+def _demand_with_backlog(row, so, x, xo, C):
+    """(C,) this week's demand (the exogenous row ``x``) plus the carried-over backlog of state ``row``."""
+    dem = np.empty(C)
+    for c in range(C):
+        dem[c] = x[xo[EXO.demand] + c] + row[so[STATE.backlog] + c]
+    return dem
+
+
+@njit(cache=True)
+def _work_for_demand(dem, pck, pc):
+    """(prefill (K,), decode (K,)) chips of each type that serve the prefill and the decode of ``dem`` (C,)
+    alone; inf where a demanded class does not fit the chip."""
+    C, K = pck.shape[1], pck.shape[2]
+    prefill_work, decode_work = np.empty(K), np.empty(K)
+    for k in range(K):
+        misfit, prefill, decode = 0.0, 0.0, 0.0
+        for c in range(C):
+            if dem[c] > 0:
+                misfit += 1.0 - pck[CLASS_CHIP.fits, c, k]
+            prefill += dem[c] * (pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c]) \
+                * pck[CLASS_CHIP.chip_s_per_prompt_token, c, k]
+            decode += dem[c] * pck[CLASS_CHIP.chip_s_per_output_token, c, k]
+        prefill_work[k] = np.inf if misfit > 0 else prefill
+        decode_work[k] = np.inf if misfit > 0 else decode
+    return prefill_work, decode_work
+
+
+@njit(cache=True)
+def _chips_for_demand(dem, pck, pc):
+    """W_k(D): chips of type k that serve demand ``dem`` (C,) colocated; inf if a demanded class does not fit.
+
+    A fleet of N_k chips covers sum_k N_k / W_k(D) of D (:func:`_coverage`).
+    """
+    prefill, decode = _work_for_demand(dem, pck, pc)
+    return prefill + decode
+
+
+@njit(cache=True)
+def _coverage(chips, dem, work):
+    """Share of demand ``dem`` that ``chips`` (K,) serve; inf when there is no demand."""
+    cover, total = 0.0, 0.0
+    for k in range(chips.shape[0]):
+        if math.isfinite(work[k]) and work[k] > 0:
+            cover += chips[k] / work[k]
+    for c in range(dem.shape[0]):
+        total += dem[c]
+    return cover if total > 0 else np.inf
+
+
+@njit(cache=True)
+def _available(week, pk, k):
+    return week >= pk[CHIP.available_week, k]
+
+
+@njit(cache=True)
+def _chip_price(week, hbm_price, pk, ps, k):
+    """Unit price of chip k: the list price falling with age on the market, its HBM share moving with HBM prices."""
+    years = max(week - pk[CHIP.available_week, k], 0.0) / WEEKS_PER_YEAR
+    price = pk[CHIP.list_price, k] * (1.0 - ps[SCALAR.price_decline_per_year]) ** years
+    hbm_chip = 1.0 if pk[CHIP.hbm_stacks, k] > 0 else 0.0
+    return price * (1.0 + ps[SCALAR.hbm_cost_share] * (hbm_price - 1.0) * hbm_chip)
+
+
+@njit(cache=True)
+def _hbm_allocation(supply, other, ps):
+    """HBM stacks our orders may draw this week: our share of supply, shrunk when the market is short."""
+    fill = min(supply / max(other, 1.0), 1.0)
+    return ps[SCALAR.our_allocation_share] * supply * fill
+
+
+@njit(cache=True)
+def _next_hbm_price(hbm_price, supply, other, stacks_needed, ps):
+    """The HBM price index a week later: it moves toward its excess-demand target (with a floor)."""
+    excess = (other + stacks_needed) / max(supply, 1.0) - 1.0
+    target = max(1.0 + ps[SCALAR.price_elasticity] * excess, HBM_PRICE_FLOOR)
+    return hbm_price + ps[SCALAR.price_smoothing] * (target - hbm_price)
+
+
+@njit(cache=True)
+def _failed_chips(fleet, p_fail, u):
+    """Chips failing this week: ``fleet`` x the weekly rate, rounded stochastically with the pre-drawn uniform."""
+    return min(math.floor(fleet * p_fail + u), fleet)
+
+
+@njit(cache=True)
+def _in_transit(row, so, L, k):
+    total = 0.0
+    for j in range(L):
+        total += row[so[STATE.pipeline] + k * L + j]
+    return total
+
+
+@njit(cache=True)
+def _owned_and_ordered(row, so, K, L):
+    """(K,) chips owned, queued for HBM or in transit."""
+    out = np.empty(K)
+    for k in range(K):
+        out[k] = row[so[STATE.fleet] + k] + row[so[STATE.queue] + k] + _in_transit(row, so, L, k)
+    return out
+
+
+@njit(cache=True)
+def _training_need(row, so, J):
+    """FLOP/s that the active training jobs need to finish by their deadlines at an even pace."""
+    need = 0.0
+    for j in range(J):
+        flops = row[so[STATE.job_flops] + j]
+        if flops > 0:
+            need += flops / (max(row[so[STATE.job_weeks_left] + j], 1.0) * WEEK_S)
+    return need
+
+
+@njit(cache=True)
+def _knob_shares(fleet, dem, knobs, need, pk, pck, pc):
+    """The built-in allocator: four knobs in [0, 1] -> shares (1 + 2C, K) of each chip type's fleet.
+
+    Rows of the result: 0 training, 1..C prefill of each class, C+1..2C decode of each class.
+    training_pace: training-capable chips get 2 x knob x the FLOP/s that active jobs need (``need``)
+        to meet their deadlines at an even pace (0.5 = on pace), spread in proportion over them, at
+        most MAX_TRAINING_SHARE of each type.
+    prefill_bias: 0.5 gives prefill and decode capacity in proportion to their work.
+    specialisation: 0 splits every chip type across all roles alike (colocated); 1 gives each role
+        to the chip types with a comparative advantage in it (compute-rich chips prefill,
+        bandwidth-rich chips decode: disaggregated serving).
+    latency_priority: 0.5 neutral; higher favours latency classes over batch work.
+    """
+    C, K = pck.shape[1], pck.shape[2]
+    fleet_flops = 0.0
+    for k in range(K):
+        fleet_flops += fleet[k] * pk[CHIP.train_flops_per_chip_s, k]
+    pace = 2.0 * knobs[KNOBS.training_pace] * need / max(fleet_flops, 1e-9)
+    train = np.empty(K)
+    for k in range(K):
+        train[k] = min(pace, MAX_TRAINING_SHARE) * (1.0 if pk[CHIP.train_flops_per_chip_s, k] > 0 else 0.0)
+    # "Chips needed" are counted at the serving fleet's own average rate, so needs of different roles
+    # are comparable whatever mix of chips (a wafer-scale CS-3 or an 80 GB GPU) is owned.
+    mean_p, mean_d = np.empty(C), np.empty(C)
+    for c in range(C):
+        owned, sum_p, sum_d = 0.0, 0.0, 0.0
+        for k in range(K):
+            weight = fleet[k] * (1.0 - train[k]) * pck[CLASS_CHIP.fits, c, k]
+            owned += weight
+            sum_p += weight * pck[CLASS_CHIP.prefill_rate, c, k]
+            sum_d += weight * pck[CLASS_CHIP.serving_decode_rate, c, k]
+        mean_p[c] = sum_p / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_prefill_rate, c]
+        mean_d[c] = sum_d / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_decode_rate, c]
+    gamma = AFFINITY_SHARPNESS * knobs[KNOBS.specialisation]
+    shares = np.empty((1 + 2 * C, K))
+    total_p, total_d = np.zeros(K), np.zeros(K)
+    for c in range(C):
+        need_p = dem[c] * (pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c]) / mean_p[c] * 2.0 \
+            * knobs[KNOBS.prefill_bias]
+        need_d = dem[c] / mean_d[c] * 2.0 * (1.0 - knobs[KNOBS.prefill_bias])
+        lat = pc[CLASS.latency_class, c]
+        priority = lat * (0.5 + knobs[KNOBS.latency_priority]) + (1.0 - lat) * (1.5 - knobs[KNOBS.latency_priority])
+        for k in range(K):
+            fits = pck[CLASS_CHIP.fits, c, k]
+            if fits == 0.0:
+                shares[1 + c, k] = shares[1 + C + c, k] = 0.0
+                continue
+            # Comparative advantage: the ratio of the chip's prefill and decode strengths, each relative
+            # to the fleet's average chip for that class; advantage ** gamma with advantage = sqrt(rel_p / rel_d).
+            rel_p = pck[CLASS_CHIP.prefill_rate, c, k] / mean_p[c] * fits
+            rel_d = pck[CLASS_CHIP.serving_decode_rate, c, k] / mean_d[c] * fits
+            tilt = max(rel_p / max(rel_d, 1e-12), 1e-24) ** (0.5 * gamma) if rel_d > 0 else 1.0
+            shares[1 + c, k] = need_p * priority * fits * tilt
+            shares[1 + C + c, k] = need_d * priority * fits / tilt
+            total_p[k] += shares[1 + c, k]
+            total_d[k] += shares[1 + C + c, k]
+    for k in range(K):
+        total = total_p[k] + total_d[k]
+        serve = (1.0 - train[k]) / (total if total > 0 else 1.0)
+        shares[0, k] = train[k]
+        for r in range(1, 1 + 2 * C):
+            shares[r, k] *= serve
+    return shares
+
+
+@njit(cache=True)
+def _decode(variant, discrete, act, row, so, dem, p, dims):
+    """(orders (K,) chips wanted, shares (1 + 2C, K)) from one datacenter's valid action.
+
+    Compact variants (datacenter, procurement): K chip weight entries, a capacity target, then
+    (datacenter) four knobs; each entry maps [-1, 1] (or a discrete level) to u in [0, 1]. The order
+    buys the shortfall between the target (u x MAX_COVERAGE x demand) and the coverage of the chips
+    owned and on order, split over the chips on sale by weight, each share sized in that chip's own
+    capacity. Scheduling: a fixed purchase plan plus the knobs. Fine: K order entries (a > 0 buys
+    a x the weekly maximum), then (1 + 2C) x K share entries, row-major by role; u = (a + 1) / 2
+    and each chip type's shares are u / max(1, sum of its u).
+    """
+    pk, pck, pc, ps = p
+    K, C, J, L = dims[0], dims[1], dims[2], dims[3]
+    R = 1 + 2 * C
+    week = row[so[STATE.week]]
+    orders = np.zeros(K)
+    if variant == VARIANT.fine:
+        shares = np.empty((R, K))
+        for k in range(K):
+            orders[k] = max(act[k], 0.0) * ps[SCALAR.max_order_chips_per_week]
+            total = 0.0
+            for r in range(R):
+                shares[r, k] = (act[K + r * K + k] + 1.0) / 2.0
+                total += shares[r, k]
+            for r in range(R):
+                shares[r, k] /= max(1.0, total)
+        return orders, shares
+    u = np.empty(act.shape[0])
+    for i in range(act.shape[0]):
+        u[i] = act[i] / (LEVELS - 1) if discrete else (act[i] + 1.0) / 2.0
+    if variant == VARIANT.scheduling:
+        newest, newest_week, fleet_total = 0, -np.inf, 0.0
+        for k in range(K):
+            fleet_total += row[so[STATE.fleet] + k]
+            if _available(week, pk, k) and pk[CHIP.nvidia_hbm, k] > 0 and pk[CHIP.available_week, k] > newest_week:
+                newest, newest_week = k, pk[CHIP.available_week, k]
+        if int(week) % SCHEDULING_PLAN_EVERY_WEEKS == 0 and newest_week > -np.inf:
+            orders[newest] = min(SCHEDULING_PLAN_GROWTH * fleet_total, ps[SCALAR.max_order_chips_per_week])
+    else:
+        work = _chips_for_demand(dem, pck, pc)
+        weights = np.zeros(K)
+        total = 0.0
+        for k in range(K):
+            if _available(week, pk, k) and math.isfinite(work[k]) and work[k] > 0:
+                weights[k] = math.exp(WEIGHT_SHARPNESS * (u[k] - 1.0)) - math.exp(-WEIGHT_SHARPNESS)
+                total += weights[k]
+        shortfall = max(u[K] * MAX_COVERAGE - _coverage(_owned_and_ordered(row, so, K, L), dem, work), 0.0)
+        if total > 0 and math.isfinite(shortfall):
+            for k in range(K):
+                if weights[k] != 0.0:
+                    orders[k] = shortfall * (weights[k] / total) * work[k]
+    knobs = PROCUREMENT_KNOBS.copy() if variant == VARIANT.procurement else u[u.shape[0] - N_KNOBS:]
+    fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
+    return orders, _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc)
+
+
+@njit(cache=True)
+def _transition(row, new, info, o, exo, dem, orders, shares, p):
+    """One week of one datacenter: writes the next state row ``new`` and the info row.
+
+    ``dem`` is this week's demand plus backlog; ``orders`` (K,) are chips wanted and ``shares``
+    (1 + 2C, K) split each chip type's fleet into training, prefill and decode of each class.
+    Infeasible orders follow two rules, reported in info: chips not yet on the market are not
+    ordered; orders beyond cash plus credit are scaled down (whole order units) until they fit.
+    """
+    pk, pck, pc, ps = p
+    so, io, xo = o.state, o.info, o.exo
+    K, C, J, L = o.dims[0], o.dims[1], o.dims[2], o.dims[3]
+    T = exo.shape[0]
+    week = row[so[STATE.week]]
+    t = min(int(week), T - 1)
+    x = exo[t]
+    new[:] = row
+    fleet, age = new[so[STATE.fleet]:so[STATE.fleet] + K], new[so[STATE.age_weeks]:so[STATE.age_weeks] + K]
+    queue, queue_value = new[so[STATE.queue]:so[STATE.queue] + K], new[so[STATE.queue_value]:so[STATE.queue_value] + K]
+    pipeline = new[so[STATE.pipeline]:so[STATE.pipeline] + K * L].reshape((K, L))
+    pipeline_value = new[so[STATE.pipeline_value]:so[STATE.pipeline_value] + K * L].reshape((K, L))
+    book = new[so[STATE.book_value]:so[STATE.book_value] + K]
+    dep = new[so[STATE.depreciation_rate]:so[STATE.depreciation_rate] + K]
+    cash, hbm_price = row[so[STATE.cash]], row[so[STATE.hbm_price]]
+
+    # 1. Orders: whole order units of chips on sale, paid now, scaled down to fit cash plus credit.
+    wanted, prices = np.empty(K), np.empty(K)
+    capex_wanted = 0.0
+    for k in range(K):
+        unit = pk[CHIP.order_unit, k]
+        want = math.floor(max(orders[k], 0.0) / unit) * unit
+        unavailable = 0.0 if _available(week, pk, k) else want
+        wanted[k] = want - unavailable
+        info[io[INFO.orders_unavailable] + k] = unavailable
+        prices[k] = _chip_price(week, hbm_price, pk, ps, k)
+        capex_wanted += wanted[k] * prices[k]
+    headroom = max(cash + ps[SCALAR.credit_limit_usd], 0.0)
+    scale = headroom / max(capex_wanted, 1e-9) if capex_wanted > headroom else 1.0
+    capex = 0.0
+    for k in range(K):
+        unit = pk[CHIP.order_unit, k]
+        bought = math.floor(wanted[k] * scale / unit) * unit
+        capex += bought * prices[k]
+        queue[k] += bought
+        queue_value[k] += bought * prices[k]
+        info[io[INFO.ordered] + k] = bought
+        info[io[INFO.orders_clipped] + k] = wanted[k] - bought
+
+    # 2. Supply: HBM allocation shrinks in a short market; SRAM chips have a wafer cap.
+    supply, other = x[xo[EXO.hbm_supply]], x[xo[EXO.other_hbm_demand]]
+    allocation = _hbm_allocation(supply, other, ps)
+    stacks_needed = 0.0
+    for k in range(K):
+        stacks_needed += queue[k] * pk[CHIP.hbm_stacks, k]
+    hbm_share = min(allocation / max(stacks_needed, 1e-9), 1.0)
+    slot = max(int(ps[SCALAR.base_lead_weeks]) - 1, 0)
+    hbm_drawn, write_off = 0.0, 0.0
+    p_fail = ps[SCALAR.failure_rate_per_year] / WEEKS_PER_YEAR
+    for k in range(K):
+        stacks = pk[CHIP.hbm_stacks, k]
+        release = math.floor(queue[k] * hbm_share) if stacks > 0 else min(queue[k], pk[CHIP.sram_cap, k])
+        hbm_drawn += release * stacks
+        released_value = queue_value[k] * (release / max(queue[k], 1e-9) if queue[k] > 0 else 0.0)
+        queue[k] -= release
+        queue_value[k] -= released_value
+        # 3. Transit: released chips enter at the base lead time; slot 0 arrives now.
+        pipeline[k, slot] += release
+        pipeline_value[k, slot] += released_value
+        arrived, arrived_value = pipeline[k, 0], pipeline_value[k, 0]
+        for j in range(L - 1):
+            pipeline[k, j] = pipeline[k, j + 1]
+            pipeline_value[k, j] = pipeline_value[k, j + 1]
+        pipeline[k, L - 1] = 0.0
+        pipeline_value[k, L - 1] = 0.0
+        old = fleet[k]
+        fleet[k] = old + arrived
+        age[k] = age[k] * old / max(fleet[k], 1e-9) if fleet[k] > 0 else 0.0
+        book[k] += arrived_value
+        dep[k] += arrived_value / (ps[SCALAR.depreciation_years] * WEEKS_PER_YEAR)
+        info[io[INFO.arrived] + k] = arrived
+        # 4. Failures: stochastic rounding with the pre-drawn uniform; their book value is written off.
+        failed = _failed_chips(fleet[k], p_fail, x[xo[EXO.failure_u] + k])
+        kept = 1.0 - failed / max(fleet[k], 1e-9) if fleet[k] > 0 else 0.0
+        write_off += book[k] * (1.0 - kept)
+        fleet[k] -= failed
+        book[k] *= kept
+        dep[k] *= kept
+        info[io[INFO.failed] + k] = failed
+        info[io[INFO.in_queue] + k] = queue[k]
+        info[io[INFO.in_transit] + k] = _in_transit(new, so, L, k)
+
+    # 5. The HBM price index moves toward its excess-demand target.
+    new_hbm_price = _next_hbm_price(hbm_price, supply, other, stacks_needed, ps)
+
+    # 6-7. Whole replicas from the shares, then serving.
+    train = np.empty(K)
+    prefill = info[io[INFO.prefill_chips]:io[INFO.prefill_chips + 1]]
+    decode = info[io[INFO.decode_chips]:io[INFO.decode_chips + 1]]
+    for k in range(K):
+        train[k] = math.floor(shares[0, k] * fleet[k] * (1.0 if pk[CHIP.train_flops_per_chip_s, k] > 0 else 0.0))
+        info[io[INFO.train_chips] + k] = train[k]
+        for c in range(C):
+            n = max(pck[CLASS_CHIP.replica_chips, c, k], 1.0)
+            prefill[c * K + k] = math.floor(shares[1 + c, k] * fleet[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
+            decode[c * K + k] = math.floor(shares[1 + C + c, k] * fleet[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
+    served_all = np.empty(C)
+    load_p, load_d = np.empty(C), np.empty(C)
+    revenue = 0.0
+    link_rate = ps[SCALAR.kv_link_bytes_per_s]
+    for c in range(C):
+        demand, dem_eff = x[xo[EXO.demand] + c], dem[c]
+        prefill_sum, decode_cap = 0.0, 0.0
+        for k in range(K):
+            prefill_sum += prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k]
+            decode_cap += decode[c * K + k] * pck[CLASS_CHIP.serving_decode_rate, c, k]
+        # Prefill capacity in output-token equivalents: prompts/s x output tokens per prompt.
+        prefill_cap = prefill_sum * (pc[CLASS.output_tokens, c] / pc[CLASS.input_tokens, c])
+        overlap, kv_req, link, tpot_ok, service = 0.0, 0.0, 0.0, 0.0, 0.0
+        for k in range(K):
+            p_share = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] / max(prefill_sum, 1e-9)
+            d_share = decode[c * K + k] * pck[CLASS_CHIP.serving_decode_rate, c, k] / max(decode_cap, 1e-9)
+            overlap += min(p_share, d_share)
+            kv_req += p_share * pck[CLASS_CHIP.kv_bytes_per_request, c, k]
+            link += prefill[c * K + k]
+            tpot_ok += d_share * (1.0 if pck[CLASS_CHIP.tpot_s, c, k] <= pc[CLASS.tpot_slo_s, c] else 0.0)
+            service += p_share * pck[CLASS_CHIP.prefill_latency_s, c, k]
+        link *= link_rate
+        crossing = min(max(1.0 - overlap, 0.0), 1.0)  # share of KV caches that move between chip types
+        transfer_cap = link / max(crossing * kv_req, 1e-9) * pc[CLASS.output_tokens, c] if crossing > 0 else np.inf
+        served = min(min(dem_eff, prefill_cap), min(decode_cap, transfer_cap))
+        # TTFT: prefill service time plus the M/D/1 queueing wait at the prefill load, plus the KV transfer.
+        rho = min(served / max(prefill_cap, 1e-9) if prefill_cap > 0 else 0.0, MAX_UTILISATION_IN_QUEUE)
+        ttft = service + rho * service / (2.0 * (1.0 - rho)) + crossing * kv_req / link_rate
+        ttft_ok = min(pc[CLASS.ttft_slo_s, c] / max(ttft, 1e-9), 1.0) if served > 0 else 1.0
+        attainment = tpot_ok * ttft_ok if served > 0 else 1.0
+        revenue_class = served * attainment * pc[CLASS.price_per_token, c] * WEEK_S
+        revenue += revenue_class
+        unmet = dem_eff - served
+        new[so[STATE.backlog] + c] = min(unmet * pc[CLASS.carry_over, c], BACKLOG_WEEKS * demand)
+        new[so[STATE.last_served_fraction] + c] = served / max(dem_eff, 1e-9) if dem_eff > 0 else 1.0
+        new[so[STATE.last_attainment] + c] = attainment
+        served_all[c] = served
+        load_p[c] = served / max(prefill_cap, 1e-9) if prefill_cap > 0 else 0.0
+        load_d[c] = served / max(decode_cap, 1e-9) if decode_cap > 0 else 0.0
+        for key, value in ((INFO.revenue_per_class, revenue_class), (INFO.demand, dem_eff), (INFO.served, served),
+                           (INFO.unmet, unmet), (INFO.prefill_capacity, prefill_cap),
+                           (INFO.decode_capacity, decode_cap), (INFO.slo_attainment, attainment),
+                           (INFO.ttft_s, ttft), (INFO.kv_crossing, crossing)):
+            info[io[key] + c] = value
+
+    # 8. Training: earliest deadline first over the job slots; paid on completion before the deadline.
+    train_cap = 0.0
+    for k in range(K):
+        train_cap += train[k] * pk[CHIP.train_flops_per_chip_s, k]
+    train_cap *= WEEK_S
+    job_flops = new[so[STATE.job_flops]:so[STATE.job_flops] + J]
+    weeks_left = new[so[STATE.job_weeks_left]:so[STATE.job_weeks_left] + J]
+    job_value = new[so[STATE.job_value]:so[STATE.job_value] + J]
+    order = np.arange(J)
+    keys = np.empty(J)
+    for j in range(J):
+        keys[j] = weeks_left[j] if job_flops[j] > 0 else np.inf
+    for i in range(1, J):  # stable insertion sort by deadline
+        j = i
+        while j > 0 and keys[order[j - 1]] > keys[order[j]]:
+            order[j - 1], order[j] = order[j], order[j - 1]
+            j -= 1
+    cumulative, train_used, revenue_training = 0.0, 0.0, 0.0
+    completed_n, missed_n = 0.0, 0.0
+    for i in range(J):
+        j = order[i]
+        rem = job_flops[j]
+        cumulative += rem
+        got = min(max(train_cap - (cumulative - rem), 0.0), rem)
+        train_used += got
+        active = rem > 0
+        remaining = rem - got
+        completed = active and remaining <= 1e-6 * max(rem, 1.0)
+        left = weeks_left[j] - 1.0
+        missed = active and not completed and left <= 0
+        if completed:
+            revenue_training += job_value[j]
+            completed_n += 1.0
+        if missed:
+            missed_n += 1.0
+        if completed or missed:
+            job_flops[j], job_value[j], weeks_left[j] = 0.0, 0.0, 0.0
+        else:
+            job_flops[j], weeks_left[j] = remaining, left
+    first_empty, any_empty = 0, False
+    for j in range(J):
+        if job_flops[j] <= 0 and not any_empty:
+            first_empty, any_empty = j, True
+    arrived_job = x[xo[EXO.job_arrival]] > 0
+    can_take = arrived_job and any_empty
+    if can_take:
+        arriving = x[xo[EXO.job_flops]]
+        job_flops[first_empty] = arriving
+        job_value[first_empty] = ps[SCALAR.value_per_job_usd] * arriving / ps[SCALAR.flops_per_job]
+        weeks_left[first_empty] = ps[SCALAR.deadline_weeks]
+
+    # 9-11. Utilisation, operating cost, money.
+    train_load = train_used / max(train_cap, 1e-9) if train_cap > 0 else 0.0
+    energy, maintenance, depreciation, fleet_stacks, fleet_total = 0.0, 0.0, 0.0, 0.0, 0.0
+    for k in range(K):
+        busy_p, busy_d = 0.0, 0.0
+        for c in range(C):
+            busy_p += prefill[c * K + k] * load_p[c]
+            busy_d += decode[c * K + k] * load_d[c]
+        busy = busy_p + busy_d + train[k] * train_load
+        utilisation = busy / max(fleet[k], 1e-9) if fleet[k] > 0 else 0.0
+        new[so[STATE.last_utilisation] + k] = utilisation
+        info[io[INFO.utilisation] + k] = utilisation
+        info[io[INFO.fleet] + k] = fleet[k]
+        energy += fleet[k] * utilisation * pk[CHIP.tdp_w, k]
+        maintenance += fleet[k] * pk[CHIP.list_price, k]
+        depreciation += dep[k]
+        fleet_stacks += fleet[k] * pk[CHIP.hbm_stacks, k]
+        fleet_total += fleet[k]
+        book[k] -= dep[k]
+        age[k] = age[k] + 1.0 if fleet[k] > 0 else 0.0
+    energy_kwh = energy * ps[SCALAR.pue] * WEEK_S / J_PER_KWH
+    power_cost = energy_kwh * ps[SCALAR.energy_usd_per_kwh]
+    maintenance = maintenance * ps[SCALAR.maintenance_per_year] / WEEKS_PER_YEAR
+    interest = max(-cash, 0.0) * ps[SCALAR.interest_rate_per_year] / WEEKS_PER_YEAR
+    revenue = revenue + revenue_training
+    opex = power_cost + maintenance + interest
+    new_cash = cash - capex + revenue - opex
+    profit = revenue - opex - depreciation - write_off
+    bankrupt = new_cash < -ps[SCALAR.credit_limit_usd]
+    tokens = 0.0
+    for c in range(C):
+        tokens += served_all[c]
+    tokens *= WEEK_S
+    new[so[STATE.week]] = week + 1.0
+    new[so[STATE.cash]] = new_cash
+    new[so[STATE.hbm_price]] = new_hbm_price
+    new[so[STATE.bankrupt]] = 1.0 if bankrupt else 0.0
+    exposure = fleet_stacks / max(fleet_total * ps[SCALAR.max_hbm_stacks], 1.0)
+    usd_per_mtok = (opex + depreciation) / max(tokens, 1.0) * TOKENS_PER_MTOK if tokens > 0 else 0.0
+    for key, value in ((INFO.revenue, revenue), (INFO.revenue_training, revenue_training), (INFO.capex, capex),
+                       (INFO.opex, opex), (INFO.power_cost, power_cost), (INFO.maintenance, maintenance),
+                       (INFO.interest, interest), (INFO.depreciation, depreciation), (INFO.write_off, write_off),
+                       (INFO.profit, profit), (INFO.cash, new_cash), (INFO.hbm_supply, supply),
+                       (INFO.hbm_allocation, allocation), (INFO.hbm_drawn, hbm_drawn),
+                       (INFO.hbm_price, new_hbm_price), (INFO.hbm_exposure, exposure),
+                       (INFO.usd_per_mtok, usd_per_mtok), (INFO.training_flops_done, train_used),
+                       (INFO.training_jobs_completed, completed_n), (INFO.training_jobs_missed, missed_n),
+                       (INFO.training_jobs_accepted, 1.0 if can_take else 0.0),
+                       (INFO.training_jobs_rejected, 1.0 if arrived_job and not can_take else 0.0),
+                       (INFO.bankrupt, 1.0 if bankrupt else 0.0),
+                       (INFO.reward, profit / ps[SCALAR.reward_scale_usd])):
+        info[io[key]] = value
+
+
+@njit(cache=True)
+def _observe(row, obs, o, exo, p):
+    """One datacenter's observation (float32), each block scaled to order one and clipped to ±OBS_CLIP.
+
+    Blocks: [week / T, cash / credit limit, coverage of this week's demand (plus backlog) by the fleet
+    and by fleet + orders, each / MAX_COVERAGE] | per chip: fleet, on order (queued + in transit),
+    each / fleet_scale, on sale now (0/1), price / list price, utilisation last week | per class:
+    this week's demand / (10 x initial demand), its growth over four weeks (log ratio x 10), served
+    fraction and SLO attainment last week | HBM: price index, supply / initial supply, our queued
+    stacks / (10 x the initial weekly allocation), shock flag | training: remaining FLOPs / (slots x
+    job size), nearest deadline / deadline weeks.
+    """
+    pk, pck, pc, ps = p
+    so, xo = o.state, o.exo
+    K, C, J, L = o.dims[0], o.dims[1], o.dims[2], o.dims[3]
+    T = exo.shape[0]
+    week = row[so[STATE.week]]
+    t = min(int(week), T - 1)
+    x, past = exo[t], exo[max(t - 4, 0)]
+    wanted = _demand_with_backlog(row, so, x, xo, C)
+    work = _chips_for_demand(wanted, pck, pc)
+    fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
+    out = np.empty(obs.shape[0])
+    out[0] = week / ps[SCALAR.weeks]
+    out[1] = row[so[STATE.cash]] / ps[SCALAR.credit_limit_usd]
+    out[2] = min(_coverage(fleet, wanted, work), OBS_CLIP) / MAX_COVERAGE
+    out[3] = min(_coverage(_owned_and_ordered(row, so, K, L), wanted, work), OBS_CLIP) / MAX_COVERAGE
+    queued_stacks = 0.0
+    for k in range(K):
+        out[4 + k] = fleet[k] / ps[SCALAR.fleet_scale]
+        out[4 + K + k] = (row[so[STATE.queue] + k] + _in_transit(row, so, L, k)) / ps[SCALAR.fleet_scale]
+        out[4 + 2 * K + k] = 1.0 if _available(week, pk, k) else 0.0
+        out[4 + 3 * K + k] = _chip_price(week, row[so[STATE.hbm_price]], pk, ps, k) / pk[CHIP.list_price, k]
+        out[4 + 4 * K + k] = row[so[STATE.last_utilisation] + k]
+        queued_stacks += row[so[STATE.queue] + k] * pk[CHIP.hbm_stacks, k]
+    i = 4 + 5 * K
+    for c in range(C):
+        out[i + c] = x[xo[EXO.demand] + c] / (10.0 * max(pc[CLASS.demand0, c], 1.0))
+        out[i + C + c] = 10.0 * math.log(max(x[xo[EXO.demand] + c], 1.0) / max(past[xo[EXO.demand] + c], 1.0))
+        out[i + 2 * C + c] = row[so[STATE.last_served_fraction] + c]
+        out[i + 3 * C + c] = row[so[STATE.last_attainment] + c]
+    i += 4 * C
+    nearest, remaining = np.inf, 0.0
+    for j in range(J):
+        remaining += row[so[STATE.job_flops] + j]
+        if row[so[STATE.job_flops] + j] > 0:
+            nearest = min(nearest, row[so[STATE.job_weeks_left] + j])
+    out[i] = row[so[STATE.hbm_price]]
+    out[i + 1] = x[xo[EXO.hbm_supply]] / ps[SCALAR.supply_stacks_per_week]
+    out[i + 2] = queued_stacks / max(ps[SCALAR.our_allocation_share] * ps[SCALAR.supply_stacks_per_week], 1.0) / 10.0
+    out[i + 3] = x[xo[EXO.hbm_shock]]
+    out[i + 4] = remaining / (ps[SCALAR.slots] * ps[SCALAR.flops_per_job])
+    out[i + 5] = (nearest if nearest < np.inf else ps[SCALAR.deadline_weeks]) / ps[SCALAR.deadline_weeks]
+    for n in range(obs.shape[0]):
+        obs[n] = min(max(out[n], -OBS_CLIP), OBS_CLIP)
+
+
+def observation_size(dims: dict[str, int]) -> int:
+    """Length of the observation for sizes ``dims`` (see :func:`_observe` for the blocks)."""
+    return 4 + 5 * dims["K"] + 4 * dims["C"] + 4 + 2
+
+
+@njit(cache=True)
+def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info):
+    row = state[b]
+    t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
+    dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, o.dims[1])
+    orders, shares = _decode(variant, discrete, actions[b], row, o.state, dem, p, o.dims)
+    _transition(row, new_state[b], info[b], o, exo[b], dem, orders, shares, p)
+    _observe(new_state[b], obs[b], o, exo[b], p)
+
+
+# --- Batch loops ----------------------------------------------------------------------------------
+PARALLEL_FROM = 256  # batches this large are split over the CPU cores; smaller ones run serially
+
+
+@njit(cache=True)
+def step_rows(variant, discrete, actions, state, exo, p, o, new_state, obs, info):
+    """One week for every row of ``state`` (B, S): writes the next state, observation (B, O) and info (B, I)."""
+    for b in range(state.shape[0]):
+        _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info)
+
+
+@njit(cache=True, parallel=True)
+def step_rows_parallel(variant, discrete, actions, state, exo, p, o, new_state, obs, info):
+    """:func:`step_rows` with the rows split over the CPU cores (rows are independent)."""
+    for b in prange(state.shape[0]):
+        _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info)
+
+
+@njit(cache=True)
+def observe_rows(state, exo, p, o, rows, obs):
+    """Writes the observation (float32) of each row ``b`` in ``rows`` of ``state`` into ``obs[b]``."""
+    for b in rows:
+        _observe(state[b], obs[b], o, exo[b], p)
+
+
+@njit(cache=True)
+def valid_actions(actions, discrete):
+    """True if every entry is finite and in [-1, 1] (continuous) or in [0, LEVELS) (discrete)."""
+    for value in actions.ravel():
+        if discrete:
+            if value < 0 or value >= LEVELS:
+                return False
+        elif not (math.isfinite(value) and -1.0 - 1e-6 <= value <= 1.0 + 1e-6):
+            return False
+    return True
+
+
+# --- Batched helpers for policies (called from Python through envs.functional) ------------------
+@njit(cache=True)
+def chip_prices_rows(week, hbm_price, p):
+    """(B, K) unit prices at weeks ``week`` (B,) and HBM price indices ``hbm_price`` (B,)."""
+    pk, ps = p[0], p[3]
+    out = np.empty((week.shape[0], pk.shape[1]))
+    for b in range(week.shape[0]):
+        for k in range(pk.shape[1]):
+            out[b, k] = _chip_price(week[b], hbm_price[b], pk, ps, k)
+    return out
+
+
+@njit(cache=True)
+def work_rows(demand, p):
+    """(prefill (B, K), decode (B, K)) chips of each type for the prefill and the decode of ``demand`` (B, C)."""
+    B, K = demand.shape[0], p[1].shape[2]
+    prefill, decode = np.empty((B, K)), np.empty((B, K))
+    for b in range(B):
+        prefill[b], decode[b] = _work_for_demand(demand[b], p[1], p[2])
+    return prefill, decode
+
+
+@njit(cache=True)
+def coverage_rows(chips, demand, work):
+    """(B,) share of ``demand`` (B, C) that ``chips`` (B, K) serve, given ``work`` (B, K) = W_k(demand)."""
+    out = np.empty(chips.shape[0])
+    for b in range(chips.shape[0]):
+        out[b] = _coverage(chips[b], demand[b], work[b])
+    return out
+
+
+@njit(cache=True)
+def knob_shares_rows(fleet, demand, knobs, need, p):
+    """(B, 1 + 2C, K) shares of the built-in allocator (:func:`_knob_shares`) for each row."""
+    B, C, K = fleet.shape[0], p[1].shape[1], p[1].shape[2]
+    out = np.empty((B, 1 + 2 * C, K))
+    for b in range(B):
+        out[b] = _knob_shares(fleet[b], demand[b], knobs[b], need[b], p[0], p[1], p[2])
+    return out
+
+
+@njit(cache=True)
+def decode_rows(variant, discrete, actions, state, exo, p, o):
+    """(orders (B, K), shares (B, 1 + 2C, K)) that valid ``actions`` (B, A) decode to (:func:`_decode`)."""
+    B, K, C = state.shape[0], o.dims[0], o.dims[1]
+    orders, shares = np.empty((B, K)), np.empty((B, 1 + 2 * C, K))
+    for b in range(B):
+        row = state[b]
+        t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
+        dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, C)
+        orders[b], shares[b] = _decode(variant, discrete, actions[b], row, o.state, dem, p, o.dims)
+    return orders, shares
+
+
+@njit(cache=True)
+def state_rows_helpers(state, exo, o):
+    """Per row of ``state``: (demand plus backlog (B, C), owned and ordered (B, K), training need (B,))."""
+    so, xo = o.state, o.exo
+    K, C, J, L = o.dims[0], o.dims[1], o.dims[2], o.dims[3]
+    B = state.shape[0]
+    demand, owned, need = np.empty((B, C)), np.empty((B, K)), np.empty(B)
+    for b in range(B):
+        row = state[b]
+        t = min(int(row[so[STATE.week]]), exo.shape[1] - 1)
+        demand[b] = _demand_with_backlog(row, so, exo[b, t], xo, C)
+        owned[b] = _owned_and_ordered(row, so, K, L)
+        need[b] = _training_need(row, so, J)
+    return demand, owned, need
+
+
+@njit(cache=True)
+def failed_chips_array(fleet, p_fail, u):
+    """Elementwise :func:`_failed_chips` of ``fleet`` and uniforms ``u`` (same shape)."""
+    out = np.empty(fleet.shape)
+    flat_fleet, flat_u, flat_out = fleet.ravel(), u.ravel(), out.ravel()
+    for i in range(flat_fleet.shape[0]):
+        flat_out[i] = _failed_chips(flat_fleet[i], p_fail, flat_u[i])
+    return out
+
+
+@njit(cache=True)
+def hbm_market_path(supply, other, stacks_ordered, p):
+    """(allocation (T,), price index at the start of each week (T,)) of the HBM market over weeks of
+    ``supply``, ``other`` demand and our ``stacks_ordered`` (all (T,)), starting from an index of 1."""
+    ps = p[3]
+    T = supply.shape[0]
+    allocation, price = np.empty(T), np.empty(T)
+    index = 1.0
+    for t in range(T):
+        allocation[t] = _hbm_allocation(supply[t], other[t], ps)
+        price[t] = index
+        index = _next_hbm_price(index, supply[t], other[t], stacks_ordered[t], ps)
+    return allocation, price

@@ -1,0 +1,105 @@
+"""The exogenous paths of an episode: demand, HBM supply, other buyers' HBM demand, shocks, training
+jobs and failure draws, all sampled at reset from one seeded ``numpy.random.Generator``.
+
+Drawing everything up front fixes the whole path by the seed, so every policy can face the same one
+(common random numbers), and the oracle can read it. The draw order is fixed: a seed gives identical
+paths on every machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+from scipy.signal import lfilter
+
+from envs.dynamics import EXO_FIELDS, WEEKS_PER_YEAR
+from envs.scenario import Scenario
+
+# Model figures of the exogenous processes. Each is an ASSUMPTION of this model, not a market figure:
+DEMAND_NOISE_AR = 0.7  # week-to-week persistence of demand noise: log-noise_t = 0.7 log-noise_(t-1) + eps_t,
+#   so a surprise fades over a few weeks (half-life ~2 weeks), as traffic deviations do, not at once.
+DEMAND_SHOCK_FLOOR = 0.05  # a negative demand shock never takes demand below 5% of its trend (an outage
+#   leaves some traffic); overlapping shocks could otherwise make demand negative.
+HBM_SUPPLY_NOISE = 0.03  # weekly log-noise of HBM supply reaching the market (3%: shipments are contracted)
+OTHER_HBM_DEMAND_NOISE = 0.03  # weekly log-noise of other buyers' HBM demand (3%, as for supply)
+JOB_SIZE_LOG_SIGMA = 0.5  # training jobs' FLOPs are log-normal around the scenario's job size (x/÷ 1.65)
+
+
+@dataclass(frozen=True)
+class Exogenous:
+    """Paths of shape (B, T, ...) fixed at reset by the seed; the fields follow ``envs.dynamics.EXO_FIELDS``."""
+
+    demand: np.ndarray  # (B, T, C) tokens/s
+    hbm_supply: np.ndarray  # (B, T) stacks/week reaching the market
+    other_hbm_demand: np.ndarray  # (B, T) stacks/week everyone else wants
+    hbm_shock: np.ndarray  # (B, T) 1 during a supply shock
+    job_arrival: np.ndarray  # (B, T) 1 if a training job arrives
+    job_flops: np.ndarray  # (B, T)
+    failure_u: np.ndarray  # (B, T, K) uniforms for stochastic rounding of failures
+
+    def pack(self) -> np.ndarray:
+        """(B, T, C + 5 + K) float64: the paths in the kernels' column order."""
+        B, T = self.hbm_supply.shape
+        return np.concatenate([np.asarray(getattr(self, f.name), dtype=np.float64).reshape(B, T, -1)
+                               for f in fields(self)], axis=2)
+
+    @staticmethod
+    def concatenate(paths: list[Exogenous]) -> Exogenous:
+        """One batch from several (B_i, T, ...) batches."""
+        return Exogenous(**{f.name: np.concatenate([getattr(p, f.name) for p in paths]) for f in fields(Exogenous)})
+
+
+if tuple(f.name for f in fields(Exogenous)) != tuple(f[0] for f in EXO_FIELDS):
+    raise ImportError("envs.exogenous.Exogenous and envs.dynamics.EXO_FIELDS must list the same fields in order")
+
+
+def _trailing_sum(x: np.ndarray, weeks: int) -> np.ndarray:
+    """Sum of ``x`` (B, T, ...) over weeks t - weeks + 1 .. t; exact for the small integers it is used on."""
+    total = np.cumsum(x, axis=1)
+    total[:, weeks:] -= total[:, :-weeks].copy()
+    return total
+
+
+def draw_exogenous(scenario: Scenario, rng: np.random.Generator, batch: int) -> Exogenous:
+    """Sample B exogenous paths; the draw order is fixed so a seed gives identical paths."""
+    T, C, K = scenario.weeks, scenario.n_classes, scenario.n_chips
+    a = scenario.arrays
+    years = np.arange(T) / WEEKS_PER_YEAR
+    weeks = np.arange(T)
+    growth = np.empty((batch, T, C))
+    for c, cls in enumerate(scenario.classes):
+        g = cls.growth
+        if g["kind"] == "exponential":
+            growth[:, :, c] = (1.0 + g["rate_per_year"]) ** years
+        else:
+            # Logistic S-curve whose midpoint is uncertain: drawn per episode (log-normal shift in weeks).
+            mid = g["midpoint_week"] * np.exp(g["uncertainty"] * rng.standard_normal(batch))
+            s = 1.0 / (1.0 + np.exp(-g["steepness"] * (weeks[None, :] - mid[:, None])))
+            s0 = 1.0 / (1.0 + np.exp(g["steepness"] * mid))
+            growth[:, :, c] = 1.0 + (g["ceiling_multiple"] - 1.0) * (s - s0[:, None]) / (1.0 - s0[:, None])
+    # AR(1) log-noise per class, and occasional demand shocks (viral launch or outage: +/- magnitude).
+    eps = rng.standard_normal((batch, T, C)) * a["noise"]
+    noise = lfilter([1.0], [1.0, -DEMAND_NOISE_AR], eps, axis=1)
+    ds = scenario.demand_shocks
+    shock_start = rng.random((batch, T, C)) < ds["probability_per_week"]
+    shock_sign = np.where(rng.random((batch, T, C)) < 0.5, -1.0, 1.0)
+    shock = _trailing_sum(shock_start * shock_sign, ds["weeks"])
+    demand = a["demand0"] * growth * np.exp(noise) * np.clip(1.0 + ds["magnitude"] * shock, DEMAND_SHOCK_FLOOR, None)
+
+    hbm = scenario.hbm
+    base_supply = hbm["supply_stacks_per_week"] * (1.0 + hbm["supply_growth_per_year"]) ** years
+    shock_hits = rng.random((batch, T)) < hbm["shock_probability_per_week"]
+    in_shock = (_trailing_sum(shock_hits.astype(float), hbm["shock_weeks"]) > 0).astype(float)
+    supply = (base_supply * (1.0 - hbm["shock_depth"] * in_shock)
+              * np.exp(HBM_SUPPLY_NOISE * rng.standard_normal((batch, T))))
+    other = (hbm["supply_stacks_per_week"] * hbm["other_demand_ratio"]
+             * (1.0 + hbm["other_demand_growth_per_year"]) ** years
+             * np.exp(OTHER_HBM_DEMAND_NOISE * rng.standard_normal((batch, T))))
+    tr = scenario.training
+    arrival = (rng.random((batch, T)) < tr["arrivals_per_week"]).astype(float)
+    job_flops = tr["flops_per_job"] * np.exp(JOB_SIZE_LOG_SIGMA * rng.standard_normal((batch, T)))
+    failure_u = rng.random((batch, T, K))
+    return Exogenous(demand=demand, hbm_supply=np.broadcast_to(supply, (batch, T)).copy(),
+                     other_hbm_demand=other, hbm_shock=in_shock, job_arrival=arrival, job_flops=job_flops,
+                     failure_u=failure_u)

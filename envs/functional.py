@@ -1,0 +1,362 @@
+"""A functional, gymnax-style API over the compiled dynamics, for research code and for the envs.
+
+    import envs
+    params = envs.params("default", variant="datacenter")      # immutable: scenario, tables, spaces
+    state, obs = envs.reset(params, seed=0, batch=64)            # or exogenous=Exogenous(...)
+    state, obs, reward, info = envs.step(params, state, actions) # actions (B, A); state is never mutated
+
+Everything works on batches of B datacenters. ``State`` is a batch of flat rows plus the
+exogenous paths they follow; its fields (``state.fleet``, ``state.cash``, ...) are read-only views
+named by :data:`envs.dynamics.STATE_FIELDS`. The Gymnasium single and vector environments, the
+heuristics, the LP scheduler and the oracle are all built on these functions, so a model-based RL
+or planning method that rolls the model forward here sees exactly what the environments do.
+
+The helpers below (:func:`chip_prices`, :func:`coverage`, :func:`knob_shares`, ...) run the same
+compiled code that the step runs.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from envs import dynamics as dyn
+from envs.exogenous import Exogenous, draw_exogenous
+from envs.scenario import Scenario, load_scenario
+from envs.spaces import action_space, check_action, observation_space
+
+
+@dataclass(frozen=True, eq=False)
+class Params:
+    """Everything fixed for an episode: the scenario, the action variant and the kernels' tables."""
+
+    scenario: Scenario
+    variant: str
+    discrete: bool
+    tables: dyn.Tables
+    offsets: dyn.Offsets
+    state_shapes: tuple[tuple[int, ...], ...]
+    info_shapes: tuple[tuple[int, ...], ...]
+    initial_row: np.ndarray
+    action_space: spaces.Space
+    observation_space: spaces.Box
+
+    @property
+    def weeks(self) -> int:
+        return self.scenario.weeks
+
+
+def params(scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
+           discrete: bool = False) -> Params:
+    """The immutable parameters of ``scenario`` (name, YAML path, dict or Scenario) for one action variant."""
+    if variant not in dyn.VARIANTS:
+        raise ValueError(f"variant {variant!r} is not one of {list(dyn.VARIANTS)}")
+    scenario = load_scenario(scenario)
+    dims = dyn.scenario_dims(scenario)
+    offsets = dyn.scenario_offsets(scenario)
+    _, state_shapes = dyn.layout(dyn.STATE_FIELDS, dims)
+    _, info_shapes = dyn.layout(dyn.INFO_FIELDS, dims)
+    p = Params(scenario=scenario, variant=variant, discrete=discrete, tables=dyn.scenario_tables(scenario),
+               offsets=offsets, state_shapes=tuple(state_shapes), info_shapes=tuple(info_shapes),
+               initial_row=_initial_row(scenario, offsets), action_space=action_space(scenario, variant, discrete),
+               observation_space=observation_space(scenario))
+    return p
+
+
+def _initial_row(scenario: Scenario, offsets: dyn.Offsets) -> np.ndarray:
+    """The state row of a datacenter at the start of an episode: the initial fleet at list price, the
+    scenario's cash, no orders in flight, HBM price index 1, every class fully served."""
+    a, o = scenario.arrays, offsets.state
+    row = np.zeros(int(o[-1]))
+
+    def put(name: str, value: Any) -> None:
+        i = getattr(dyn.STATE, name)
+        row[o[i]:o[i + 1]] = value
+
+    book = a["initial_fleet"] * a["list_price"]
+    put("cash", float(scenario.initial_cash_usd))
+    put("fleet", a["initial_fleet"])
+    put("book_value", book)
+    put("depreciation_rate", book / (scenario.depreciation_years * dyn.WEEKS_PER_YEAR))
+    put("hbm_price", 1.0)
+    put("last_served_fraction", 1.0)
+    put("last_attainment", 1.0)
+    return row
+
+
+_KIND = {"f": np.float64, "i": np.int64, "b": bool}
+
+
+@dataclass(frozen=True, eq=False)
+class State:
+    """B datacenters at the start of a week: ``rows`` (B, S) in the layout of ``envs.dynamics.STATE_FIELDS``,
+    and the exogenous paths they follow (``exogenous``, and ``exo_rows`` packed for the kernels).
+
+    Each declared field reads as an array with a leading batch axis: ``state.fleet`` (B, K),
+    ``state.pipeline`` (B, K, L), ``state.week`` (B,) int, ``state.bankrupt`` (B,) bool, ...
+    A step returns a new State; the arrays of the old one are not changed.
+    """
+
+    rows: np.ndarray
+    exo_rows: np.ndarray
+    exogenous: Exogenous
+    params: Params
+
+    @property
+    def batch_size(self) -> int:
+        return self.rows.shape[0]
+
+
+def _field(index: int, name: str, kind: str) -> property:
+    def read(self: State) -> np.ndarray:
+        o = self.params.offsets.state
+        view = self.rows[:, o[index]:o[index + 1]].reshape(self.rows.shape[0], *self.params.state_shapes[index])
+        return view if kind == "f" else view.astype(_KIND[kind])
+
+    return property(read, doc=f"``{name}`` of each datacenter (see envs.dynamics.STATE_FIELDS)")
+
+
+for _i, (_name, _, _kind) in enumerate(dyn.STATE_FIELDS):
+    setattr(State, _name, _field(_i, _name, _kind))
+
+
+def reset(params: Params, seed: int | np.random.Generator | None = None, exogenous: Exogenous | None = None,
+          batch: int = 1) -> tuple[State, np.ndarray]:
+    """(state, observation (B, O) float32) at the start of an episode.
+
+    The exogenous paths are ``exogenous`` if given, else ``batch`` paths drawn from ``seed`` (an int
+    or a numpy Generator; None draws fresh entropy).
+    """
+    if exogenous is None:
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        exogenous = draw_exogenous(params.scenario, rng, batch)
+    elif seed is not None:
+        raise ValueError("give reset() either a seed or exogenous paths, not both")
+    B = exogenous.hbm_supply.shape[0]
+    state = State(np.tile(params.initial_row, (B, 1)), exogenous.pack(), exogenous, params)
+    return state, observe(params, state)
+
+
+def reset_rows(params: Params, state: State, mask: np.ndarray, exogenous: Exogenous) -> State:
+    """``state`` with the datacenters in ``mask`` (B,) restarted on ``exogenous`` (one path per True entry).
+
+    The rows are copied; the exogenous paths of the restarted datacenters are written into the
+    state's path arrays in place, because copying every path would cost far more than the step.
+    """
+    for name in Exogenous.__dataclass_fields__:
+        getattr(state.exogenous, name)[mask] = getattr(exogenous, name)
+    state.exo_rows[mask] = exogenous.pack()
+    rows = state.rows.copy()
+    rows[mask] = params.initial_row
+    return State(rows, state.exo_rows, state.exogenous, params)
+
+
+def observe(params: Params, state: State, obs: np.ndarray | None = None,
+            mask: np.ndarray | None = None) -> np.ndarray:
+    """(B, O) float32 observations; with ``obs`` and ``mask``, only the rows in ``mask`` are recomputed, in place."""
+    B = state.rows.shape[0]
+    out = np.empty((B, params.observation_space.shape[0]), dtype=np.float32) if obs is None else obs
+    rows = np.arange(B) if mask is None else np.flatnonzero(mask)
+    dyn.observe_rows(state.rows, state.exo_rows, params.tables, params.offsets, rows, out)
+    return out
+
+
+def _checked_actions(params: Params, action: Any, batch: int) -> np.ndarray:
+    """(B, A) float64 actions; anything malformed raises the error of :func:`envs.spaces.check_action`."""
+    arr = np.asarray(action)
+    kinds = "iu" if params.discrete else "fiu"
+    if arr.shape == (batch, *params.action_space.shape) and arr.dtype.kind in kinds:
+        act = arr.astype(np.float64).reshape(batch, -1)
+        if dyn.valid_actions(act, params.discrete):
+            return act
+    check_action(arr, params.action_space, batch)  # raises, naming what is wrong and what is allowed
+    raise ValueError(f"action {arr.tolist()} is not a valid action of {params.action_space}")
+
+
+def step_arrays(params: Params, state: State, action: Any) -> tuple[State, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`step` with info as the raw (B, I) array (see :func:`info_dict`); the environments' fast path."""
+    B = state.rows.shape[0]
+    act = _checked_actions(params, action, B)
+    rows = np.empty_like(state.rows)
+    obs = np.empty((B, params.observation_space.shape[0]), dtype=np.float32)
+    info = np.empty((B, int(params.offsets.info[-1])))
+    kernel = dyn.step_rows_parallel if B >= dyn.PARALLEL_FROM else dyn.step_rows
+    kernel(dyn.VARIANTS.index(params.variant), params.discrete, act, state.rows, state.exo_rows, params.tables,
+           params.offsets, rows, obs, info)
+    return (State(rows, state.exo_rows, state.exogenous, params), obs,
+            info[:, params.offsets.info[dyn.INFO.reward]], info)
+
+
+def decode(params: Params, state: State, action: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(orders (B, K) chips wanted, shares (B, 1 + 2C, K) of each chip type's fleet per role) that
+    ``action`` (B, A) asks for in ``state``, before the dynamics round, price and ration them."""
+    act = _checked_actions(params, action, state.rows.shape[0])
+    return dyn.decode_rows(dyn.VARIANTS.index(params.variant), params.discrete, act, state.rows, state.exo_rows,
+                           params.tables, params.offsets)
+
+
+def step(params: Params, state: State, action: Any) -> tuple[State, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """One week for every datacenter: (next state, observation (B, O), reward (B,), info of (B, ...) arrays).
+
+    ``action`` is (B, *action_space.shape). A datacenter is done when ``info["bankrupt"]``
+    (terminated) or when ``state.week`` reaches ``params.weeks`` (truncated).
+    """
+    state, obs, reward, info = step_arrays(params, state, action)
+    return state, obs, reward, info_dict(params, info)
+
+
+class InfoReader:
+    """Turns raw info rows into dicts of named values (arrays for a batch, Python scalars for one row)."""
+
+    def __init__(self, params: Params):
+        offsets = params.offsets.info
+        spec = [(name, int(offsets[i]), shape, kind)
+                for i, ((name, _, kind), shape) in enumerate(zip(dyn.INFO_FIELDS, params.info_shapes))
+                if i != dyn.INFO.reward]
+        floats = [(n, o) for n, o, shape, kind in spec if shape == () and kind == "f"]
+        self._floats = floats
+        self._float_names = tuple(n for n, _ in floats)
+        self._float_values = operator.itemgetter(*(o for _, o in floats))
+        self._others = [(n, o, _KIND[kind]) for n, o, shape, kind in spec if shape == () and kind != "f"]
+        self._arrays = [(n, slice(o, o + int(np.prod(shape))), shape) for n, o, shape, _ in spec if shape]
+        self._vectors = [(n, s) for n, s, shape in self._arrays if len(shape) == 1]
+        self._matrices = [(n, s, shape) for n, s, shape in self._arrays if len(shape) > 1]
+
+    def batch(self, info: np.ndarray) -> dict[str, np.ndarray]:
+        """Every info entry as a (B, ...) array."""
+        B = info.shape[0]
+        out = {name: info[:, o] for name, o in self._floats}
+        out.update({name: info[:, o].astype(kind) for name, o, kind in self._others})
+        out.update({name: info[:, s].reshape(B, *shape) for name, s, shape in self._arrays})
+        return out
+
+    def row(self, info: np.ndarray, i: int) -> dict[str, Any]:
+        """Datacenter ``i``'s info: Python scalars and (K,), (C,) or (C, K) arrays."""
+        row = info[i]
+        values = row[:dyn.N_INFO_SCALARS].tolist()
+        out = dict(zip(self._float_names, self._float_values(values)))
+        for name, o, kind in self._others:
+            out[name] = int(values[o]) if kind is np.int64 else bool(values[o])
+        for name, s in self._vectors:
+            out[name] = row[s]
+        for name, s, shape in self._matrices:
+            out[name] = row[s].reshape(shape)
+        return out
+
+
+def info_dict(params: Params, info: np.ndarray) -> dict[str, np.ndarray]:
+    """The raw (B, I) info of :func:`step_arrays` as named (B, ...) arrays."""
+    return InfoReader(params).batch(info)
+
+
+# --- Helpers policies share with the dynamics (the same compiled code) ----------------------------
+def chip_prices(params: Params, week: np.ndarray, hbm_price: np.ndarray) -> np.ndarray:
+    """(B, K) unit prices at weeks ``week`` (B,) and HBM price indices ``hbm_price`` (B,)."""
+    return dyn.chip_prices_rows(np.asarray(week, dtype=np.float64), np.asarray(hbm_price, dtype=np.float64),
+                                params.tables)
+
+
+def available_mask(params: Params, week: np.ndarray) -> np.ndarray:
+    """(B, K) True where the chip can be bought at week ``week`` (B,)."""
+    return np.asarray(week, dtype=np.float64)[:, None] >= params.tables.chip[dyn.CHIP.available_week]
+
+
+def demand_with_backlog(params: Params, state: State) -> np.ndarray:
+    """(B, C) what each fleet is asked to serve this week: exogenous demand plus the carried-over backlog."""
+    return dyn.state_rows_helpers(state.rows, state.exo_rows, params.offsets)[0]
+
+
+def owned_and_ordered(params: Params, state: State) -> np.ndarray:
+    """(B, K) chips owned, queued for HBM or in transit."""
+    return dyn.state_rows_helpers(state.rows, state.exo_rows, params.offsets)[1]
+
+
+def training_need(params: Params, state: State) -> np.ndarray:
+    """(B,) FLOP/s that the active training jobs need to finish by their deadlines at an even pace."""
+    return dyn.state_rows_helpers(state.rows, state.exo_rows, params.offsets)[2]
+
+
+def prefill_and_decode_chips(params: Params, demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, K) chips of type k for the prefill and for the decode of ``demand`` (B, C); inf where a demanded
+    class does not fit that chip."""
+    return dyn.work_rows(np.asarray(demand, dtype=np.float64), params.tables)
+
+
+def chips_for_demand(params: Params, demand: np.ndarray) -> np.ndarray:
+    """(B, K) W_k(D): chips of type k that serve ``demand`` (B, C) alone, colocated; inf if a class does not fit."""
+    prefill, decode = prefill_and_decode_chips(params, demand)
+    return prefill + decode
+
+
+def coverage(params: Params, chips: np.ndarray, demand: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
+    """(B,) share of ``demand`` (B, C) that ``chips`` (B, K) can serve, sum_k N_k / W_k(D); inf without demand.
+
+    ``work`` is ``chips_for_demand(params, demand)`` when the caller has it already.
+    """
+    demand = np.asarray(demand, dtype=np.float64)
+    work = chips_for_demand(params, demand) if work is None else work
+    return dyn.coverage_rows(np.asarray(chips, dtype=np.float64), demand, np.asarray(work, dtype=np.float64))
+
+
+def knob_shares(params: Params, fleet: np.ndarray, demand: np.ndarray, knobs: np.ndarray,
+                need: np.ndarray) -> np.ndarray:
+    """(B, 1 + 2C, K) shares of each chip type's fleet from the four knobs (B, 4) in [0, 1]; see
+    :func:`envs.dynamics._knob_shares` for what each knob does. ``need`` (B,) is :func:`training_need`."""
+    f64 = np.float64
+    return dyn.knob_shares_rows(np.asarray(fleet, dtype=f64), np.asarray(demand, dtype=f64),
+                                np.asarray(knobs, dtype=f64), np.asarray(need, dtype=f64), params.tables)
+
+
+def failed_chips(fleet: np.ndarray, p_fail: float, u: np.ndarray) -> np.ndarray:
+    """Chips failing in a week: ``fleet`` x the weekly rate ``p_fail``, rounded stochastically with uniforms ``u``."""
+    fleet = np.asarray(fleet, dtype=np.float64)
+    return dyn.failed_chips_array(fleet, float(p_fail), np.broadcast_to(np.asarray(u, dtype=np.float64),
+                                                                        fleet.shape).copy())
+
+
+def hbm_market_path(params: Params, supply: np.ndarray, other: np.ndarray,
+                    stacks_ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(our HBM allocation (T,), HBM price index at the start of each week (T,)) over a path of HBM
+    ``supply``, ``other`` buyers' demand and our ``stacks_ordered`` each week, from an index of 1."""
+    f64 = np.float64
+    return dyn.hbm_market_path(np.asarray(supply, dtype=f64), np.asarray(other, dtype=f64),
+                               np.asarray(stacks_ordered, dtype=f64), params.tables)
+
+
+def action_masks(params: Params, state: State) -> np.ndarray:
+    """(B, sum(nvec)) bool valid levels of the discrete variants (for MaskablePPO).
+
+    A chip weight above level 0 is masked when the chip is not on sale, or when one order unit of it
+    costs more than cash plus credit. A capacity target level is masked when the level below it
+    already orders more than cash plus credit can pay for even in the cheapest chip on sale: the
+    dynamics would scale it down to the same spend, so the higher levels are redundant.
+    """
+    if not params.discrete:
+        raise AttributeError("action_masks() exists only for the discrete variants (a MultiDiscrete action space)")
+    B, K = state.rows.shape[0], params.scenario.n_chips
+    masks = []
+    if params.variant != "scheduling":
+        headroom = np.maximum(state.cash + params.scenario.credit_limit_usd, 0.0)
+        prices = chip_prices(params, state.week, state.hbm_price)
+        on_sale = available_mask(params, state.week)
+        affordable = prices * params.tables.chip[dyn.CHIP.order_unit] <= headroom[:, None]
+        weights = np.ones((B, K, dyn.LEVELS), dtype=bool)
+        weights[:, :, 1:] = (on_sale & affordable)[:, :, None]
+        demand = demand_with_backlog(params, state)
+        work = chips_for_demand(params, demand)
+        owned = coverage(params, owned_and_ordered(params, state), demand, work)
+        usable = on_sale & np.isfinite(work) & (work > 0)
+        cheapest = np.where(usable, work * prices, np.inf).min(1)  # $ per unit of coverage
+        targets = np.arange(dyn.LEVELS) / (dyn.LEVELS - 1) * dyn.MAX_COVERAGE
+        shortfall = np.maximum(targets[None, :] - owned[:, None], 0.0)
+        cost = np.where(shortfall > 0, shortfall * cheapest[:, None], 0.0)
+        target = np.ones((B, dyn.LEVELS), dtype=bool)
+        target[:, 1:] = cost[:, :-1] < headroom[:, None]
+        masks += [weights.reshape(B, K * dyn.LEVELS), target]
+    if params.variant != "procurement":
+        masks.append(np.ones((B, dyn.N_KNOBS * dyn.LEVELS), dtype=bool))
+    return np.concatenate(masks, axis=1)

@@ -1,0 +1,132 @@
+"""The functional API (envs.params / reset / step) and the declared data layout it is built on."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs
+from envs import dynamics as dyn
+from envs import functional as fn
+
+SMALL = envs.load_scenario("small")
+
+
+def test_functional_step_is_what_the_gymnasium_env_steps():
+    env = gym.make("ChipAlloc/Datacenter-Small-v0").unwrapped
+    obs, _ = env.reset(seed=3)
+    params = envs.params("small")
+    state, fobs = envs.reset(params, exogenous=env.exogenous)
+    np.testing.assert_array_equal(fobs[0], obs)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        action = (rng.random(env.action_space.shape) * 2 - 1).astype(np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        state, fobs, freward, finfo = envs.step(params, state, action[None])
+        np.testing.assert_array_equal(fobs[0], obs)
+        assert freward[0] == reward
+        for key in ("cash", "profit", "fleet", "served", "prefill_chips", "training_jobs_completed", "bankrupt"):
+            np.testing.assert_array_equal(finfo[key][0], info[key])
+        if terminated or truncated:
+            break
+
+
+def test_a_step_leaves_the_previous_state_untouched():
+    params = envs.params("small", variant="fine")
+    state, _ = envs.reset(params, seed=0, batch=2)
+    rows = state.rows.copy()
+    action = np.ones((2, *params.action_space.shape), dtype=np.float32)
+    new, _, _, _ = envs.step(params, state, action)
+    np.testing.assert_array_equal(state.rows, rows)
+    assert (new.week == 1).all() and (state.week == 0).all()
+    assert new.queue.sum() + new.pipeline.sum() > 0 and state.queue.sum() == 0
+
+
+def test_state_fields_follow_the_declaration():
+    params = envs.params("default")
+    state, obs = envs.reset(params, seed=1, batch=3)
+    dims = dyn.scenario_dims(params.scenario)
+    K, C, J, L = dims["K"], dims["C"], dims["J"], dims["L"]
+    shapes = {"": (), "K": (K,), "C": (C,), "J": (J,), "KL": (K, L)}
+    for name, dim, kind in dyn.STATE_FIELDS:
+        value = getattr(state, name)
+        assert value.shape == (3, *shapes[dim]), name
+        assert value.dtype.kind == {"f": "f", "i": "i", "b": "b"}[kind], name
+    assert state.rows.shape == (3, int(params.offsets.state[-1]))
+    assert obs.shape == (3, *params.observation_space.shape) and obs.dtype == np.float32
+    np.testing.assert_array_equal(state.fleet[0], params.scenario.arrays["initial_fleet"])
+    assert state.cash[0] == params.scenario.initial_cash_usd and state.hbm_price[0] == 1.0
+    # Info: every declared field, with its declared type, and nothing else.
+    _, _, _, info = envs.step(params, state, np.zeros((3, *params.action_space.shape), dtype=np.float32))
+    assert set(info) == {name for name, _, _ in dyn.INFO_FIELDS} - {"reward"}
+    assert info["training_jobs_completed"].dtype == np.int64 and info["bankrupt"].dtype == bool
+    assert info["prefill_chips"].shape == (3, C, K)
+
+
+def test_same_seed_gives_the_same_batch_and_reset_takes_a_seed_or_paths_not_both():
+    params = envs.params("small")
+    a, _ = envs.reset(params, seed=5, batch=2)
+    b, _ = envs.reset(params, seed=5, batch=2)
+    np.testing.assert_array_equal(a.exo_rows, b.exo_rows)
+    with pytest.raises(ValueError, match="either a seed or exogenous"):
+        envs.reset(params, seed=1, exogenous=a.exogenous)
+    with pytest.raises(ValueError, match="variant 'buy' is not one of"):
+        envs.params("small", variant="buy")
+
+
+def test_functional_step_rejects_bad_actions_with_the_envs_errors():
+    params = envs.params("small")
+    state, _ = envs.reset(params, seed=0, batch=2)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        envs.step(params, state, np.full((2, *params.action_space.shape), np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match="expects"):
+        envs.step(params, state, np.zeros(params.action_space.shape, dtype=np.float32))
+
+
+def test_large_batches_step_in_parallel_like_small_ones():
+    params = envs.params("small")
+    n = dyn.PARALLEL_FROM
+    big, _ = envs.reset(params, seed=2, batch=n)
+    action = np.random.default_rng(1).uniform(-1, 1, (n, *params.action_space.shape)).astype(np.float32)
+    new_big, obs_big, reward_big, _ = fn.step_arrays(params, big, action)
+    for b in (0, n // 2, n - 1):
+        one = fn.State(big.rows[b:b + 1].copy(), big.exo_rows[b:b + 1], big.exogenous, params)
+        new_one, obs_one, reward_one, _ = fn.step_arrays(params, one, action[b:b + 1])
+        np.testing.assert_array_equal(new_big.rows[b], new_one.rows[0])
+        np.testing.assert_array_equal(obs_big[b], obs_one[0])
+        assert reward_big[b] == reward_one[0]
+
+
+def test_helpers_compute_the_documented_formulas():
+    params = envs.params("default")
+    s, a = params.scenario, params.scenario.arrays
+    week, hbm = np.array([0.0, 60.0]), np.array([1.0, 1.5])
+    prices = fn.chip_prices(params, week, hbm)
+    years = np.maximum(week[:, None] - a["available_week"], 0.0) / 52.0
+    expected = a["list_price"] * (1 - s.price_decline_per_year) ** years
+    expected = expected * (1 + s.hbm["hbm_cost_share"] * (hbm[:, None] - 1) * (a["hbm_stacks"] > 0))
+    np.testing.assert_allclose(prices, expected, rtol=1e-12)
+    # W_k(D) and coverage: a fleet of exactly W_k chips of any one type covers the demand once.
+    demand = a["demand0"][None] * 1.0
+    work = fn.chips_for_demand(params, demand)
+    k = s.chips.index("H200")
+    assert fn.coverage(params, np.eye(s.n_chips)[k][None] * work[0, k], demand)[0] == pytest.approx(1.0)
+    assert fn.coverage(params, np.ones((1, s.n_chips)), np.zeros((1, s.n_classes)))[0] == np.inf
+    # Knob shares: each chip type's shares sum to 1 and no training without training need.
+    shares = fn.knob_shares(params, a["initial_fleet"][None], demand, np.full((1, 4), 0.5), np.zeros(1))
+    fleet_types = a["initial_fleet"] > 0
+    np.testing.assert_allclose(shares[0].sum(0)[fleet_types], 1.0)
+    assert (shares[0, 0] == 0).all()
+    # Failures: floor(fleet x p + u), never more than the fleet.
+    np.testing.assert_array_equal(fn.failed_chips(np.array([100.0, 3.0, 0.0]), 0.5, np.array([0.2, 0.9, 0.9])),
+                                  [50.0, 2.0, 0.0])
+
+
+def test_hbm_market_path_follows_the_allocation_and_price_rules():
+    params = envs.params("small")
+    hbm = params.scenario.hbm
+    supply, other, ours = np.array([1000.0, 1000.0, 500.0]), np.array([800.0, 1250.0, 2000.0]), np.zeros(3)
+    allocation, price = fn.hbm_market_path(params, supply, other, ours)
+    fill = np.minimum(supply / other, 1.0)
+    np.testing.assert_allclose(allocation, hbm["our_allocation_share"] * supply * fill)
+    target0 = max(1 + hbm["price_elasticity"] * (800 / 1000 - 1), dyn.HBM_PRICE_FLOOR)
+    assert price[0] == 1.0 and price[1] == pytest.approx(1 + hbm["price_smoothing"] * (target0 - 1))
