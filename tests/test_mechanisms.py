@@ -1,0 +1,168 @@
+"""Mechanism tests, worked by hand: one tiny scenario, exogenous paths fixed by the test, and every
+expected number written out as arithmetic from the scenario's figures, citing the rule it checks.
+
+The scenario (``tiny``) is ``small`` cut down to two HBM chips (H100-SXM, MI300X), one inference
+class (chat: llama-3.1-70b fp8, 1024 in / 256 out) and two training slots. Per-chip serving rates,
+latencies and KV sizes are read from ``scenario.arrays`` (the roofline is tested in test_perf.py);
+everything downstream of them is computed here. The figures the hand arithmetic writes as literals
+(list prices, HBM stacks, market dates, replica sizes) are pinned by the first test, so a catalog
+change fails there with a clear message rather than in the middle of a mechanism.
+
+Only the public surface is used: ``envs.DatacenterEnv`` (fine variant), ``envs.load_scenario``,
+``envs.core.Exogenous``, ``envs.spaces.fine_action``, the ``info`` dict and the ``State`` fields.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import envs
+from envs.core import Exogenous
+from envs.spaces import fine_action
+
+WEEK_S = 7 * 24 * 3600.0  # seconds in a week
+REL = 1e-9
+
+TINY = {
+    "base": "small",
+    "name": "tiny",
+    "weeks": 12,
+    "chips": ["H100-SXM", "MI300X"],
+    "initial_fleet": {"H100-SXM": 16, "MI300X": 8},
+    "max_order_chips_per_week": 64,
+    "base_lead_weeks": 3,
+    "drop_classes": ["agents", "batch"],
+    "hbm": {"our_allocation_share": 0.001},
+    "training": {"flops_per_job": 1e21, "value_per_job_usd": 1e6, "deadline_weeks": 3, "slots": 2},
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def tiny(**overrides) -> envs.Scenario:
+    """The tiny scenario with ``overrides`` merged in (nested mappings merge; note that ``initial_fleet``
+    merges with small's ``{H100-SXM: 256}``, so name every chip)."""
+    return envs.load_scenario(_merge(TINY, overrides))
+
+
+def _path(value, T: int, tail: tuple[int, ...]) -> np.ndarray:
+    v = np.asarray(value, dtype=float)
+    if v.ndim == 0:
+        v = v[None]
+    v = np.concatenate([v, np.repeat(v[-1:], T - len(v), axis=0)])  # the last week given repeats to the end
+    return np.broadcast_to(v.reshape(T, *v.shape[1:], *([1] * (len(tail) + 1 - v.ndim))), (T, *tail))[None].copy()
+
+
+def paths(s: envs.Scenario, *, demand=None, hbm_supply=1e5, other_hbm_demand=1e5, hbm_shock=0.0,
+          job_arrival=0.0, job_flops=None, failure_u=0.0) -> Exogenous:
+    """Exogenous paths (batch of one) for scenario ``s``. A scalar holds for every week; a sequence gives
+    weeks 0, 1, ... (its last entry repeats to the horizon), each entry a scalar or one value per class
+    (demand) or per chip (failure_u). Defaults: demand at the scenario's initial level, a balanced HBM
+    market of 1e5 stacks a week, no shocks, no training jobs, failure uniforms 0."""
+    T, C, K = s.weeks, s.n_classes, s.n_chips
+    demand = [s.arrays["demand0"]] if demand is None else demand
+    job_flops = s.training["flops_per_job"] if job_flops is None else job_flops
+    return Exogenous(demand=_path(demand, T, (C,)),
+                     hbm_supply=_path(hbm_supply, T, ()), other_hbm_demand=_path(other_hbm_demand, T, ()),
+                     hbm_shock=_path(hbm_shock, T, ()), job_arrival=_path(job_arrival, T, ()),
+                     job_flops=_path(job_flops, T, ()), failure_u=_path(failure_u, T, (K,)))
+
+
+def action(s: envs.Scenario, order=None, train=None, prefill=None, decode=None) -> np.ndarray:
+    """The fine action ordering ``order`` (K,) x the weekly maximum and giving each chip type's fleet the
+    shares ``train``, ``prefill`` and ``decode`` (K,) of the scenario's one class (zeros by default)."""
+    assert s.n_classes == 1
+    K = s.n_chips
+
+    def row(x):
+        return np.zeros(K) if x is None else np.asarray(x, dtype=float)
+
+    return fine_action(s, row(order), np.stack([row(train), row(prefill), row(decode)]))
+
+
+def start(s: envs.Scenario, exo: Exogenous) -> envs.DatacenterEnv:
+    env = envs.DatacenterEnv(scenario=s, variant="fine")
+    env.reset(options={"exogenous": exo})
+    return env
+
+
+def run(env, s, weeks: int, **act):
+    """Step ``weeks`` weeks with the same action; the info dicts."""
+    return [env.step(action(s, **act))[4] for _ in range(weeks)]
+
+
+def test_tiny_scenario_figures_used_by_the_hand_arithmetic():
+    """The catalog and scenario figures that the tests below write as literals."""
+    s = tiny()
+    a = s.arrays
+    assert s.chips == ("H100-SXM", "MI300X") and [c.name for c in s.classes] == ["chat"]
+    assert a["list_price"].tolist() == [27500.0, 12500.0]
+    assert a["hbm_stacks"].tolist() == [5.0, 8.0]
+    assert a["available_week"].tolist() == [-104.0, -52.0]
+    assert a["order_unit"].tolist() == [8.0, 8.0]
+    assert a["tdp_w"].tolist() == [700.0, 750.0]
+    assert a["replica_chips"].tolist() == [[8.0, 1.0]]
+    assert a["fits"].tolist() == [[1.0, 1.0]]
+    assert a["input_tokens"].tolist() == [1024.0] and a["output_tokens"].tolist() == [256.0]
+    assert a["price_per_token"].tolist() == [1e-6]
+    assert float(a["kv_link_bytes_per_s"]) == 50e9
+    assert (s.credit_limit_usd, s.initial_cash_usd, s.interest_rate_per_year) == (4e7, 2e7, 0.08)
+    assert (s.price_decline_per_year, s.maintenance_per_year, s.depreciation_years) == (0.15, 0.03, 4)
+    assert (s.failure_rate_per_year, s.pue, s.energy_usd_per_kwh) == (0.05, 1.2, 0.08)
+    assert (s.hbm["price_elasticity"], s.hbm["price_smoothing"], s.hbm["hbm_cost_share"]) == (1.5, 0.2, 0.45)
+    assert s.reward_scale_usd == 1e5
+
+
+def test_hbm_rationing_release_and_price_index():
+    """Our HBM allocation is share x supply x min(supply / other demand, 1); each HBM chip type releases
+    floor(queue x min(allocation / stacks needed, 1)); the price index moves by ``price_smoothing`` toward
+    max(1 + elasticity x excess, 0.5), excess = (other + our stacks needed) / supply - 1; and the HBM
+    part of a chip's price (``hbm_cost_share``) moves with the index."""
+    s = tiny()
+    env = start(s, paths(s, hbm_supply=[100_000.0, 100_000.0, 200_000.0], other_hbm_demand=[125_000.0, 10_000.0]))
+
+    # Week 0: order 0.5 x 64 = 32 H100 and 0.25 x 64 = 16 MI300X, at list price x 0.85^(years on market).
+    info = env.step(action(s, order=[0.5, 0.25]))[4]
+    assert info["ordered"].tolist() == [32.0, 16.0]
+    assert info["capex"] == pytest.approx(32 * 27500 * 0.85 ** (104 / 52) + 16 * 12500 * 0.85 ** (52 / 52), rel=REL)
+    stacks_needed = 32 * 5 + 16 * 8  # 288 stacks for the queue
+    allocation = 0.001 * 100_000 * (100_000 / 125_000)  # the market is short: 80 stacks
+    assert info["hbm_supply"] == 100_000.0
+    assert info["hbm_allocation"] == pytest.approx(80.0, rel=REL) == allocation
+    share = allocation / stacks_needed  # 0.2778 of the queue
+    released = [math.floor(32 * share), math.floor(16 * share)]
+    assert released == [8, 4]
+    assert info["hbm_drawn"] == 8 * 5 + 4 * 8
+    assert info["in_queue"].tolist() == [24.0, 12.0]
+    assert env.unwrapped.state.queue[0].tolist() == [24.0, 12.0]
+    excess = (125_000 + stacks_needed) / 100_000 - 1
+    price0 = 1 + 0.2 * (max(1 + 1.5 * excess, 0.5) - 1)  # 1.075864
+    assert info["hbm_price"] == pytest.approx(price0, rel=REL)
+    assert env.unwrapped.state.hbm_price[0] == pytest.approx(price0, rel=REL)
+
+    # Week 1: order 8 more H100, now with the HBM share of the price (45%) up with the index.
+    info = env.step(action(s, order=[0.125, 0.0]))[4]
+    h100_price = 27500 * 0.85 ** (105 / 52) * (1 + 0.45 * (price0 - 1))
+    assert info["capex"] == pytest.approx(8 * h100_price, rel=REL)
+    stacks_needed = (24 + 8) * 5 + 12 * 8  # 256
+    allocation = 0.001 * 100_000 * 1.0  # others want less than supply: the fill is capped at 1
+    assert info["hbm_allocation"] == pytest.approx(allocation, rel=REL)
+    share = allocation / stacks_needed  # 0.390625
+    assert [math.floor(32 * share), math.floor(12 * share)] == [12, 4]
+    assert info["hbm_drawn"] == 12 * 5 + 4 * 8
+    assert info["in_queue"].tolist() == [20.0, 8.0]
+    excess = (10_000 + stacks_needed) / 100_000 - 1  # -0.897: the target 1 + 1.5 x excess is floored at 0.5
+    assert info["hbm_price"] == pytest.approx(price0 + 0.2 * (0.5 - price0), rel=REL)
+
+    # Week 2: supply doubles; an allocation of 0.001 x 200,000 = 200 stacks covers the queue's 164 and frees it all.
+    info = env.step(action(s))[4]
+    assert info["hbm_allocation"] == pytest.approx(200.0, rel=REL)
+    assert info["hbm_drawn"] == 20 * 5 + 8 * 8 and info["in_queue"].tolist() == [0.0, 0.0]
