@@ -166,3 +166,107 @@ def test_hbm_rationing_release_and_price_index():
     info = env.step(action(s))[4]
     assert info["hbm_allocation"] == pytest.approx(200.0, rel=REL)
     assert info["hbm_drawn"] == 20 * 5 + 8 * 8 and info["in_queue"].tolist() == [0.0, 0.0]
+
+
+def test_sram_wafer_cap_releases_at_most_sram_cap_a_week():
+    """SRAM chips (no HBM stacks) leave the queue at most ``sram_chips_per_week`` a week, whatever the HBM
+    market does; HBM chips in the same queue wait for stacks (none this time: our allocation is 0)."""
+    s = tiny(chips=["H100-SXM", "Groq-LPU"], initial_fleet={"H100-SXM": 16, "Groq-LPU": 0},
+             max_order_chips_per_week=256, sram_chips_per_week={"Groq-LPU": 100}, initial_cash_usd=1e7)
+    assert s.arrays["hbm_stacks"].tolist() == [5.0, 0.0] and s.arrays["order_unit"].tolist() == [8.0, 64.0]
+    assert s.arrays["sram_cap"].tolist() == [math.inf, 100.0]
+    env = start(s, paths(s, hbm_supply=0.0))
+    # Order 0.25 x 256 = 64 H100 and 1.0 x 256 = 256 Groq chips (4 racks of 64) in week 0 only.
+    infos = [env.step(action(s, order=[0.25, 1.0]))[4], *run(env, s, 3)]
+    assert infos[0]["ordered"].tolist() == [64.0, 256.0]
+    # Groq: min(queue, 100) a week: 100, 100, then the last 56.
+    assert [i["in_queue"].tolist() for i in infos] == [[64.0, 156.0], [64.0, 56.0], [64.0, 0.0], [64.0, 0.0]]
+    assert [i["hbm_drawn"] for i in infos] == [0.0] * 4  # SRAM chips draw no stacks; the H100s got none
+    assert [i["hbm_allocation"] for i in infos] == [0.0] * 4
+
+
+@pytest.mark.parametrize("lead", [1, 2, 4])
+def test_lead_time_pipeline(lead):
+    """Chips released in week w enter the pipeline at slot ``base_lead_weeks`` - 1 and shift one slot a week;
+    slot 0 arrives: they are in ``info["arrived"]`` of week w + lead - 1 and in the fleet (State) from the
+    start of week w + lead."""
+    s = tiny(base_lead_weeks=lead)
+    env = start(s, paths(s))
+    # Allocation 0.001 x 1e5 = 100 stacks covers 8 H100 (40 stacks): all 8 are released in week 0.
+    infos = [env.step(action(s, order=[0.125, 0.0]))[4], *run(env, s, lead)]
+    arrived = [i["arrived"][0] for i in infos]
+    in_transit = [i["in_transit"][0] for i in infos]
+    assert arrived == [0.0] * (lead - 1) + [8.0, 0.0]
+    assert in_transit == [8.0] * (lead - 1) + [0.0, 0.0]
+    assert [i["fleet"][0] for i in infos] == [16.0] * (lead - 1) + [24.0, 24.0]
+    assert all(i["in_queue"][0] == 0.0 for i in infos)
+
+
+def test_pipeline_slots_shift_one_a_week():
+    """The State's pipeline (K, L): a release in week 0 with a 3-week lead sits in slot 2 - 1 = 1 after the
+    week's shift, then slot 0, then arrives; its $ value travels with it."""
+    s = tiny()
+    env = start(s, paths(s))
+    env.step(action(s, order=[0.125, 0.0]))
+    price = 27500 * 0.85 ** (104 / 52)
+    st = env.unwrapped.state
+    assert st.pipeline[0].tolist() == [[0.0, 8.0, 0.0], [0.0, 0.0, 0.0]]
+    assert st.pipeline_value[0, 0].tolist() == pytest.approx([0.0, 8 * price, 0.0], rel=REL)
+    env.step(action(s))
+    assert env.unwrapped.state.pipeline[0].tolist() == [[8.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    env.step(action(s))
+    assert env.unwrapped.state.pipeline[0].tolist() == [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    assert env.unwrapped.state.fleet[0].tolist() == [24.0, 8.0]
+
+
+def test_failures_stochastic_rounding_and_pro_rata_write_off():
+    """Failed chips = floor(fleet x failure_rate / 52 + u) with the pre-drawn uniform u of that week and chip;
+    the failed share of each chip type's book value (and of its depreciation rate) is written off."""
+    s = tiny(failure_rate_per_year=0.52, initial_fleet={"H100-SXM": 200, "MI300X": 50})  # 1% a week
+    env = start(s, paths(s, failure_u=[[0.3, 0.6], [0.95, 0.4]]))
+    book0 = [200 * 27500, 50 * 12500]  # the initial fleet is booked at list price
+    dep0 = [b / (4 * 52) for b in book0]
+
+    info = env.step(action(s))[4]
+    # floor(200 x 0.01 + 0.3) = floor(2.3) = 2; floor(50 x 0.01 + 0.6) = floor(1.1) = 1
+    assert info["failed"].tolist() == [2.0, 1.0]
+    assert info["fleet"].tolist() == [198.0, 49.0]
+    assert info["write_off"] == pytest.approx(book0[0] * 2 / 200 + book0[1] * 1 / 50, rel=REL)  # 55,000 + 12,500
+    dep1 = [dep0[0] * 198 / 200, dep0[1] * 49 / 50]
+    assert info["depreciation"] == pytest.approx(dep1[0] + dep1[1], rel=REL)
+    book1 = [book0[0] * 198 / 200 - dep1[0], book0[1] * 49 / 50 - dep1[1]]
+    st = env.unwrapped.state
+    assert st.book_value[0].tolist() == pytest.approx(book1, rel=REL)
+    assert st.depreciation_rate[0].tolist() == pytest.approx(dep1, rel=REL)
+    # Profit: no revenue (nothing scheduled, so no power either), maintenance on the surviving fleet.
+    maintenance = (198 * 27500 + 49 * 12500) * 0.03 / 52
+    assert info["maintenance"] == pytest.approx(maintenance, rel=REL)
+    assert info["profit"] == pytest.approx(-maintenance - (dep1[0] + dep1[1]) - info["write_off"], rel=REL)
+
+    info = env.step(action(s))[4]
+    # floor(198 x 0.01 + 0.95) = floor(2.93) = 2; floor(49 x 0.01 + 0.4) = floor(0.89) = 0
+    assert info["failed"].tolist() == [2.0, 0.0]
+    assert info["write_off"] == pytest.approx(book1[0] * 2 / 198, rel=REL)
+    assert env.unwrapped.state.fleet[0].tolist() == [196.0, 49.0]
+
+
+def test_depreciation_and_book_value():
+    """Book value starts at fleet x list price and falls by a constant depreciation rate, book / (years x 52)
+    a week; a chip adds the price paid for it to the book (and price / (years x 52) to the rate) only when
+    it arrives, not while it is queued or in transit."""
+    s = tiny()
+    env = start(s, paths(s))
+    book0 = 16 * 27500 + 8 * 12500
+    dep0 = book0 / (4 * 52)
+    paid = 8 * 27500 * 0.85 ** (104 / 52)  # 8 H100 ordered in week 0, all released then, arriving in week 2
+    infos = [env.step(action(s, order=[0.125, 0.0]))[4], *run(env, s, 3)]
+    assert [i["depreciation"] for i in infos] == pytest.approx([dep0, dep0, dep0 + paid / 208, dep0 + paid / 208],
+                                                               rel=REL)
+    book = book0 - 2 * dep0 + paid - 2 * (dep0 + paid / 208)
+    st = env.unwrapped.state
+    assert st.book_value[0].sum() == pytest.approx(book, rel=REL)
+    assert st.book_value[0, 0] == pytest.approx(16 * 27500 * (1 - 4 / 208) + paid * (1 - 2 / 208), rel=REL)
+    assert st.depreciation_rate[0].tolist() == pytest.approx([(16 * 27500 + paid) / 208, 8 * 12500 / 208], rel=REL)
+    # Depreciation is a cost in profit but not a cash flow: cash fell by the capex and maintenance only.
+    maintenance = [(16 * 27500 + 8 * 12500) * 0.03 / 52] * 2 + [(24 * 27500 + 8 * 12500) * 0.03 / 52] * 2
+    assert st.cash[0] == pytest.approx(2e7 - paid - sum(maintenance), rel=REL)
