@@ -270,3 +270,93 @@ def test_depreciation_and_book_value():
     # Depreciation is a cost in profit but not a cash flow: cash fell by the capex and maintenance only.
     maintenance = [(16 * 27500 + 8 * 12500) * 0.03 / 52] * 2 + [(24 * 27500 + 8 * 12500) * 0.03 / 52] * 2
     assert st.cash[0] == pytest.approx(2e7 - paid - sum(maintenance), rel=REL)
+
+
+def test_credit_limit_interest_and_bankruptcy():
+    """Orders are scaled down, in whole order units, to fit cash + credit limit; interest is charged on the
+    week's opening overdraft at rate / 52; the episode terminates (bankrupt) when cash < -credit limit."""
+    s = tiny(initial_cash_usd=100_000, credit_limit_usd=390_000, maintenance_per_year=0.52,
+             initial_fleet={"H100-SXM": 16, "MI300X": 0}, hbm={"our_allocation_share": 0.0})
+    env = start(s, paths(s))
+    price = 27500 * 0.85 ** (104 / 52)  # 19,868.75
+    maintenance = 16 * 27500 * 0.52 / 52  # 4,400 a week
+
+    # Week 0: 64 H100 would cost 1,271,600 > 100,000 + 390,000 of headroom: scaled by 490,000 / 1,271,600,
+    # 64 x 0.385 = 24.7 chips, rounded down to 3 units of 8 = 24.
+    _, reward, terminated, _, info = env.step(action(s, order=[1.0, 0.0]))
+    assert math.floor(64 * (490_000 / (64 * price)) / 8) * 8 == 24
+    assert info["ordered"].tolist() == [24.0, 0.0] and info["orders_clipped"].tolist() == [40.0, 0.0]
+    assert info["capex"] == pytest.approx(24 * price, rel=REL)
+    assert info["interest"] == 0.0  # the week opened with cash in hand
+    cash1 = 100_000 - 24 * price - maintenance  # -381,250
+    assert info["cash"] == pytest.approx(cash1, rel=REL) and not terminated
+    # The reward is the week's profit / reward_scale: capex is not a cost, depreciation (of the owned 16) is.
+    assert reward == pytest.approx((-maintenance - 16 * 27500 / 208) / 1e5, rel=REL)
+
+    # Week 1: headroom 390,000 - 381,250 = 8,750 buys not one unit; interest on the opening overdraft.
+    _, _, terminated, _, info = env.step(action(s, order=[1.0, 0.0]))
+    assert info["ordered"].tolist() == [0.0, 0.0] and info["orders_clipped"].tolist() == [64.0, 0.0]
+    assert info["capex"] == 0.0
+    assert info["interest"] == pytest.approx(381_250 * 0.08 / 52, rel=REL)
+    assert info["opex"] == pytest.approx(maintenance + 381_250 * 0.08 / 52, rel=REL)
+    cash2 = cash1 - maintenance - 381_250 * 0.08 / 52  # -386,236.54
+    assert info["cash"] == pytest.approx(cash2, rel=REL) and not terminated and not info["bankrupt"]
+
+    # Week 2: -386,236.54 - 4,400 - 594.21 = -391,230.75 < -390,000: bankrupt.
+    _, _, terminated, truncated, info = env.step(action(s))
+    assert info["interest"] == pytest.approx(-cash2 * 0.08 / 52, rel=REL)
+    assert info["cash"] == pytest.approx(cash2 - maintenance + cash2 * 0.08 / 52, rel=REL)
+    assert info["cash"] < -390_000
+    assert terminated and info["bankrupt"] and not truncated
+    assert bool(env.unwrapped.state.bankrupt[0])
+
+
+def test_training_earliest_deadline_first_completion_pay_and_missed_deadlines():
+    """Training capacity (training chips x FLOP/s x week seconds) goes to active jobs in order of weeks left
+    (earliest deadline first), not slot order; a job is paid value_per_job x its FLOPs / flops_per_job when
+    it completes, and dropped unpaid when its weeks run out. A job arriving in week t is placed in the first
+    empty slot at the end of week t with ``deadline_weeks`` weeks left."""
+    s = tiny(initial_fleet={"H100-SXM": 8, "MI300X": 0})
+    cap = 8 * s.arrays["train_flops_per_chip_s"][0] * WEEK_S  # 8 H100 training for a week
+    # Job A (1.5 cap) arrives in week 0, B (1.2 cap) in week 1, C (0.5 cap) in week 2; none after.
+    flops = [1.5 * cap, 1.2 * cap, 0.5 * cap]
+    env = start(s, paths(s, job_arrival=[1.0, 1.0, 1.0, 0.0], job_flops=[*flops, 0.0]))
+    value = [1e6 * f / 1e21 for f in flops]  # value_per_job_usd x FLOPs / flops_per_job
+    st = lambda: env.unwrapped.state  # noqa: E731
+
+    info = env.step(action(s, train=[1.0, 0.0]))[4]  # week 0: nothing to train yet; A -> slot 0
+    assert info["training_flops_done"] == 0.0
+    # (An empty slot's weeks_left is not meaningful: only active slots are checked.)
+    assert st().job_flops[0].tolist() == [flops[0], 0.0] and st().job_weeks_left[0, 0] == 3.0
+    assert st().job_value[0].tolist() == pytest.approx([value[0], 0.0], rel=REL)
+
+    info = env.step(action(s, train=[1.0, 0.0]))[4]  # week 1: A gets the whole cap; B -> slot 1
+    assert info["train_chips"].tolist() == [8.0, 0.0]
+    assert info["training_flops_done"] == pytest.approx(cap, rel=REL)
+    assert st().job_flops[0].tolist() == pytest.approx([0.5 * cap, 1.2 * cap], rel=REL)
+    assert st().job_weeks_left[0].tolist() == [2.0, 3.0]
+    # All 8 chips busy: power = 8 x 700 W x PUE 1.2 for a week at $0.08/kWh.
+    assert info["power_cost"] == pytest.approx(8 * 700 * 1.2 * WEEK_S / 3.6e6 * 0.08, rel=REL)
+
+    info = env.step(action(s, train=[1.0, 0.0]))[4]  # week 2: A (2 weeks left) finishes first, B gets the rest
+    assert info["training_jobs_completed"] == 1 and info["training_jobs_missed"] == 0
+    assert info["revenue"] == pytest.approx(value[0], rel=REL)
+    assert info["training_flops_done"] == pytest.approx(cap, rel=REL)
+    # B has 1.2 - 0.5 = 0.7 cap left, 2 weeks; C takes the freed slot 0 with 3 weeks.
+    assert st().job_flops[0].tolist() == pytest.approx([0.5 * cap, 0.7 * cap], rel=REL)
+    assert st().job_weeks_left[0].tolist() == [3.0, 2.0]
+
+    # Week 3: B (slot 1, 2 weeks left) goes before C (slot 0, 3 weeks left): B completes with 0.7 cap and C
+    # gets 0.3. In slot order C would have finished instead, leaving B 0.2 cap short.
+    info = env.step(action(s, train=[1.0, 0.0]))[4]
+    assert info["training_jobs_completed"] == 1
+    assert info["revenue"] == pytest.approx(value[1], rel=REL)
+    assert st().job_flops[0].tolist() == pytest.approx([0.2 * cap, 0.0], rel=REL)
+    assert st().job_weeks_left[0, 0] == 2.0
+
+    # Weeks 4-5: no training chips; C runs out of weeks at the end of week 5, unpaid.
+    infos = run(env, s, 2)
+    assert [i["training_jobs_missed"] for i in infos] == [0, 1]
+    assert [i["training_flops_done"] for i in infos] == [0.0, 0.0]
+    assert [i["revenue"] for i in infos] == [0.0, 0.0]
+    assert st().job_flops[0].tolist() == [0.0, 0.0] and st().job_value[0].tolist() == [0.0, 0.0]
