@@ -360,3 +360,114 @@ def test_training_earliest_deadline_first_completion_pay_and_missed_deadlines():
     assert [i["training_flops_done"] for i in infos] == [0.0, 0.0]
     assert [i["revenue"] for i in infos] == [0.0, 0.0]
     assert st().job_flops[0].tolist() == [0.0, 0.0] and st().job_value[0].tolist() == [0.0, 0.0]
+
+
+def test_serving_capacity_ttft_queueing_slo_attainment_and_revenue():
+    """Shares become whole replicas (floor to ``replica_chips``). Prefill capacity = sum of prefill chips x
+    prefill rate x output/input tokens; decode capacity = sum of decode chips x decode rate; served = the
+    least of demand and the capacities. TTFT = service + rho x service / (2 (1 - rho)) + crossing x KV bytes /
+    link rate, with service the prefill-work-weighted latency and rho = served / prefill capacity (at most
+    0.99). Attainment = (decode share on chips meeting the TPOT SLO) x min(TTFT SLO / TTFT, 1); revenue =
+    served x attainment x price x week seconds. Power is paid on the busy share of each chip."""
+    # A 9.5 ms TPOT SLO that MI300X meets (in replicas of 8) and H100 cannot meet at any batch (34 ms, alone).
+    s = tiny(initial_fleet={"H100-SXM": 16, "MI300X": 40}, classes={"chat": {"tpot_slo_s": 0.0095, "ttft_slo_s": 0.1}})
+    a = s.arrays
+    pr, dr = a["prefill_rate"][0], a["serving_decode_rate"][0]
+    latency, kv, tpot = a["prefill_latency_s"][0], a["kv_bytes_per_request"][0], a["tpot_s"][0]
+    assert tpot[0] > 0.0095 >= tpot[1]
+    assert a["replica_chips"].tolist() == [[1.0, 8.0]]
+    env = start(s, paths(s, demand=[20_000.0, 30_000.0]))
+
+    # A quarter of each fleet to prefill, three quarters to decode, in whole replicas:
+    # H100 4 and 12 chips; MI300X 0.25 x 40 = 10 -> 8 and 0.75 x 40 = 30 -> 24.
+    act = action(s, prefill=[0.25, 0.25], decode=[0.75, 0.75])
+    info = env.step(act)[4]
+    assert info["prefill_chips"].tolist() == [[4.0, 8.0]] and info["decode_chips"].tolist() == [[12.0, 24.0]]
+    prefill_work = [4 * pr[0], 8 * pr[1]]
+    decode_work = [12 * dr[0], 24 * dr[1]]
+    prefill_cap = (prefill_work[0] + prefill_work[1]) * 256 / 1024  # in output-token equivalents
+    decode_cap = decode_work[0] + decode_work[1]
+    assert info["prefill_capacity"][0] == pytest.approx(prefill_cap, rel=REL)  # ~25,287 tokens/s
+    assert info["decode_capacity"][0] == pytest.approx(decode_cap, rel=REL)  # ~51,850 tokens/s
+    p_share = [w / sum(prefill_work) for w in prefill_work]
+    d_share = [w / decode_cap for w in decode_work]
+    crossing = 1 - (min(p_share[0], d_share[0]) + min(p_share[1], d_share[1]))  # ~0.27 of KV caches move
+    assert info["kv_crossing"][0] == pytest.approx(crossing, rel=REL)
+    served = 20_000.0  # below both capacities (and the KV-transfer cap of 12 links, ~2.7e7 tokens/s)
+    assert info["served"][0] == pytest.approx(served, rel=REL) and info["unmet"][0] == pytest.approx(0.0, abs=1e-9)
+    service = p_share[0] * latency[0] + p_share[1] * latency[1]
+    kv_req = p_share[0] * kv[0] + p_share[1] * kv[1]
+    rho = served / prefill_cap  # ~0.79
+    ttft = service + rho * service / (2 * (1 - rho)) + crossing * kv_req / 50e9
+    assert info["ttft_s"][0] == pytest.approx(ttft, rel=REL)  # ~0.16 s
+    attainment = d_share[1] * min(0.1 / ttft, 1.0)  # ~0.99 of decode meets TPOT x ~0.61
+    assert info["slo_attainment"][0] == pytest.approx(attainment, rel=REL)
+    assert info["revenue"] == pytest.approx(served * attainment * 1e-6 * WEEK_S, rel=REL)
+    busy = [4 * served / prefill_cap + 12 * served / decode_cap, 8 * served / prefill_cap + 24 * served / decode_cap]
+    assert info["utilisation"].tolist() == pytest.approx([busy[0] / 16, busy[1] / 40], rel=REL)
+    assert info["power_cost"] == pytest.approx((busy[0] * 700 + busy[1] * 750) * 1.2 * WEEK_S / 3.6e6 * 0.08, rel=REL)
+    st = env.unwrapped.state
+    assert st.last_served_fraction[0, 0] == pytest.approx(1.0, rel=REL)
+    assert st.last_attainment[0, 0] == pytest.approx(attainment, rel=REL)
+
+    # Week 1: demand 30,000 exceeds prefill capacity: served = prefill capacity, rho = min(1, 0.99) = 0.99.
+    info = env.step(act)[4]
+    assert info["served"][0] == pytest.approx(prefill_cap, rel=REL)
+    assert info["unmet"][0] == pytest.approx(30_000 - prefill_cap, rel=REL)
+    ttft = service + 0.99 * service / (2 * 0.01) + crossing * kv_req / 50e9
+    assert info["ttft_s"][0] == pytest.approx(ttft, rel=REL)
+    attainment = d_share[1] * min(0.1 / ttft, 1.0)
+    assert info["revenue"] == pytest.approx(prefill_cap * attainment * 1e-6 * WEEK_S, rel=REL)
+    assert env.unwrapped.state.last_served_fraction[0, 0] == pytest.approx(prefill_cap / 30_000, rel=REL)
+
+
+def test_kv_transfer_cap_on_disaggregated_serving():
+    """When prefill and decode run on different chip types the KV cache of every request crosses a link:
+    served is capped at (prefill chips x link bytes/s) / (crossing x KV bytes per request) x output tokens,
+    and TTFT pays crossing x KV bytes / link rate for the transfer."""
+    s = tiny(chips=["H100-SXM", "WSE-3"], initial_fleet={"H100-SXM": 320, "WSE-3": 32})
+    a = s.arrays
+    assert a["replica_chips"].tolist() == [[8.0, 32.0]]
+    pr, dr = a["prefill_rate"][0], a["serving_decode_rate"][0]
+    latency, kv = a["prefill_latency_s"][0], a["kv_bytes_per_request"][0]
+    assert a["tpot_s"][0, 0] <= 0.05  # H100 decode meets chat's TPOT SLO
+    env = start(s, paths(s, demand=1.5e6))
+    # All 32 WSE-3 prefill (one replica), all 320 H100 decode: every KV cache moves (crossing 1).
+    info = env.step(action(s, prefill=[0.0, 1.0], decode=[1.0, 0.0]))[4]
+    prefill_cap = 32 * pr[1] * 256 / 1024  # ~1.75e6 tokens/s
+    decode_cap = 320 * dr[0]  # ~1.24e6 tokens/s
+    transfer_cap = 32 * 50e9 / (1.0 * kv[1]) * 256  # 32 links of 50 GB/s, 336 MB a request: ~1.22e6 tokens/s
+    assert transfer_cap < min(prefill_cap, decode_cap, 1.5e6)  # the link is what binds
+    assert info["kv_crossing"][0] == 1.0
+    assert info["served"][0] == pytest.approx(transfer_cap, rel=REL)
+    assert info["unmet"][0] == pytest.approx(1.5e6 - transfer_cap, rel=REL)
+    rho = transfer_cap / prefill_cap
+    ttft = latency[1] + rho * latency[1] / (2 * (1 - rho)) + 1.0 * kv[1] / 50e9
+    assert info["ttft_s"][0] == pytest.approx(ttft, rel=REL)
+    assert info["slo_attainment"][0] == 1.0  # TTFT ~7 ms against a 1 s SLO, TPOT met
+    assert info["revenue"] == pytest.approx(transfer_cap * 1e-6 * WEEK_S, rel=REL)
+
+
+def test_backlog_carry_over_is_capped_at_four_weeks_of_demand():
+    """A carry-over class's unmet demand returns next week: backlog = min(unmet x carry_over, 4 x this week's
+    exogenous demand), and next week's demand to serve is exogenous demand + backlog. Other classes lose it."""
+    s = tiny(initial_fleet={"H100-SXM": 0, "MI300X": 8}, classes={"chat": {"carry_over": True}})
+    cap = 2 * s.arrays["prefill_rate"][0, 1] * 256 / 1024  # 2 MI300X prefill: ~4,586 tokens/s binds
+    demand = [1e6] * 5 + [5e5]
+    env = start(s, paths(s, demand=demand))
+    infos = run(env, s, 6, prefill=[0.0, 0.25], decode=[0.0, 0.75])
+    assert [i["served"][0] for i in infos] == pytest.approx([cap] * 6, rel=REL)
+    short = 1e6 - cap
+    # Backlog after weeks 0-3: 1, 2, 3, 4 weeks' shortfall (4 x 995,414 < 4e6); week 4: 5 x 995,414 > 4e6.
+    # Week 5: demand halves and the cap with it: min(5e5 + 4e6 - cap, 4 x 5e5) = 2e6.
+    backlog = [short, 2 * short, 3 * short, 4 * short, 4e6, 2e6]
+    demand_eff = [d + b for d, b in zip(demand, [0.0, *backlog[:-1]])]
+    assert [i["demand"][0] for i in infos] == pytest.approx(demand_eff, rel=REL)
+    assert [i["unmet"][0] for i in infos] == pytest.approx([d - cap for d in demand_eff], rel=REL)
+    assert env.unwrapped.state.backlog[0, 0] == pytest.approx(2e6, rel=REL)
+
+    s = tiny(initial_fleet={"H100-SXM": 0, "MI300X": 8})  # chat without carry-over
+    env = start(s, paths(s, demand=demand))
+    infos = run(env, s, 2, prefill=[0.0, 0.25], decode=[0.0, 0.75])
+    assert [i["demand"][0] for i in infos] == [1e6, 1e6]
+    assert env.unwrapped.state.backlog[0, 0] == 0.0
