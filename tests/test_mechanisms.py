@@ -58,7 +58,9 @@ def _path(value, T: int, tail: tuple[int, ...]) -> np.ndarray:
     if v.ndim == 0:
         v = v[None]
     v = np.concatenate([v, np.repeat(v[-1:], T - len(v), axis=0)])  # the last week given repeats to the end
-    return np.broadcast_to(v.reshape(T, *v.shape[1:], *([1] * (len(tail) + 1 - v.ndim))), (T, *tail))[None].copy()
+    if v.ndim == 1 and tail:
+        v = v[:, None]  # one value a week for every class or chip
+    return np.broadcast_to(v, (T, *tail))[None].copy()
 
 
 def paths(s: envs.Scenario, *, demand=None, hbm_supply=1e5, other_hbm_demand=1e5, hbm_shock=0.0,
@@ -322,7 +324,10 @@ def test_training_earliest_deadline_first_completion_pay_and_missed_deadlines():
     flops = [1.5 * cap, 1.2 * cap, 0.5 * cap]
     env = start(s, paths(s, job_arrival=[1.0, 1.0, 1.0, 0.0], job_flops=[*flops, 0.0]))
     value = [1e6 * f / 1e21 for f in flops]  # value_per_job_usd x FLOPs / flops_per_job
-    st = lambda: env.unwrapped.state  # noqa: E731
+
+    def st():
+        return env.unwrapped.state
+
 
     info = env.step(action(s, train=[1.0, 0.0]))[4]  # week 0: nothing to train yet; A -> slot 0
     assert info["training_flops_done"] == 0.0
