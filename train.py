@@ -23,27 +23,24 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
-import evaluate
 from agents import BASELINES, FINE_ONLY, make_policy
-from agents.algorithms import ALGORITHMS, check_algorithm
-from agents.cli import parse_config
-from agents.evaluation import EVAL_SEED_START
-from agents.evaluation import evaluate as evaluate_policy
-from agents.trained import TrainedPolicy
-from agents.training import (
+from experiments.algorithms import ALGORITHMS, check_algorithm
+from experiments.callbacks import CheckpointEvery, DomainMetricsCallback, PeriodicEval
+from experiments.cli import parse_config
+from experiments.comparison import compare, resolve_policies
+from experiments.episodes import EVAL_SEED_START, TEST_SEED_START, evaluate_policy, make_env
+from experiments.hyperparams import RUN_KEYS, load_hyperparams
+from experiments.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     MODEL_FILE,
-    RUN_KEYS,
-    CheckpointEvery,
-    DomainMetricsCallback,
-    PeriodicEval,
     atomic_write_text,
-    load_hyperparams,
+    mark_latest,
     restore_run_state,
     save_run_state,
 )
-from agents.vec_env import NativeVecEnv
+from experiments.trained import TrainedPolicy
+from experiments.vec_env import NativeVecEnv
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 
@@ -126,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     if not cfg.resume:
         atomic_write_text(run_dir / CONFIG_FILE, json.dumps(
             {"config": asdict(cfg), "hyperparams": params, "command": shlex.join(sys.argv)}, indent=1, default=str))
-        atomic_write_text(Path("runs") / "latest.txt", str(run_dir) + "\n")
+        mark_latest(run_dir)
     model, venv = build(cfg, params, run_dir)
     remaining = cfg.timesteps - model.num_timesteps
     print(f"{'resuming' if cfg.resume else 'training'} {cfg.algo} on {cfg.env_id} in {run_dir}: "
@@ -134,13 +131,13 @@ def main(argv: list[str] | None = None) -> None:
 
     eval_seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + cfg.eval_episodes))
     heuristics = {name: np.mean([e.episode_return for e in evaluate_policy(
-        lambda: evaluate.make_env(cfg.env_id, cfg.scenario), lambda env, n=name: make_policy(n, env), eval_seeds)])
+        lambda: make_env(cfg.env_id, cfg.scenario), lambda env, n=name: make_policy(n, env), eval_seeds)])
         for name in BASELINES if name not in FINE_ONLY}
     best_heuristic = max(heuristics.values())
 
     def evaluate_agent() -> float:
         return float(np.mean([e.episode_return for e in evaluate_policy(
-            lambda: evaluate.make_env(cfg.env_id, cfg.scenario),
+            lambda: make_env(cfg.env_id, cfg.scenario),
             lambda env: TrainedPolicy.from_model(env, model, cfg.algo, venv), eval_seeds)]))
 
     callbacks = [DomainMetricsCallback(every=max(2048, cfg.n_envs)),
@@ -152,10 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     save_run_state(run_dir, model, venv, resumable=False)
     save_run_state(run_dir / CHECKPOINT_DIR, model, venv)
     print(f"saved {run_dir}/model.zip ({model.num_timesteps:,} steps)")
-    if cfg.test_episodes > 0:  # the agent, every baseline and the oracle on the same held-out seeds
-        evaluate.main(["--policies", f"agent={run_dir},baselines,oracle", "--env-id", cfg.env_id,
-                       "--seeds", str(cfg.test_episodes), "--out", str(run_dir / "comparison")]
-                      + (["--scenario", cfg.scenario] if cfg.scenario else []))
+    if cfg.test_episodes > 0:  # the agent, every baseline and the oracle on the same held-out seeds, as evaluate.py
+        compare(resolve_policies(f"agent={run_dir},baselines,oracle"), cfg.env_id, cfg.scenario,
+                list(range(TEST_SEED_START, TEST_SEED_START + cfg.test_episodes)), run_dir / "comparison")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import train
 from agents import list_policies
-from agents.evaluation import TEST_SEED_START
-from agents.trained import TrainedPolicy
+from experiments.episodes import TEST_SEED_START
+from experiments.trained import TrainedPolicy
 
 SMALL = "ChipAlloc/Datacenter-Small-v0"
 
@@ -130,14 +130,14 @@ def test_bad_options_fail_before_training(tmp_path, monkeypatch, argv, error, me
 
 
 def test_hyperparams_without_the_env_list_what_they_have():
-    from agents.training import load_hyperparams
+    from experiments.hyperparams import load_hyperparams
 
     with pytest.raises(KeyError, match="has no entry for ChipAlloc/Scheduling-v0; it has: ChipAlloc/Datacenter-v0"):
         load_hyperparams(train.HYPERPARAMS_DIR / "ppo.yml", "ChipAlloc/Scheduling-v0")
 
 
 def test_zoo_linear_schedules_parse_and_bad_ones_are_named(tmp_path):
-    from agents.training import load_hyperparams
+    from experiments.hyperparams import load_hyperparams
 
     params = load_hyperparams(train.HYPERPARAMS_DIR / "ppo.yml", "ChipAlloc/Datacenter-v0")
     assert params["learning_rate"](1.0) == pytest.approx(3e-4) and params["learning_rate"](0.5) == pytest.approx(1.5e-4)

@@ -10,9 +10,9 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.algorithms import ALGORITHMS
 from agents.base import Policy
-from agents.training import MODEL_FILE, NORMALIZE_FILE, read_run_config
+from experiments.algorithms import ALGORITHMS
+from experiments.runs import MODEL_FILE, NORMALIZE_FILE, read_run_config
 
 
 class TrainedPolicy(Policy):
