@@ -110,6 +110,14 @@ def save_run_state(folder: Path, model: BaseAlgorithm, normalizer: VecNormalize,
 def restore_run_state(folder: Path, algorithm_cls: type[BaseAlgorithm],
                       device: str) -> tuple[BaseAlgorithm, VecNormalize]:
     """(model, normaliser) exactly as :func:`save_run_state` left them."""
+    try:
+        return _restore(folder, algorithm_cls, device)
+    except ModuleNotFoundError as exc:  # the pickles name classes by module, e.g. agents.vec_env before experiments/
+        raise ValueError(f"{folder} was saved by an older chipalloc whose module {exc.name} no longer exists; resume "
+                         f"it with that version, or start a new run") from exc
+
+
+def _restore(folder: Path, algorithm_cls: type[BaseAlgorithm], device: str) -> tuple[BaseAlgorithm, VecNormalize]:
     state = pickle.loads((folder / RESUME_FILE).read_bytes())
     monitor = VecMonitor(state["env"])
     for key, value in state["monitor"].items():

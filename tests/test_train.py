@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -152,6 +153,25 @@ def test_a_model_refuses_another_variant(whole, tmp_path):
         TrainedPolicy(gym.make("ChipAlloc/Procurement-Small-v0"), whole)
     with pytest.raises(FileNotFoundError, match="no trained model"):
         TrainedPolicy(gym.make(SMALL), tmp_path / "missing")
+
+
+def test_a_run_loads_without_the_module_of_its_training_schedule(whole, monkeypatch):
+    """model.zip pickles LinearSchedule by module (agents.training before experiments/ existed); predicting needs
+    neither, so a run must load even where that module cannot be imported."""
+    monkeypatch.setitem(sys.modules, "experiments.hyperparams", None)
+    env = gym.make(SMALL)
+    obs, _ = env.reset(seed=0)
+    assert env.action_space.contains(TrainedPolicy(env, whole).predict(obs)[0])
+
+
+def test_a_checkpoint_naming_a_missing_module_is_explained(whole, monkeypatch):
+    from stable_baselines3 import PPO
+
+    from experiments.runs import CHECKPOINT_DIR, restore_run_state
+
+    monkeypatch.setitem(sys.modules, "experiments.vec_env", None)
+    with pytest.raises(ValueError, match=r"older chipalloc whose module experiments\.vec_env no longer exists"):
+        restore_run_state(whole / CHECKPOINT_DIR, PPO, "cpu")
 
 
 def test_final_comparison_runs_evaluate_on_held_out_seeds(tmp_path, monkeypatch):
