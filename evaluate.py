@@ -6,8 +6,8 @@
 
 Every policy meets the same seeds (common random numbers), from TEST_SEED_START on, disjoint from
 training and from train.py's periodic evaluation. A policy is a baseline's name (see
-agents.list_policies()), ``baselines`` (all of them), ``oracle``, a train.py run folder or model
-.zip, ``latest`` (the newest train.py run), or ``label=run+run`` to pool training seeds.
+agents.list_policies()), ``baselines`` (all of them), ``oracle``, a train.py run folder or model .zip, the
+newest train.py run as ``latest``, or ``label=run+run`` to pool training seeds.
 
 Writes to --out: results.md, per_seed.csv and summary.json (atomically), and plots/*.png.
 """
@@ -26,11 +26,11 @@ from experiments.episodes import TEST_SEED_START
 @dataclass
 class Config:
     policies: str = field(default="latest,baselines,oracle", metadata={"help": "comma-separated policies (see above)"})
-    env_id: str | None = field(default=None, metadata={"help": "environment ID (default: the runs', else "
-                                                                "ChipAlloc/Datacenter-v0)"})
+    env_id: str | None = field(default=None, metadata={"help": "environment ID; None: the runs', else "
+                                                                "ChipAlloc/Datacenter-v0"})
     scenario: str | None = field(default=None, metadata={"help": "scenario name or YAML path"})
     seeds: int = field(default=20, metadata={"help": "evaluation episodes per policy"})
-    out: str | None = field(default=None, metadata={"help": "output folder (default: results/<time>)"})
+    out: str | None = field(default=None, metadata={"help": "output folder; None: results/<time>"})
     workers: int = field(default=1, metadata={"help": "parallel processes for the episodes"})
 
 

@@ -48,20 +48,20 @@ HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 @dataclass
 class Config:
     env_id: str = field(default="ChipAlloc/Datacenter-v0", metadata={"help": "registered environment ID"})
-    scenario: str | None = field(default=None, metadata={"help": "scenario name or YAML path (default: the ID's)"})
+    scenario: str | None = field(default=None, metadata={"help": "scenario name or YAML path; None: the ID's"})
     algo: str = field(default="ppo", metadata={"help": f"one of {', '.join(ALGORITHMS)}"})
-    timesteps: int | None = field(default=None, metadata={"help": "environment steps (default: hyperparams)"})
-    n_envs: int | None = field(default=None, metadata={"help": "parallel environments (default: hyperparams)"})
+    timesteps: int | None = field(default=None, metadata={"help": "environment steps; None: the hyperparameters'"})
+    n_envs: int | None = field(default=None, metadata={"help": "parallel environments; None: the hyperparameters'"})
     seed: int = field(default=0, metadata={"help": "seed of the first training environment and the networks"})
     device: str = field(default="cpu", metadata={"help": "torch device; MLP policies train fastest on cpu"})
-    run_dir: str | None = field(default=None, metadata={"help": "output folder (default: runs/<env>-<algo>-...)"})
-    hyperparams: str | None = field(default=None, metadata={"help": "rl-zoo YAML (default: hyperparams/<algo>.yml)"})
+    run_dir: str | None = field(default=None, metadata={"help": "output folder; None: runs/<env>-<algo>-..."})
+    hyperparams: str | None = field(default=None, metadata={"help": "rl-zoo YAML; None: hyperparams/<algo>.yml"})
     resume: str | None = field(default=None, metadata={"help": "run folder to continue from its last checkpoint"})
     checkpoint_every: int = field(default=50_000, metadata={"help": "env steps between checkpoints"})
     eval_every: int = field(default=100_000, metadata={"help": "env steps between evaluations on fixed seeds"})
     eval_episodes: int = field(default=5, metadata={"help": "episodes per periodic evaluation"})
-    test_episodes: int = field(default=20, metadata={"help": "held-out episodes of the final comparison, written "
-                                                             "to <run>/comparison by evaluate.py (0: skip)"})
+    test_episodes: int = field(default=20, metadata={"help": "held-out episodes per policy of the final comparison "
+                                                             "(evaluate.py's, written to <run>/comparison; 0: skip)"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 is fastest for small MLPs)"})
 
 
