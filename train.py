@@ -23,27 +23,24 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
-import evaluate
 from agents import BASELINES, FINE_ONLY, make_policy
-from agents.algorithms import ALGORITHMS, check_algorithm
-from agents.cli import parse_config
-from agents.evaluation import EVAL_SEED_START
-from agents.evaluation import evaluate as evaluate_policy
-from agents.trained import TrainedPolicy
-from agents.training import (
+from experiments.algorithms import ALGORITHMS, check_algorithm
+from experiments.callbacks import CheckpointEvery, DomainMetricsCallback, PeriodicEval
+from experiments.cli import parse_config
+from experiments.comparison import compare, resolve_policies
+from experiments.episodes import EVAL_SEED_START, TEST_SEED_START, evaluate_policy, make_env
+from experiments.hyperparams import RUN_KEYS, load_hyperparams
+from experiments.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     MODEL_FILE,
-    RUN_KEYS,
-    CheckpointEvery,
-    DomainMetricsCallback,
-    PeriodicEval,
     atomic_write_text,
-    load_hyperparams,
+    mark_latest,
     restore_run_state,
     save_run_state,
 )
-from agents.vec_env import NativeVecEnv
+from experiments.trained import TrainedPolicy
+from experiments.vec_env import NativeVecEnv
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 
@@ -51,20 +48,20 @@ HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 @dataclass
 class Config:
     env_id: str = field(default="ChipAlloc/Datacenter-v0", metadata={"help": "registered environment ID"})
-    scenario: str | None = field(default=None, metadata={"help": "scenario name or YAML path (default: the ID's)"})
+    scenario: str | None = field(default=None, metadata={"help": "scenario name or YAML path; None: the ID's"})
     algo: str = field(default="ppo", metadata={"help": f"one of {', '.join(ALGORITHMS)}"})
-    timesteps: int | None = field(default=None, metadata={"help": "environment steps (default: hyperparams)"})
-    n_envs: int | None = field(default=None, metadata={"help": "parallel environments (default: hyperparams)"})
+    timesteps: int | None = field(default=None, metadata={"help": "environment steps; None: the hyperparameters'"})
+    n_envs: int | None = field(default=None, metadata={"help": "parallel environments; None: the hyperparameters'"})
     seed: int = field(default=0, metadata={"help": "seed of the first training environment and the networks"})
     device: str = field(default="cpu", metadata={"help": "torch device; MLP policies train fastest on cpu"})
-    run_dir: str | None = field(default=None, metadata={"help": "output folder (default: runs/<env>-<algo>-...)"})
-    hyperparams: str | None = field(default=None, metadata={"help": "rl-zoo YAML (default: hyperparams/<algo>.yml)"})
+    run_dir: str | None = field(default=None, metadata={"help": "output folder; None: runs/<env>-<algo>-..."})
+    hyperparams: str | None = field(default=None, metadata={"help": "rl-zoo YAML; None: hyperparams/<algo>.yml"})
     resume: str | None = field(default=None, metadata={"help": "run folder to continue from its last checkpoint"})
     checkpoint_every: int = field(default=50_000, metadata={"help": "env steps between checkpoints"})
     eval_every: int = field(default=100_000, metadata={"help": "env steps between evaluations on fixed seeds"})
     eval_episodes: int = field(default=5, metadata={"help": "episodes per periodic evaluation"})
-    test_episodes: int = field(default=20, metadata={"help": "held-out episodes of the final comparison, written "
-                                                             "to <run>/comparison by evaluate.py (0: skip)"})
+    test_episodes: int = field(default=20, metadata={"help": "held-out episodes per policy of the final comparison "
+                                                             "(evaluate.py's, written to <run>/comparison; 0: skip)"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 is fastest for small MLPs)"})
 
 
@@ -126,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     if not cfg.resume:
         atomic_write_text(run_dir / CONFIG_FILE, json.dumps(
             {"config": asdict(cfg), "hyperparams": params, "command": shlex.join(sys.argv)}, indent=1, default=str))
-        atomic_write_text(Path("runs") / "latest.txt", str(run_dir) + "\n")
+        mark_latest(run_dir)
     model, venv = build(cfg, params, run_dir)
     remaining = cfg.timesteps - model.num_timesteps
     print(f"{'resuming' if cfg.resume else 'training'} {cfg.algo} on {cfg.env_id} in {run_dir}: "
@@ -134,13 +131,13 @@ def main(argv: list[str] | None = None) -> None:
 
     eval_seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + cfg.eval_episodes))
     heuristics = {name: np.mean([e.episode_return for e in evaluate_policy(
-        lambda: evaluate.make_env(cfg.env_id, cfg.scenario), lambda env, n=name: make_policy(n, env), eval_seeds)])
+        lambda: make_env(cfg.env_id, cfg.scenario), lambda env, n=name: make_policy(n, env), eval_seeds)])
         for name in BASELINES if name not in FINE_ONLY}
     best_heuristic = max(heuristics.values())
 
     def evaluate_agent() -> float:
         return float(np.mean([e.episode_return for e in evaluate_policy(
-            lambda: evaluate.make_env(cfg.env_id, cfg.scenario),
+            lambda: make_env(cfg.env_id, cfg.scenario),
             lambda env: TrainedPolicy.from_model(env, model, cfg.algo, venv), eval_seeds)]))
 
     callbacks = [DomainMetricsCallback(every=max(2048, cfg.n_envs)),
@@ -152,10 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     save_run_state(run_dir, model, venv, resumable=False)
     save_run_state(run_dir / CHECKPOINT_DIR, model, venv)
     print(f"saved {run_dir}/model.zip ({model.num_timesteps:,} steps)")
-    if cfg.test_episodes > 0:  # the agent, every baseline and the oracle on the same held-out seeds
-        evaluate.main(["--policies", f"agent={run_dir},baselines,oracle", "--env-id", cfg.env_id,
-                       "--seeds", str(cfg.test_episodes), "--out", str(run_dir / "comparison")]
-                      + (["--scenario", cfg.scenario] if cfg.scenario else []))
+    if cfg.test_episodes > 0:  # the agent, every baseline and the oracle on the same held-out seeds, as evaluate.py
+        compare(resolve_policies(f"agent={run_dir},baselines,oracle"), cfg.env_id, cfg.scenario,
+                list(range(TEST_SEED_START, TEST_SEED_START + cfg.test_episodes)), run_dir / "comparison")
 
 
 if __name__ == "__main__":

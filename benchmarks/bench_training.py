@@ -14,8 +14,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
-from agents.training import RUN_KEYS, load_hyperparams
-from agents.vec_env import NativeVecEnv
+from experiments.hyperparams import RUN_KEYS, load_hyperparams
+from experiments.vec_env import NativeVecEnv
 from train import HYPERPARAMS_DIR
 
 STEPS = 131_072

@@ -9,11 +9,11 @@ import pytest
 
 import agents
 from agents import FINE_ONLY, SolverError, list_policies, make_policy
-from agents.evaluation import run_episode
 from agents.heuristics import DisaggregatedGreedyPolicy, ForecastPolicy
 from agents.lp_scheduler import LPSchedulerPolicy, schedule_lp
 from agents.oracle import OraclePolicy, solve_oracle
 from envs import ENV_IDS
+from experiments.episodes import run_episode
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

@@ -10,7 +10,8 @@ import pytest
 import evaluate
 import train
 from agents import make_policy
-from agents.evaluation import TEST_SEED_START, iqm, run_episode, stratified_ci
+from experiments.episodes import TEST_SEED_START, run_episode
+from experiments.stats import iqm, stratified_ci
 
 SMALL = "ChipAlloc/Datacenter-Small-v0"
 

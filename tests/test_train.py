@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -10,8 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import train
 from agents import list_policies
-from agents.evaluation import TEST_SEED_START
-from agents.trained import TrainedPolicy
+from experiments.episodes import TEST_SEED_START
+from experiments.trained import TrainedPolicy
 
 SMALL = "ChipAlloc/Datacenter-Small-v0"
 
@@ -130,14 +131,14 @@ def test_bad_options_fail_before_training(tmp_path, monkeypatch, argv, error, me
 
 
 def test_hyperparams_without_the_env_list_what_they_have():
-    from agents.training import load_hyperparams
+    from experiments.hyperparams import load_hyperparams
 
     with pytest.raises(KeyError, match="has no entry for ChipAlloc/Scheduling-v0; it has: ChipAlloc/Datacenter-v0"):
         load_hyperparams(train.HYPERPARAMS_DIR / "ppo.yml", "ChipAlloc/Scheduling-v0")
 
 
 def test_zoo_linear_schedules_parse_and_bad_ones_are_named(tmp_path):
-    from agents.training import load_hyperparams
+    from experiments.hyperparams import load_hyperparams
 
     params = load_hyperparams(train.HYPERPARAMS_DIR / "ppo.yml", "ChipAlloc/Datacenter-v0")
     assert params["learning_rate"](1.0) == pytest.approx(3e-4) and params["learning_rate"](0.5) == pytest.approx(1.5e-4)
@@ -152,6 +153,25 @@ def test_a_model_refuses_another_variant(whole, tmp_path):
         TrainedPolicy(gym.make("ChipAlloc/Procurement-Small-v0"), whole)
     with pytest.raises(FileNotFoundError, match="no trained model"):
         TrainedPolicy(gym.make(SMALL), tmp_path / "missing")
+
+
+def test_a_run_loads_without_the_module_of_its_training_schedule(whole, monkeypatch):
+    """model.zip pickles LinearSchedule by module (agents.training before experiments/ existed); predicting needs
+    neither, so a run must load even where that module cannot be imported."""
+    monkeypatch.setitem(sys.modules, "experiments.hyperparams", None)
+    env = gym.make(SMALL)
+    obs, _ = env.reset(seed=0)
+    assert env.action_space.contains(TrainedPolicy(env, whole).predict(obs)[0])
+
+
+def test_a_checkpoint_naming_a_missing_module_is_explained(whole, monkeypatch):
+    from stable_baselines3 import PPO
+
+    from experiments.runs import CHECKPOINT_DIR, restore_run_state
+
+    monkeypatch.setitem(sys.modules, "experiments.vec_env", None)
+    with pytest.raises(ValueError, match=r"older chipalloc whose module experiments\.vec_env no longer exists"):
+        restore_run_state(whole / CHECKPOINT_DIR, PPO, "cpu")
 
 
 def test_final_comparison_runs_evaluate_on_held_out_seeds(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Run policies on common random numbers and summarise with bootstrap confidence intervals."""
+"""Episodes of a policy on seeded exogenous paths (common random numbers), and which seeds serve what."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
-from scipy import stats
 
 import envs  # noqa: F401  (registers the IDs)
 from agents.base import Policy
 
-CONFIDENCE = 0.95
-BOOTSTRAP_RESAMPLES = 10_000
 # Seeds: training env i uses (seed + i); train.py's periodic evaluation starts at EVAL_SEED_START and
 # final comparisons (train.py, evaluate.py) at TEST_SEED_START, so the three sets never overlap.
 EVAL_SEED_START, TEST_SEED_START = 10_000, 20_000
@@ -68,41 +65,14 @@ def run_episode(env: gym.Env, policy: Policy, seed: int, trace: bool = False) ->
                    {k: np.array(v) for k, v in series.items()})
 
 
-def evaluate(make_env: Callable[[], gym.Env], make_policy: Callable[[gym.Env], Policy],
-             seeds: Sequence[int]) -> list[Episode]:
+def make_env(env_id: str, scenario: str | None = None) -> gym.Env:
+    """``gym.make(env_id)`` with the scenario (a name or a YAML path) when one is given."""
+    return gym.make(env_id, **({"scenario": scenario} if scenario else {}))
+
+
+def evaluate_policy(make_env: Callable[[], gym.Env], make_policy: Callable[[gym.Env], Policy],
+                    seeds: Sequence[int]) -> list[Episode]:
+    """One episode per seed, all on one environment and one policy."""
     env = make_env()
     policy = make_policy(env)
     return [run_episode(env, policy, s) for s in seeds]
-
-
-def paired_difference_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Mean of a - b over the same seeds (common random numbers) with its 95% bootstrap interval."""
-    return stratified_ci([np.asarray(a, dtype=float) - np.asarray(b, dtype=float)], np.mean)
-
-
-def iqm(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
-    """Interquartile mean: the mean of the middle 50% (scipy.stats.trim_mean), along ``axis``."""
-    return stats.trim_mean(np.asarray(values, dtype=float), 0.25, axis=axis)
-
-
-def stratified_ci(strata: Sequence[np.ndarray], statistic) -> tuple[float, float, float]:
-    """``statistic`` of the pooled strata and its 95% percentile-bootstrap interval, each stratum (a
-    training seed, say) resampled within itself, as rliable's StratifiedBootstrap does. ``statistic``
-    takes one array and an ``axis`` (``np.mean``, :func:`iqm`), so scipy evaluates all resamples at once."""
-    strata = [np.asarray(s, dtype=float) for s in strata]
-    point = float(statistic(np.concatenate(strata), axis=-1))
-    if sum(len(s) for s in strata) < 2 or all(np.ptp(s) == 0 for s in strata):
-        return point, point, point
-
-    def pooled(*samples, axis=-1):
-        return statistic(np.concatenate(samples, axis=axis), axis=axis)
-
-    res = stats.bootstrap(tuple(strata), pooled, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
-                          method="percentile", random_state=np.random.default_rng(0))
-    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
-    """P(X > Y) + P(X = Y) / 2 over all pairs: the Mann-Whitney U statistic over n·m (rliable's definition)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    return float(stats.mannwhitneyu(x, y).statistic / (len(x) * len(y)))

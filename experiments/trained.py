@@ -10,9 +10,14 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.algorithms import ALGORITHMS
 from agents.base import Policy
-from agents.training import MODEL_FILE, NORMALIZE_FILE, read_run_config
+from experiments.algorithms import ALGORITHMS
+from experiments.runs import MODEL_FILE, NORMALIZE_FILE, read_run_config
+
+# model.zip pickles the training schedules by reference to their class (experiments.hyperparams.LinearSchedule,
+# agents.training.LinearSchedule before experiments/ existed). Predicting never reads them, so they are not
+# unpickled: a run stays loadable wherever the schedule class lives. SB3 rebuilds a constant schedule from these.
+_TRAINING_ONLY = {"learning_rate": 0.0, "lr_schedule": 0.0, "clip_range": 0.0}
 
 
 class TrainedPolicy(Policy):
@@ -36,7 +41,7 @@ class TrainedPolicy(Policy):
             raise ValueError(f"{model_path} was trained on {trained_on} ({gym.spec(trained_on).kwargs['variant']} "
                              f"actions); this environment is the {self.env.variant!r} variant")
         try:
-            model = ALGORITHMS[algo].cls.load(model_path, device="cpu")
+            model = ALGORITHMS[algo].cls.load(model_path, device="cpu", custom_objects=_TRAINING_ONLY)
         except Exception as exc:
             if config:
                 raise
