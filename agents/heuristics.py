@@ -1,6 +1,6 @@
 """Heuristic baselines: random, do-nothing, homogeneous GPU fleet, disaggregated greedy, forecast-driven.
 
-They share the sizing rule of :mod:`envs.sizing`: a rule buys the chips that lift the coverage of
+They share the sizing rule of :func:`envs.functional.coverage`: a rule buys the chips that lift the coverage of
 its demand target (counting chips already on order) to one, choosing chips its own way.
 """
 

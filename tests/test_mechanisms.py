@@ -9,7 +9,7 @@ everything downstream of them is computed here. The figures the hand arithmetic 
 change fails there with a clear message rather than in the middle of a mechanism.
 
 Only the public surface is used: ``envs.DatacenterEnv`` (fine variant), ``envs.load_scenario``,
-``envs.core.Exogenous``, ``envs.spaces.fine_action``, the ``info`` dict and the ``State`` fields.
+``envs.Exogenous``, ``envs.spaces.fine_action``, the ``info`` dict and the ``State`` fields.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import envs
-from envs.core import Exogenous
+from envs import Exogenous
 from envs.spaces import fine_action
 
 WEEK_S = 7 * 24 * 3600.0  # seconds in a week
