@@ -667,10 +667,11 @@ def _transition(row, new, info, o, exo, dem, orders, shares, p):
         info[io[INFO.fleet] + k] = fleet[k]
         energy += fleet[k] * utilisation * pk[CHIP.tdp_w, k]
         maintenance += fleet[k] * pk[CHIP.list_price, k]
-        depreciation += dep[k]
+        charge = min(dep[k], max(book[k], 0.0))  # straight line until the book value is used up
+        depreciation += charge
         fleet_stacks += fleet[k] * pk[CHIP.hbm_stacks, k]
         fleet_total += fleet[k]
-        book[k] -= dep[k]
+        book[k] -= charge
         age[k] = age[k] + 1.0 if fleet[k] > 0 else 0.0
     energy_kwh = energy * ps[SCALAR.pue] * WEEK_S / J_PER_KWH
     power_cost = energy_kwh * ps[SCALAR.energy_usd_per_kwh]

@@ -274,6 +274,20 @@ def test_depreciation_and_book_value():
     assert st.cash[0] == pytest.approx(2e7 - paid - sum(maintenance), rel=REL)
 
 
+def test_depreciation_stops_when_the_book_value_is_used_up():
+    """Straight-line depreciation over half a year (26 weeks) charges book / 26 a week until the book value is
+    used up, then nothing: the book never goes negative, so a later failure could never book a gain."""
+    s = tiny(depreciation_years=0.5, weeks=30)
+    env = start(s, paths(s))
+    book0 = 16 * 27500 + 8 * 12500
+    infos = run(env, s, 30)
+    charges = [i["depreciation"] for i in infos]
+    assert charges[:25] == pytest.approx([book0 / 26] * 25, rel=REL)
+    assert sum(charges) == pytest.approx(book0, rel=REL)
+    assert charges[27:] == [0.0, 0.0, 0.0]
+    assert (env.unwrapped.state.book_value >= 0).all()
+
+
 def test_credit_limit_interest_and_bankruptcy():
     """Orders are scaled down, in whole order units, to fit cash + credit limit; interest is charged on the
     week's opening overdraft at rate / 52; the episode terminates (bankrupt) when cash < -credit limit."""
