@@ -129,8 +129,7 @@ class _Replica:
 
     def __init__(self, chip: Chip, model: Model, precision: str, n_chips: int, year: float):
         self.chip, self.model, self.n = chip, model, n_chips
-        max_tp = chip.max_tensor_parallel or int(efficiency("parallelism.max_tensor_parallel"))
-        self.tp = min(n_chips, max_tp)
+        self.tp = tensor_parallel_size(chip, n_chips)
         self.pp = n_chips / self.tp
         mfu_factor, mbu_factor = vendor_efficiency(chip, year)
         self.flops = chip.peak_flops(precision) * efficiency("compute.mfu") * mfu_factor
@@ -206,6 +205,21 @@ class _Replica:
         if free <= 0:
             return 0
         return int(min(free // (context * self.kv_per_token), _MAX_BATCH))
+
+
+def tensor_parallel_size(chip: str | Chip, n_chips: int) -> int:
+    """Chips in one tensor-parallel group of an ``n_chips`` replica; the rest are pipeline stages."""
+    chip = get_chip(chip)
+    return min(n_chips, chip.max_tensor_parallel or int(efficiency("parallelism.max_tensor_parallel")))
+
+
+def decode_latency_floor_s(chip: str | Chip, model: str | Model, n_chips: int) -> float:
+    """Least time a decode step can take on an ``n_chips`` replica, however fast its memory and FLOPs:
+    every layer's floor in turn plus one hop per extra pipeline stage. 1 / this bounds tokens/s per user."""
+    chip, model = get_chip(chip), get_model(model)
+    _check_count("n_chips", n_chips, allow_none=False)
+    stages = n_chips / tensor_parallel_size(chip, n_chips)
+    return model.layers * chip.layer_floor_s + max(stages - 1.0, 0.0) * chip.hop_latency_s
 
 
 def _fits(rep: _Replica, input_tokens: int, output_tokens: int) -> bool:

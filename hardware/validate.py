@@ -260,9 +260,10 @@ def summarise(results: list[Result]) -> dict:
     n = len(results)
     share = sum(abs(r.error) <= TOLERANCE for r in results) / n if n else 0.0
     rho = None
-    if n >= 3:
-        stat = spearmanr([r.modelled for r in results], [r.published for r in results]).statistic
-        rho = None if math.isnan(stat) else float(stat)
+    modelled, published = [r.modelled for r in results], [r.published for r in results]
+    # A rank correlation needs three rows and some spread on both sides; otherwise it is undefined.
+    if n >= 3 and len(set(modelled)) > 1 and len(set(published)) > 1:
+        rho = float(spearmanr(modelled, published).statistic)
     return {"share_within_25pct": share, "spearman": rho, "n": n}
 
 
