@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 
 from hardware.catalog import Chip, Model, efficiency, get_chip, get_model
-from hardware.vendors import DEFAULT_YEAR, check_year, vendor_efficiency
+from hardware.vendors import DEFAULT_YEAR, check_year, vendor_efficiency, vendor_factors
 
 WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
 # KV caches stay at 8 bits when weights go to 4 bits (FP4 serving keeps an FP8 cache).
@@ -36,6 +36,13 @@ DEFAULT_INPUT_TOKENS = 1024
 DEFAULT_OUTPUT_TOKENS = 256
 DEFAULT_TRAINING_SEQ_LEN = 8192
 _MAX_BATCH = 1 << 20
+# Read once: estimate_serving runs inside table builds and search loops, where lookups add up.
+_MFU, _MBU = efficiency("compute.mfu"), efficiency("bandwidth.mbu")
+_USABLE = efficiency("memory.usable_fraction")
+_MAX_TP = int(efficiency("parallelism.max_tensor_parallel"))
+_ALLREDUCES = efficiency("parallelism.allreduces_per_layer")
+_COLLECTIVE_EFF, _ACT_BYTES = efficiency("network.collective_efficiency"), efficiency("network.activation_bytes")
+_LAUNCH = efficiency("overhead.kernel_launch_step_s")
 
 
 @dataclass(frozen=True)
@@ -131,23 +138,23 @@ class _Replica:
         self.chip, self.model, self.n = chip, model, n_chips
         self.tp = tensor_parallel_size(chip, n_chips)
         self.pp = n_chips / self.tp
-        mfu_factor, mbu_factor = vendor_efficiency(chip, year)
-        self.flops = chip.peak_flops(precision) * efficiency("compute.mfu") * mfu_factor
-        self.bw = chip.bandwidth_bytes_per_s * efficiency("bandwidth.mbu") * mbu_factor
+        mfu_factor, mbu_factor = vendor_factors(chip.vendor, year)
+        self.flops = chip.peak_flops(precision) * _MFU * mfu_factor
+        self.bw = chip.bandwidth_bytes_per_s * _MBU * mbu_factor
         self.bytes_per_weight = WEIGHT_BYTES[precision]
         self.kv_per_token = model.kv_bytes_per_token(KV_BYTES[precision])
         self.weight_bytes = model.params * self.bytes_per_weight
-        self.capacity = n_chips * chip.memory_bytes * efficiency("memory.usable_fraction")
+        self.capacity = n_chips * chip.memory_bytes * _USABLE
         # A token passes every layer in turn, and no layer finishes faster than the chip's floor.
         self.chain = model.layers * chip.layer_floor_s
         # Scale-up fabric: interconnect_gbps is bidirectional, a ring uses one direction per step.
-        link = chip.interconnect_gbps * 1e9 / 2 * efficiency("network.collective_efficiency")
-        act = efficiency("network.activation_bytes")
-        allreduces = model.layers * efficiency("parallelism.allreduces_per_layer") if self.tp > 1 else 0.0
+        link = chip.interconnect_gbps * 1e9 / 2 * _COLLECTIVE_EFF
+        act = _ACT_BYTES
+        allreduces = model.layers * _ALLREDUCES if self.tp > 1 else 0.0
         hops = max(self.pp - 1.0, 0.0)
         # Small-message all-reduce: 2·log2(t) rounds of one hop each (reduce then broadcast).
         allreduce_latency = 2 * math.log2(self.tp) * chip.hop_latency_s if self.tp > 1 else 0.0
-        launch = efficiency("overhead.kernel_launch_step_s") if chip.execution == "kernel-launch" else 0.0
+        launch = _LAUNCH if chip.execution == "kernel-launch" else 0.0
         self.fixed = allreduces * allreduce_latency + hops * chip.hop_latency_s + launch
         # Fabric seconds per token of a micro-batch: ring all-reduces move 2(t-1)/t of the activations
         # per chip, and each stage hop forwards one activation vector.
@@ -210,7 +217,7 @@ class _Replica:
 def tensor_parallel_size(chip: str | Chip, n_chips: int) -> int:
     """Chips in one tensor-parallel group of an ``n_chips`` replica; the rest are pipeline stages."""
     chip = get_chip(chip)
-    return min(n_chips, chip.max_tensor_parallel or int(efficiency("parallelism.max_tensor_parallel")))
+    return min(n_chips, chip.max_tensor_parallel or _MAX_TP)
 
 
 def decode_latency_floor_s(chip: str | Chip, model: str | Model, n_chips: int) -> float:
@@ -233,7 +240,7 @@ def smallest_replica(chip: str | Chip, model: str | Model, *, precision: str = "
     _check_precision(chip, precision)
     kv = (input_tokens + output_tokens) * model.kv_bytes_per_token(KV_BYTES[precision])
     need = model.params * WEIGHT_BYTES[precision] + kv
-    per_chip = chip.memory_bytes * efficiency("memory.usable_fraction")
+    per_chip = chip.memory_bytes * _USABLE
     return max(1, math.ceil(need / per_chip))
 
 

@@ -108,10 +108,11 @@ def check_year(year: float | None) -> float:
 
 
 @lru_cache(maxsize=4096)
-def _cached(vendor: str, year: float) -> tuple[float, float]:
+def vendor_factors(vendor: str, year: float) -> tuple[float, float]:
+    """(mfu_factor, mbu_factor) of a vendor named in vendors.toml at an already-checked ``year``."""
     return VENDORS[vendor].at(year)
 
 
 def vendor_efficiency(chip: str | Chip, year: float | None = None) -> tuple[float, float]:
     """(mfu_factor, mbu_factor) of ``chip``'s vendor in ``year`` (None: ``DEFAULT_YEAR``)."""
-    return _cached(get_chip(chip).vendor, check_year(year))
+    return vendor_factors(get_chip(chip).vendor, check_year(year))
