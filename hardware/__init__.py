@@ -30,11 +30,13 @@ from hardware.perf import (
     smallest_training_group,
 )
 from hardware.tables import ServingTables, Workload, build_serving_tables
+from hardware.vendors import DEFAULT_YEAR, vendor_efficiency
 
 __all__ = [
-    "CatalogError", "Chip", "DisaggregatedEstimate", "Figure", "Model", "ServingEstimate", "ServingTables",
+    "DEFAULT_YEAR", "CatalogError", "Chip", "DisaggregatedEstimate", "Figure", "Model", "ServingEstimate",
+    "ServingTables",
     "UnknownNameError", "Workload", "best_replica", "build_serving_tables", "cost_per_million_tokens",
     "estimate_disaggregated",
     "estimate_serving", "estimate_training", "get_chip", "get_model", "largest_batch_within_tpot", "list_chips",
-    "list_models", "smallest_replica", "smallest_training_group",
+    "list_models", "smallest_replica", "smallest_training_group", "vendor_efficiency",
 ]

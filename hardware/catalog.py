@@ -65,6 +65,9 @@ class Chip:
     interconnect_gbps: float
     available: str
     lead_time_weeks: float
+    layer_floor_s: float
+    hop_latency_s: float
+    max_tensor_parallel: int | None
     figures: Mapping[str, Figure] = field(repr=False, compare=False)
 
     @property
@@ -175,6 +178,8 @@ _CHIP_RANGES = {
     "interconnect_gbps": (10.0, 10000.0),
     "lead_time_weeks": (1.0, 104.0),
 }
+# Latencies are written in microseconds; a value outside this range is a unit slip (ns or ms).
+_LATENCY_RANGE_US = (0.05, 1000.0)
 
 
 def _parse_chip(entry: dict, where: str) -> Chip:
@@ -208,6 +213,23 @@ def _parse_chip(entry: dict, where: str) -> Chip:
         fig = _figure(raw, f"{where}.peak_tflops.{precision}")
         peaks[precision] = _positive(fig, f"{where}.peak_tflops.{precision}")
         figures[f"peak_tflops.{precision}"] = fig
+    latencies = {}
+    for key in ("layer_floor_us", "hop_latency_us"):
+        if key not in entry:
+            raise CatalogError(f"{where}: missing field {key!r} (microseconds; see the header of chips.toml)")
+        fig = _figure(entry[key], f"{where}.{key}")
+        value = _positive(fig, f"{where}.{key}")
+        low, high = _LATENCY_RANGE_US
+        if not low <= value <= high:
+            raise CatalogError(f"{where}.{key}: {value} us is outside the plausible range [{low}, {high}]; "
+                               "check the unit")
+        figures[key], latencies[key] = fig, value * 1e-6
+    max_tp = None
+    if "max_tensor_parallel" in entry:
+        fig = _figure(entry["max_tensor_parallel"], f"{where}.max_tensor_parallel")
+        if isinstance(fig.value, bool) or not isinstance(fig.value, int) or fig.value < 1:
+            raise CatalogError(f"{where}.max_tensor_parallel: expected a whole number >= 1, got {fig.value!r}")
+        figures["max_tensor_parallel"], max_tp = fig, fig.value
     aliases = entry.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise CatalogError(f"{where}.aliases: expected a list of strings")
@@ -221,6 +243,9 @@ def _parse_chip(entry: dict, where: str) -> Chip:
         hbm_stacks=n_stacks,
         peak_tflops=MappingProxyType(peaks),
         available=available.value,
+        layer_floor_s=latencies["layer_floor_us"],
+        hop_latency_s=latencies["hop_latency_us"],
+        max_tensor_parallel=max_tp,
         figures=MappingProxyType(figures),
         **numbers,
     )

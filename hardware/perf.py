@@ -1,18 +1,24 @@
 """Roofline performance model for LLM serving and training on one accelerator type.
 
 Time of a step = roofline time (compute or memory bandwidth, derated by the efficiency factors
-of ``data/efficiency.toml``) + a fixed per-step overhead (tensor-parallel collectives, pipeline
-hops, host kernel launches). Formulas follow ../shared/reference/inference_modelling.md:
+of ``data/efficiency.toml`` and the vendor's software factors of ``data/vendors.toml`` for the
+year asked for), never less than the chip's per-layer latency floor times the layers, plus the
+tensor-parallel all-reduces and pipeline hops on the chip's scale-up fabric (latency and
+bandwidth) and a host launch overhead on kernel-launch chips. Formulas follow
+../shared/reference/inference_modelling.md:
 
-* prefill FLOPs per prompt  ``2·P_act·T + 2·L·d_attn·T²``          (§1.4, causal)
-* decode step               ``KV/BW + max(2·B·P_act/F, W/BW) + t0``  (§0 item 3, §1.5)
-* memory                    ``W + B·S·kv_tok ≤ n·M·u``               (§1.6)
-* training tokens/s         ``n·F·MFU / (6·P_act + 6·L·d_attn·T)``   (§4.1)
+* prefill FLOPs per prompt  ``2·P_act·T + 2·L·d_attn·T²``                       (§1.4, causal)
+* decode step               ``max(KV/BW + max(2·B·P_act/F, W/BW), L·t_layer)
+                              + L·a·(2·log2(t)·t_hop + 2(t−1)/t·B·D·b_act/β)
+                              + (p−1)·(t_hop + B·D·b_act/β) + t_launch``        (§0 item 3, §1.5)
+* memory                    ``W + B·S·kv_tok ≤ n·M·u``                          (§1.6)
+* training tokens/s         ``n·F·MFU / (6·P_act + 6·L·d_attn·T)``              (§4.1)
 
-A replica of ``n`` chips uses tensor parallelism over ``t = min(n, max_tensor_parallel)`` chips
-and ``p = n / t`` pipeline stages. With ``p`` stages a token's step runs the stages in turn, so
-latency is the roofline over ``t`` chips for a micro-batch of ``max(B/p, 1)`` sequences, while
-the stages overlap across micro-batches.
+where ``a`` is the all-reduces per layer (2), ``β`` the achieved per-direction scale-up bandwidth
+and ``b_act`` the bytes per activation. A replica of ``n`` chips uses tensor parallelism over
+``t = min(n, max_tensor_parallel)`` chips and ``p = n / t`` pipeline stages. With ``p`` stages a
+token's step runs the stages in turn, so latency is the roofline over ``t`` chips for a
+micro-batch of ``max(B/p, 1)`` sequences, while the stages overlap across micro-batches.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import math
 from dataclasses import dataclass
 
 from hardware.catalog import Chip, Model, efficiency, get_chip, get_model
+from hardware.vendors import DEFAULT_YEAR, check_year, vendor_efficiency, vendor_factors
 
 WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
 # KV caches stay at 8 bits when weights go to 4 bits (FP4 serving keeps an FP8 cache).
@@ -29,6 +36,13 @@ DEFAULT_INPUT_TOKENS = 1024
 DEFAULT_OUTPUT_TOKENS = 256
 DEFAULT_TRAINING_SEQ_LEN = 8192
 _MAX_BATCH = 1 << 20
+# Read once: estimate_serving runs inside table builds and search loops, where lookups add up.
+_MFU, _MBU = efficiency("compute.mfu"), efficiency("bandwidth.mbu")
+_USABLE = efficiency("memory.usable_fraction")
+_MAX_TP = int(efficiency("parallelism.max_tensor_parallel"))
+_ALLREDUCES = efficiency("parallelism.allreduces_per_layer")
+_COLLECTIVE_EFF, _ACT_BYTES = efficiency("network.collective_efficiency"), efficiency("network.activation_bytes")
+_LAUNCH = efficiency("overhead.kernel_launch_step_s")
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,7 @@ class ServingEstimate:
     joules_per_token: float
     prefill_bound: str
     decode_bound: str
+    year: float = DEFAULT_YEAR
 
     @property
     def prefill_tokens_per_s_per_chip(self) -> float:
@@ -117,23 +132,34 @@ def _check_precision(chip: Chip, precision: str) -> None:
 
 
 class _Replica:
-    """Precomputed constants of one (chip, model, precision, n_chips) replica."""
+    """Precomputed constants of one (chip, model, precision, n_chips, year) replica."""
 
-    def __init__(self, chip: Chip, model: Model, precision: str, n_chips: int):
+    def __init__(self, chip: Chip, model: Model, precision: str, n_chips: int, year: float):
         self.chip, self.model, self.n = chip, model, n_chips
-        self.tp = min(n_chips, int(efficiency("parallelism.max_tensor_parallel")))
+        self.tp = tensor_parallel_size(chip, n_chips)
         self.pp = n_chips / self.tp
-        self.flops = chip.peak_flops(precision) * efficiency("compute.mfu")
-        self.bw = chip.bandwidth_bytes_per_s * efficiency("bandwidth.mbu")
+        mfu_factor, mbu_factor = vendor_factors(chip.vendor, year)
+        self.flops = chip.peak_flops(precision) * _MFU * mfu_factor
+        self.bw = chip.bandwidth_bytes_per_s * _MBU * mbu_factor
         self.bytes_per_weight = WEIGHT_BYTES[precision]
         self.kv_per_token = model.kv_bytes_per_token(KV_BYTES[precision])
         self.weight_bytes = model.params * self.bytes_per_weight
-        self.capacity = n_chips * chip.memory_bytes * efficiency("memory.usable_fraction")
-        alpha = efficiency("overhead.collective_latency_s")
-        collectives = 2 * model.layers * alpha if self.tp > 1 else 0.0
-        hops = max(self.pp - 1.0, 0.0) * alpha
-        launch = efficiency("overhead.kernel_launch_step_s") if chip.execution == "kernel-launch" else 0.0
-        self.overhead = collectives + hops + launch
+        self.capacity = n_chips * chip.memory_bytes * _USABLE
+        # A token passes every layer in turn, and no layer finishes faster than the chip's floor.
+        self.chain = model.layers * chip.layer_floor_s
+        # Scale-up fabric: interconnect_gbps is bidirectional, a ring uses one direction per step.
+        link = chip.interconnect_gbps * 1e9 / 2 * _COLLECTIVE_EFF
+        act = _ACT_BYTES
+        allreduces = model.layers * _ALLREDUCES if self.tp > 1 else 0.0
+        hops = max(self.pp - 1.0, 0.0)
+        # Small-message all-reduce: 2·log2(t) rounds of one hop each (reduce then broadcast).
+        allreduce_latency = 2 * math.log2(self.tp) * chip.hop_latency_s if self.tp > 1 else 0.0
+        launch = _LAUNCH if chip.execution == "kernel-launch" else 0.0
+        self.fixed = allreduces * allreduce_latency + hops * chip.hop_latency_s + launch
+        # Fabric seconds per token of a micro-batch: ring all-reduces move 2(t-1)/t of the activations
+        # per chip, and each stage hop forwards one activation vector.
+        ring = 2 * (self.tp - 1) / self.tp
+        self.fabric_per_token = (allreduces * ring + hops) * model.hidden * act / link
 
     def touched_weight_bytes(self, tokens: float) -> float:
         """Weight bytes streamed in a step that processes ``tokens`` tokens (MoE touches only some experts)."""
@@ -162,9 +188,10 @@ class _Replica:
         compute_time = flops / (self.tp * self.flops)
         weight_time = self.touched_weight_bytes(tokens) / (self.tp * self.bw)
         roofline = kv_time + max(compute_time, weight_time)
-        terms = {"bandwidth": kv_time + weight_time, "compute": compute_time, "overhead": self.overhead}
-        bound = max(terms, key=terms.get)
-        return roofline + self.overhead, bound
+        fabric = tokens * self.fabric_per_token
+        terms = {"bandwidth": kv_time + weight_time, "compute": compute_time, "interconnect": fabric,
+                 "overhead": self.fixed + max(self.chain - roofline, 0.0)}
+        return max(roofline, self.chain) + fabric + self.fixed, max(terms, key=terms.get)
 
     def prefill(self, prompt_len: float) -> tuple[float, float, str]:
         """(latency of one prompt, saturated tokens/s of the replica, bound)."""
@@ -172,15 +199,34 @@ class _Replica:
         flops_per_token = 2 * m.active_params + 2 * m.layers * m.attention_dim * prompt_len
         compute = prompt_len * flops_per_token / (self.tp * self.flops)
         weights = self.touched_weight_bytes(prompt_len) / (self.tp * self.bw)
-        latency = max(compute, weights) + self.overhead
-        throughput = self.n * self.flops / flops_per_token
-        return latency, throughput, "compute" if compute >= weights else "bandwidth"
+        fabric = prompt_len * self.fabric_per_token
+        latency = max(compute, weights, self.chain) + fabric + self.fixed
+        # Saturated: all n chips compute while each of the p stages moves its own share of the traffic.
+        throughput = 1.0 / (flops_per_token / (self.n * self.flops) + self.fabric_per_token / self.pp)
+        terms = {"compute": compute, "bandwidth": weights, "interconnect": fabric,
+                 "overhead": self.fixed + max(self.chain - max(compute, weights), 0.0)}
+        return latency, throughput, max(terms, key=terms.get)
 
     def max_batch(self, context: float) -> int:
         free = self.capacity - self.weight_bytes
         if free <= 0:
             return 0
         return int(min(free // (context * self.kv_per_token), _MAX_BATCH))
+
+
+def tensor_parallel_size(chip: str | Chip, n_chips: int) -> int:
+    """Chips in one tensor-parallel group of an ``n_chips`` replica; the rest are pipeline stages."""
+    chip = get_chip(chip)
+    return min(n_chips, chip.max_tensor_parallel or _MAX_TP)
+
+
+def decode_latency_floor_s(chip: str | Chip, model: str | Model, n_chips: int) -> float:
+    """Least time a decode step can take on an ``n_chips`` replica, however fast its memory and FLOPs:
+    every layer's floor in turn plus one hop per extra pipeline stage. 1 / this bounds tokens/s per user."""
+    chip, model = get_chip(chip), get_model(model)
+    _check_count("n_chips", n_chips, allow_none=False)
+    stages = n_chips / tensor_parallel_size(chip, n_chips)
+    return model.layers * chip.layer_floor_s + max(stages - 1.0, 0.0) * chip.hop_latency_s
 
 
 def _fits(rep: _Replica, input_tokens: int, output_tokens: int) -> bool:
@@ -194,7 +240,7 @@ def smallest_replica(chip: str | Chip, model: str | Model, *, precision: str = "
     _check_precision(chip, precision)
     kv = (input_tokens + output_tokens) * model.kv_bytes_per_token(KV_BYTES[precision])
     need = model.params * WEIGHT_BYTES[precision] + kv
-    per_chip = chip.memory_bytes * efficiency("memory.usable_fraction")
+    per_chip = chip.memory_bytes * _USABLE
     return max(1, math.ceil(need / per_chip))
 
 
@@ -203,12 +249,13 @@ REPLICA_MULTIPLES = (1, 2, 4, 8)  # replica sizes tried, in multiples of the sma
 
 def best_replica(chip: str | Chip, model: str | Model, *, precision: str = "bf16",
                  input_tokens: int = DEFAULT_INPUT_TOKENS, output_tokens: int = DEFAULT_OUTPUT_TOKENS,
-                 tpot_slo_s: float | None = None, max_chips: int = 4096) -> ServingEstimate | None:
+                 tpot_slo_s: float | None = None, max_chips: int = 4096,
+                 year: float | None = None) -> ServingEstimate | None:
     """The replica (a multiple of the smallest, see REPLICA_MULTIPLES, up to ``max_chips``) with the most
     decode tokens/s per chip; None if even the smallest needs more than ``max_chips`` chips.
 
     A 70B model squeezed onto one 80 GB GPU leaves room for a batch of a few sequences, while two
-    GPUs serve far more per chip.
+    GPUs serve far more per chip. ``year`` selects the vendor's software efficiency (None: 2025).
     """
     smallest = smallest_replica(chip, model, precision=precision, input_tokens=input_tokens,
                                 output_tokens=output_tokens)
@@ -216,7 +263,7 @@ def best_replica(chip: str | Chip, model: str | Model, *, precision: str = "bf16
     if not sizes:
         return None
     return max((estimate_serving(chip, model, n_chips=n, precision=precision, input_tokens=input_tokens,
-                                 output_tokens=output_tokens, tpot_slo_s=tpot_slo_s) for n in sizes),
+                                 output_tokens=output_tokens, tpot_slo_s=tpot_slo_s, year=year) for n in sizes),
                key=lambda e: e.decode_tokens_per_s_per_chip)
 
 
@@ -230,12 +277,15 @@ def estimate_serving(
     input_tokens: int = DEFAULT_INPUT_TOKENS,
     output_tokens: int = DEFAULT_OUTPUT_TOKENS,
     tpot_slo_s: float | None = None,
+    year: float | None = None,
 ) -> ServingEstimate:
     """Serving performance of one replica.
 
     ``n_chips=None`` picks the smallest replica that fits; ``batch_size=None`` picks the
     throughput-maximising batch that fits memory (and meets ``tpot_slo_s`` when given).
-    Raises ValueError for impossible input, including a model that cannot fit in ``n_chips``.
+    ``year`` (e.g. 2024 or 2025.5; None means ``hardware.vendors.DEFAULT_YEAR``, 2025) selects the
+    vendor's software-efficiency factors. Raises ValueError for impossible input, including a
+    model that cannot fit in ``n_chips``.
     """
     chip, model = get_chip(chip), get_model(model)
     _check_precision(chip, precision)
@@ -248,12 +298,13 @@ def estimate_serving(
                          f"{model.name}'s context of {model.context} tokens")
     if tpot_slo_s is not None and not (isinstance(tpot_slo_s, (int, float)) and tpot_slo_s > 0):
         raise ValueError(f"tpot_slo_s must be a positive number of seconds, got {tpot_slo_s!r}")
+    year = check_year(year)
     smallest = smallest_replica(chip, model, precision=precision, input_tokens=input_tokens,
                                 output_tokens=output_tokens)
     if n_chips is None:
         n_chips = smallest
     n_chips = int(n_chips)
-    rep = _Replica(chip, model, precision, n_chips)
+    rep = _Replica(chip, model, precision, n_chips, year)
     if not _fits(rep, input_tokens, output_tokens):
         raise ValueError(f"{model.name} at {precision} does not fit on {n_chips} x {chip.name} "
                          f"({input_tokens}+{output_tokens} tokens of context); it needs at least {smallest} chips")
@@ -282,6 +333,7 @@ def estimate_serving(
         colocated_ttft_s=colocated_step * (0.5 + steps_to_prefill),
         prefill_joules_per_token=power / prefill_tps, decode_joules_per_token=power / decode_tps,
         joules_per_token=power / colocated_tps, prefill_bound=prefill_bound, decode_bound=decode_bound,
+        year=year,
     )
 
 
@@ -314,12 +366,14 @@ def estimate_disaggregated(
     input_tokens: int = DEFAULT_INPUT_TOKENS,
     output_tokens: int = DEFAULT_OUTPUT_TOKENS,
     tpot_slo_s: float | None = None,
+    year: float | None = None,
 ) -> DisaggregatedEstimate:
     """Prefill replicas of one chip feed decode replicas of another over the scale-out network."""
     prefill = estimate_serving(prefill_chip, model, n_chips=prefill_n_chips, precision=precision,
-                               batch_size=1, input_tokens=input_tokens, output_tokens=output_tokens)
+                               batch_size=1, input_tokens=input_tokens, output_tokens=output_tokens, year=year)
     decode = estimate_serving(decode_chip, model, n_chips=decode_n_chips, precision=precision,
-                              input_tokens=input_tokens, output_tokens=output_tokens, tpot_slo_s=tpot_slo_s)
+                              input_tokens=input_tokens, output_tokens=output_tokens, tpot_slo_s=tpot_slo_s,
+                              year=year)
     kv_bytes = input_tokens * get_model(model).kv_bytes_per_token(KV_BYTES[precision])
     link = min(prefill.n_chips, decode.n_chips) * efficiency("network.kv_transfer_gbps") * 1e9
     transfer = kv_bytes / link
@@ -349,8 +403,10 @@ def estimate_training(
     n_chips: int,
     precision: str = "bf16",
     seq_len: int = DEFAULT_TRAINING_SEQ_LEN,
+    year: float | None = None,
 ) -> float:
-    """Training tokens/s of ``n_chips`` chips at the catalog's training MFU.
+    """Training tokens/s of ``n_chips`` chips at the catalog's training MFU times the vendor's
+    MFU factor in ``year`` (None: ``hardware.vendors.DEFAULT_YEAR``, 2025).
 
     Raises ValueError when mixed-precision Adam state (bytes_per_param per parameter) does not fit.
     """
@@ -358,6 +414,7 @@ def estimate_training(
     _check_precision(chip, precision)
     _check_count("n_chips", n_chips, allow_none=False)
     _check_count("seq_len", seq_len, allow_none=False)
+    mfu_factor, _ = vendor_efficiency(chip, check_year(year))
     smallest = smallest_training_group(chip, model)
     if n_chips < smallest:
         need = model.params * efficiency("training.bytes_per_param")
@@ -366,7 +423,7 @@ def estimate_training(
                          f"{n_chips} x {chip.name} hold {n_chips * per_chip / 1e9:.0f} GB usable; "
                          f"use at least {smallest} chips")
     flops_per_token = 6 * model.active_params + 6 * model.layers * model.attention_dim * seq_len
-    return n_chips * chip.peak_flops(precision) * efficiency("training.mfu") / flops_per_token
+    return n_chips * chip.peak_flops(precision) * efficiency("training.mfu") * mfu_factor / flops_per_token
 
 
 def cost_per_million_tokens(

@@ -51,9 +51,10 @@ class ServingTables:
 
 
 def build_serving_tables(chips: list[str], workloads: list[Workload], *,
-                         max_replica_chips: int = 4096) -> ServingTables:
+                         max_replica_chips: int = 4096, year: float | None = None) -> ServingTables:
     """Evaluate the roofline for every (workload, chip) pair once, at the replica size of
-    :func:`hardware.perf.best_replica`."""
+    :func:`hardware.perf.best_replica`, with the vendors' software efficiency of ``year``
+    (None: ``hardware.vendors.DEFAULT_YEAR``, 2025; rebuild per year to follow software maturing)."""
     shape = (len(workloads), len(chips))
     out = {k: np.zeros(shape) for k in ("replica_chips", "batch_size", "prefill_tokens_per_s_per_chip",
                                          "decode_tokens_per_s_per_chip", "prefill_latency_s", "tpot_s",
@@ -68,7 +69,8 @@ def build_serving_tables(chips: list[str], workloads: list[Workload], *,
             prec = serving_precision(chip, w.precision)
             precision[i, j] = prec
             est = best_replica(chip, model, precision=prec, input_tokens=w.input_tokens,
-                               output_tokens=w.output_tokens, tpot_slo_s=w.tpot_slo_s, max_chips=max_replica_chips)
+                               output_tokens=w.output_tokens, tpot_slo_s=w.tpot_slo_s, max_chips=max_replica_chips,
+                               year=year)
             if est is None:
                 continue
             n = est.n_chips

@@ -24,7 +24,7 @@ def test_every_required_chip_and_model_is_present():
 def test_every_chip_figure_is_sourced_and_estimates_are_explained(name):
     chip = get_chip(name)
     expected = {"memory_gb", "memory_bw_tbps", "hbm_stacks", "tdp_w", "price_usd", "interconnect_gbps",
-                "available", "lead_time_weeks", "peak_tflops.bf16"}
+                "available", "lead_time_weeks", "peak_tflops.bf16", "layer_floor_us", "hop_latency_us"}
     assert expected <= set(chip.figures)
     for key, fig in chip.figures.items():
         assert fig.source.strip(), f"{name}.{key} has no source"
@@ -84,11 +84,16 @@ GOOD_CHIP = {
     "price_usd": {"value": 20000, "source": "s"}, "interconnect_gbps": {"value": 900, "source": "s"},
     "available": {"value": "2024-01", "source": "s"}, "lead_time_weeks": {"value": 20, "source": "s"},
     "peak_tflops": {"bf16": {"value": 900, "source": "s"}},
+    "layer_floor_us": {"value": 12, "source": "s"}, "hop_latency_us": {"value": 2, "source": "s"},
 }
 
 
 def test_a_well_formed_chip_entry_parses():
-    assert _parse_chip(GOOD_CHIP, "X").memory_gb == 80
+    chip = _parse_chip(GOOD_CHIP, "X")
+    assert chip.memory_gb == 80
+    assert chip.layer_floor_s == pytest.approx(12e-6) and chip.hop_latency_s == pytest.approx(2e-6)
+    assert chip.max_tensor_parallel is None
+    assert _parse_chip({**GOOD_CHIP, "max_tensor_parallel": {"value": 1, "source": "s"}}, "X").max_tensor_parallel == 1
 
 
 @pytest.mark.parametrize(("patch", "message"), [
@@ -101,6 +106,9 @@ def test_a_well_formed_chip_entry_parses():
     ({"available": {"value": "2024", "source": "s"}}, "YYYY-MM"),
     ({"peak_tflops": {"fp3": {"value": 1, "source": "s"}, "bf16": {"value": 1, "source": "s"}}}, "precision"),
     ({"tdp_w": 700}, "expected a table"),
+    ({"layer_floor_us": {"value": 12000, "source": "s"}}, r"layer_floor_us: 12000.0 us is outside"),
+    ({"hop_latency_us": {"value": 0, "source": "s"}}, "hop_latency_us: value must be > 0"),
+    ({"max_tensor_parallel": {"value": 2.5, "source": "s"}}, "max_tensor_parallel: expected a whole number"),
 ])
 def test_malformed_chip_entries_name_the_field(patch, message):
     with pytest.raises(CatalogError, match=message):
@@ -118,3 +126,16 @@ def test_malformed_model_entries_are_rejected():
         _parse_model({**good, "layers": 0}, "m")
     with pytest.raises(CatalogError, match="source"):
         _parse_model({**good, "source": ""}, "m")
+
+
+def test_a_chip_without_a_layer_floor_is_rejected():
+    entry = {k: v for k, v in GOOD_CHIP.items() if k != "layer_floor_us"}
+    with pytest.raises(CatalogError, match="missing field 'layer_floor_us'"):
+        _parse_chip(entry, "X")
+
+
+def test_dataflow_chips_have_a_physical_floor_not_zero():
+    for name in list_chips():
+        chip = get_chip(name)
+        assert chip.layer_floor_s >= 1e-6, f"{name}: a layer takes at least a microsecond on any chip"
+    assert get_chip("WSE-3").max_tensor_parallel == 1  # wafers are pipelined, never tensor-parallel

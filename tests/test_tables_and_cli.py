@@ -51,3 +51,24 @@ def test_cli_shows_the_replica_the_environment_uses(capsys):
 def test_cli_rejects_an_unknown_model(capsys):
     assert main(["--model", "gpt-9"]) == 2
     assert "valid models" in capsys.readouterr().err
+
+
+def test_cli_shows_no_chip_faster_per_user_than_its_layer_floor(capsys):
+    assert main(["--model", "llama-3.1-8b"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "TPOT ms  floor ms" in lines[1]
+    rows = [line.split() for line in lines[2:] if line.split() and line.split()[0] in list_chips()]
+    assert len(rows) == len(list_chips())
+    for row in rows:  # chip prec chips/rep batch prefill decode TTFT TPOT floor ...
+        tpot, floor = float(row[7].replace(",", "")), float(row[8].replace(",", ""))
+        assert tpot >= floor, row[0]
+    wse = next(r for r in rows if r[0] == "WSE-3")
+    assert float(wse[8]) == pytest.approx(32 * 5e-3)  # 32 layers x 5 us, in ms
+
+
+def test_cli_year_changes_only_non_nvidia_chips(capsys):
+    assert main(["--model", "llama-3.1-8b", "--year", "2024"]) == 0
+    early = {line.split()[0]: line.split()[5] for line in capsys.readouterr().out.splitlines()[2:-2]}
+    assert main(["--model", "llama-3.1-8b", "--year", "2026"]) == 0
+    late = {line.split()[0]: line.split()[5] for line in capsys.readouterr().out.splitlines()[2:-2]}
+    assert early["H100-SXM"] == late["H100-SXM"] and early["MI300X"] != late["MI300X"]
