@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs import DatacenterEnv
-from envs.dynamics import LEVELS, MAX_COVERAGE
+from envs.dynamics import LEVELS, MAX_COVERAGE, SELL_MAX_SHARE
 from envs.functional import (
     available_mask,
     chips_for_demand,
@@ -34,12 +34,13 @@ from envs.spaces import fine_action, weight_entry
 
 @dataclass(frozen=True)
 class Plan:
-    """One week's decision: ``orders`` (K,) chips per chip type, and either ``knobs`` (4,) in [0, 1]
-    or ``shares`` ((1+2C), K) of each chip type's fleet."""
+    """One week's decision: ``orders`` (K,) chips per chip type, either ``knobs`` (4,) in [0, 1] or
+    ``shares`` ((1+2C), K) of each chip type's fleet, and optionally the share of each type's fleet to sell."""
 
     orders: np.ndarray
     knobs: np.ndarray | None = None
     shares: np.ndarray | None = None
+    sales_fraction: np.ndarray | None = None  # (K,) share of each chip type's fleet to sell this week
 
 
 class Policy:
@@ -75,20 +76,22 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
         shares = plan.shares
         if shares is None:
             shares = knob_shares(params, state.fleet, demand_with_backlog(params, state),
-                                 np.asarray(plan.knobs, dtype=float)[None], training_need(params, state))[0]
-        return fine_action(scenario, np.minimum(orders / scenario.max_order_chips_per_week, 1.0), shares)
+                                 np.asarray(plan.knobs, dtype=float)[None], training_need(params, state), state.week)[0]
+        return fine_action(scenario, np.minimum(orders / scenario.max_order_chips_per_week, 1.0), shares,
+                           plan.sales_fraction)
     if plan.knobs is None:
         raise ValueError(f"{env.variant} environments take knobs; this plan has only explicit shares "
                          f"(use a ChipAlloc/DatacenterFine-* environment)")
     knobs = np.clip(np.asarray(plan.knobs, dtype=float), 0.0, 1.0)
     demand = demand_with_backlog(params, state)
-    work = chips_for_demand(params, demand)
+    work = chips_for_demand(params, demand, state.week)
     usable = available_mask(params, state.week)[0] & np.isfinite(work[0]) & (work[0] > 0)
     added = np.where(usable, orders / np.where(usable, work[0], 1.0), 0.0)  # coverage each chip type adds
     weights = weight_entry(added / added.max()) if added.max() > 0 else np.zeros_like(added)
-    owned = coverage(params, owned_and_ordered(params, state), demand, work)[0]
+    owned = coverage(params, owned_and_ordered(params, state), demand, state.week, work)[0]
     target = min((owned + added.sum()) / MAX_COVERAGE, 1.0) if added.sum() > 0 else 0.0
-    parts = {"datacenter": [weights, [target], knobs], "procurement": [weights, [target]],
+    sale = [_sale_entry(env, plan)]
+    parts = {"datacenter": [weights, [target], sale, knobs], "procurement": [weights, [target], sale],
              "scheduling": [knobs]}[env.variant]
     u = np.concatenate(parts)
     if env.discrete:
@@ -97,3 +100,18 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
         valid = env.action_masks().reshape(len(u), LEVELS) & (np.arange(LEVELS)[None, :] <= wanted[:, None])
         return (LEVELS - 1 - np.argmax(valid[:, ::-1], axis=1)).astype(np.int64)
     return (2.0 * u - 1.0).astype(np.float32)
+
+
+def _sale_entry(env: DatacenterEnv, plan: Plan) -> float:
+    """The compact action's sale entry u in [0, 1]: it sells max(2u - 1, 0) x SELL_MAX_SHARE of the oldest chip
+    type's fleet, so a plan selling another type, or more than that share, cannot be expressed and raises."""
+    if plan.sales_fraction is None or not np.any(plan.sales_fraction > 0):
+        return 0.0
+    state = env.state
+    owned = state.fleet[0] > 0
+    oldest = int(np.argmax(np.where(owned, state.age_weeks[0], -1.0)))
+    others = np.delete(plan.sales_fraction, oldest)
+    if np.any(others > 0) or plan.sales_fraction[oldest] > SELL_MAX_SHARE:
+        raise ValueError(f"the {env.variant} action sells at most {SELL_MAX_SHARE:.0%} of the oldest chip type's "
+                         f"fleet a week; use a ChipAlloc/DatacenterFine-* environment for other sales")
+    return float(0.5 + 0.5 * plan.sales_fraction[oldest] / SELL_MAX_SHARE)

@@ -34,11 +34,11 @@ class _Sizing(Policy):
 
     def _work(self, demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(prefill, decode) chips of each type needed to serve ``demand`` alone; inf if a class does not fit."""
-        prefill, decode = prefill_and_decode_chips(self.env.params, demand[None])
+        prefill, decode = prefill_and_decode_chips(self.env.params, demand[None], self.env.state.week)
         return prefill[0], decode[0]
 
     def _coverage(self, chips: np.ndarray, demand: np.ndarray) -> float:
-        return float(coverage(self.env.params, chips[None], demand[None])[0])
+        return float(coverage(self.env.params, chips[None], demand[None], self.env.state.week)[0])
 
     def _owned_and_ordered(self) -> np.ndarray:
         return owned_and_ordered(self.env.params, self.env.state)[0]

@@ -5,10 +5,13 @@ class c; served tokens/s s_c; training FLOPs f. The LP maximises
 
     sum_c price_c * WEEK_S * s_c + v * f - sum_k power_k * (t_k + sum_c p_ck + d_ck)
 
-(f in exaFLOPs) subject to chips: t_k + sum_c (p_ck + d_ck) <= N_k; demand: s_c <= D_c; prefill: s_c <= sum_k
-rho*_ck * prefill_rate_ck * (O_c / I_c) * p_ck, where rho*_ck is the highest prefill load at
-which the M/D/1 time to first token on chip k meets the class SLO; decode: s_c <= sum_k
-decode_rate_ck * d_ck over chips whose TPOT meets the SLO; training: f <= sum_k F_k * WEEK_S * t_k
+(f in exaFLOPs; price_c counts the prompt's input tokens and falls at the class's yearly rate) subject to
+chips: t_k + sum_c (p_ck + d_ck) <= N_k; demand: s_c <= D_c; capacity x_c <= sum_k rho*_ck *
+prefill_rate_ck * (O_c / I_c) * p_ck, where rho*_ck is the highest prefill load at which the M/D/1 time
+to first token on chip k meets the class SLO, and x_c <= sum_k decode_rate_ck * d_ck over chips whose
+TPOT meets the SLO (rates at this year's vendor software efficiency); peaks: s_c <= a_i x_c + b_i D_c,
+tangents of the share served when load peaks at the class's peak-to-mean factor and the excess is
+shed, as the environment does; training: f <= sum_k F_k * WEEK_S * t_k
 and f <= what active jobs need this week at an even pace to their deadlines (+10%); v is the
 jobs' value divided by that pace (falling behind loses a whole job, not a share of it). It acts on
 the fine variants (``ChipAlloc/DatacenterFine-*``), whose action carries explicit shares.
@@ -34,6 +37,7 @@ class SolverError(RuntimeError):
 
 PACE_MARGIN = 1.1
 TTFT_MARGIN = 0.9  # plan for 90% of the TTFT SLO: whole replicas and mixed chips make the real load a bit higher
+PEAK_CUT_POINTS = 8  # tangents approximating the share of load served under peaks
 
 
 def max_prefill_load(service_s: np.ndarray, ttft_budget_s: np.ndarray, cap: float = 0.95) -> np.ndarray:
@@ -43,40 +47,67 @@ def max_prefill_load(service_s: np.ndarray, ttft_budget_s: np.ndarray, cap: floa
     return np.clip(rho, 0.0, cap)
 
 
-def serving_rates(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What the LPs count per chip: output tokens/s one chip serves in prefill (C, K) at the load that keeps
-    TTFT within its SLO, in decode (C, K) within the TPOT SLO (0 where missed), and its power cost per week (K,)."""
+def serving_rates(scenario: Scenario, week: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the LPs count per chip at ``week``: output tokens/s one chip serves in prefill (C, K) at the load that
+    keeps TTFT within its SLO, in decode (C, K) within the TPOT SLO (0 where missed), both at that year's vendor
+    software efficiency, and its power cost per week at full load (K,)."""
     a = scenario.arrays
+    eff = a["efficiency_by_year"]
+    y = min(max(int(week // WEEKS_PER_YEAR), 0), eff.shape[2] - 1)
+    eff_p, eff_d = eff[0, :, y], eff[1, :, y]
     fits = a["fits"] > 0
     # The TTFT budget leaves room for moving the KV cache, in case prefill and decode land on different chips.
     kv_transfer_s = a["kv_bytes_per_request"] / a["kv_link_bytes_per_s"]
-    rho = max_prefill_load(a["prefill_latency_s"], TTFT_MARGIN * a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
-    prefill_out = rho * a["prefill_rate"] * (a["output_tokens"] / a["input_tokens"])[:, None]
-    decode_out = np.where(fits & (a["tpot_s"] <= a["tpot_slo_s"][:, None]), a["serving_decode_rate"], 0.0)
-    power = a["tdp_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / J_PER_KWH
+    rho = max_prefill_load(a["prefill_latency_s"] / eff_p,
+                           TTFT_MARGIN * a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
+    prefill_out = rho * a["prefill_rate"] * eff_p * (a["output_tokens"] / a["input_tokens"])[:, None]
+    decode_ok = fits & (a["tpot_s"] / eff_d <= a["tpot_slo_s"][:, None])
+    decode_out = np.where(decode_ok, a["serving_decode_rate"] * eff_d, 0.0)
+    power = a["system_power_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / J_PER_KWH
     return prefill_out, decode_out, power
 
 
+def token_prices(scenario: Scenario, week: float = 0.0) -> np.ndarray:
+    """(C,) $ earned per output token served at ``week``, its prompt's input tokens included."""
+    a = scenario.arrays
+    price = a["output_price_per_token"] + a["input_price_per_token"] * a["input_tokens"] / a["output_tokens"]
+    return price * (1.0 - a["price_decline_per_year"]) ** (week / WEEKS_PER_YEAR)
+
+
+def peak_cuts(peak: float, points: int = PEAK_CUT_POINTS) -> list[tuple[float, float]]:
+    """Tangents (a, b) with served <= a x capacity + b x demand, for the concave share served when load peaks
+    at ``peak`` x its mean (:func:`envs.dynamics._served_with_peaks`): at capacity / demand = z, the slope is
+    1 - u and the intercept z u / peak, with u = (z / peak)^(1 / (peak - 1))."""
+    if peak <= 1.0 + 1e-9:
+        return [(1.0, 0.0)]
+    cuts = []
+    for z in peak * np.linspace(0.05, 1.0, points):
+        u = (z / peak) ** (1.0 / (peak - 1.0))
+        cuts.append((1.0 - u, z * u / peak))
+    return cuts
+
+
 def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops: float,
-                value_per_flop: float) -> dict[str, np.ndarray]:
+                value_per_flop: float, week: float = 0.0) -> dict[str, np.ndarray]:
     """Solve one week's allocation LP; returns chips per role and the LP's served tokens/s and objective.
 
     ``training_flops`` caps this week's training: jobs are paid only on completion, so training
-    faster than their deadlines need earns nothing and costs power.
+    faster than their deadlines need earns nothing and costs power. Served tokens of each class are at
+    most its capacity (the least of prefill and decode), discounted for the class's peaks by tangent cuts.
     """
     a = scenario.arrays
     K, C = scenario.n_chips, scenario.n_classes
-    prefill_out, decode_out, power = serving_rates(scenario)
+    prefill_out, decode_out, power = serving_rates(scenario, week)
     capable = a["train_flops_per_chip_s"] > 0
-    # Variable layout: t (K) | p (C*K) | d (C*K) | s (C) | f (1)
+    # Variable layout: t (K) | p (C*K) | d (C*K) | s (C) | x (C) capacity | f (1)
     nt, npd = K, C * K
-    n = nt + 2 * npd + C + 1
-    ip, id_, is_, if_ = nt, nt + npd, nt + 2 * npd, nt + 2 * npd + C
+    n = nt + 2 * npd + 2 * C + 1
+    ip, id_, is_, ix, if_ = nt, nt + npd, nt + 2 * npd, nt + 2 * npd + C, nt + 2 * npd + 2 * C
     cost = np.zeros(n)
     cost[:nt] = power
     cost[ip:id_] = np.tile(power, C)
     cost[id_:is_] = np.tile(power, C)
-    cost[is_:if_] = -a["price_per_token"] * WEEK_S
+    cost[is_:ix] = -token_prices(scenario, week) * WEEK_S
     cost[if_] = -value_per_flop * EXA
     rows, rhs = [], []
     for k in range(K):  # chips
@@ -86,17 +117,23 @@ def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops:
         row[id_ + k:is_:K] = 1.0
         rows.append(row)
         rhs.append(fleet[k])
-    for c in range(C):  # prefill and decode capacity
+    for c in range(C):  # capacity: prefill and decode; served within it, less what the peaks shed
         row = np.zeros(n)
-        row[is_ + c] = 1.0
+        row[ix + c] = 1.0
         row[ip + c * K:ip + (c + 1) * K] = -prefill_out[c]
         rows.append(row)
         rhs.append(0.0)
         row = np.zeros(n)
-        row[is_ + c] = 1.0
+        row[ix + c] = 1.0
         row[id_ + c * K:id_ + (c + 1) * K] = -decode_out[c]
         rows.append(row)
         rhs.append(0.0)
+        for slope, intercept in peak_cuts(float(a["peak_to_mean"][c])):
+            row = np.zeros(n)
+            row[is_ + c] = 1.0
+            row[ix + c] = -slope
+            rows.append(row)
+            rhs.append(intercept * demand[c])
     row = np.zeros(n)  # training FLOPs
     row[if_:] = 1.0
     row[:nt] = -a["train_flops_per_chip_s"] * WEEK_S / EXA
@@ -106,13 +143,14 @@ def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops:
               + [(0, fleet[k] if prefill_out[c, k] > 0 else 0) for c in range(C) for k in range(K)]
               + [(0, fleet[k] if decode_out[c, k] > 0 else 0) for c in range(C) for k in range(K)]
               + [(0, demand[c]) for c in range(C)]
+              + [(0, None) for c in range(C)]
               + [(0, max(training_flops, 0.0) / EXA)])
     res = linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), bounds=bounds, method="highs")
     if res.status != 0:
         raise SolverError(f"the weekly scheduling LP failed: HiGHS status {res.status} ({res.message})")
     x = res.x
     return {"train": x[:nt], "prefill": x[ip:id_].reshape(C, K), "decode": x[id_:is_].reshape(C, K),
-            "served": x[is_:if_], "objective": -res.fun}
+            "served": x[is_:ix], "objective": -res.fun}
 
 
 def whole_replica_shares(scenario, fleet: np.ndarray, train: np.ndarray, prefill: np.ndarray,
@@ -170,6 +208,6 @@ class LPSchedulerPolicy(Policy):
         paced = PACE_MARGIN * float(training_need(env.params, s)[0]) * WEEK_S
         # A job is paid only if every week keeps pace, so this week's pace is worth the jobs' whole value.
         value = float(s.job_value[0][active].sum()) / paced if paced > 0 else 0.0
-        lp = schedule_lp(scenario, np.maximum(fleet, 0.0), demand, paced, value)
+        lp = schedule_lp(scenario, np.maximum(fleet, 0.0), demand, paced, value, week=float(s.week[0]))
         shares = whole_replica_shares(scenario, np.maximum(fleet, 0.0), lp["train"], lp["prefill"], lp["decode"])
         return Plan(orders, shares=shares)

@@ -27,9 +27,9 @@ from scipy.optimize import LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
 from agents.base import Plan, Policy, to_action
-from agents.lp_scheduler import EXA, SolverError, serving_rates, whole_replica_shares
+from agents.lp_scheduler import EXA, SolverError, peak_cuts, serving_rates, token_prices, whole_replica_shares
 from envs.datacenter import DatacenterEnv
-from envs.dynamics import BACKLOG_WEEKS, WEEK_S, WEEKS_PER_YEAR
+from envs.dynamics import BACKLOG_WEEKS, STATE, W_PER_KW, WEEK_S, WEEKS_PER_YEAR
 from envs.exogenous import Exogenous
 from envs.functional import Params, chip_prices, failed_chips, hbm_market_path
 
@@ -53,7 +53,7 @@ class _Program:
         self.lb: list[float] = []
         self.ub: list[float] = []
         self.cost: dict[int, float] = {}
-        self.constant = 0.0  # objective terms that no decision changes (e.g. write-offs of the initial fleet)
+        self.constant = 0.0  # costs that no decision changes (e.g. write-offs of the initial fleet); gains < 0
 
     def var(self, shape, low=0.0, high=np.inf, integer=False) -> np.ndarray:
         size = int(np.prod(shape))
@@ -151,15 +151,22 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     T, K, C = scenario.weeks, scenario.n_chips, scenario.n_classes
     L = max(int(scenario.base_lead_weeks), 1)
     p_fail = scenario.failure_rate_per_year / WEEKS_PER_YEAR
+    keep = 1.0 - p_fail
     dep_weeks = scenario.depreciation_years * WEEKS_PER_YEAR
+    site_weeks = scenario.facility_life_years * WEEKS_PER_YEAR
     scale = scenario.reward_scale_usd
-    prices = chip_prices(params, np.arange(T), hbm_price)  # (T, K)
+    coc = scenario.cost_of_capital_per_year / WEEKS_PER_YEAR
+    prices = chip_prices(params, np.arange(T), hbm_price)  # (T, K) deployed price per chip
     allocation = _allocation(params, exo)
     demand = exo.demand[0]
     on_sale = np.arange(T)[:, None] >= a["available_week"][None, :]
-    prefill_out, decode_out, power = serving_rates(scenario)
-    maintenance = a["list_price"] * scenario.maintenance_per_year / WEEKS_PER_YEAR
+    rates = [serving_rates(scenario, t) for t in range(T)]
+    maintenance = a["list_price"] * a["system_capex_multiple"] * scenario.maintenance_per_year / WEEKS_PER_YEAR
     flops_per_chip_week = a["train_flops_per_chip_s"] * WEEK_S / EXA
+    kw = a["system_power_w"] / W_PER_KW
+    facility = scenario.facility_capex_usd_per_kw / scale  # per kW
+    decode_any = np.max([r[1] for r in rates], axis=0)
+    prefill_any = np.max([r[0] for r in rates], axis=0)
 
     prog = _Program()
     cap = float(scenario.max_order_chips_per_week)
@@ -176,14 +183,18 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             prog.row([(o[t, k], 1.0), (units[t], -unit[k])], 0.0, 0.0)
     fleet = prog.var((T, K))  # after this week's arrivals and failures
     xt = prog.var((T, K), 0.0, np.where(a["train_flops_per_chip_s"] > 0, np.inf, 0.0))
-    xp = prog.var((T, C, K), 0.0, np.where(prefill_out > 0, np.inf, 0.0))
-    xd = prog.var((T, C, K), 0.0, np.where(decode_out > 0, np.inf, 0.0))
+    xp = prog.var((T, C, K), 0.0, np.where(prefill_any > 0, np.inf, 0.0))
+    xd = prog.var((T, C, K), 0.0, np.where(decode_any > 0, np.inf, 0.0))
     s = prog.var((T, C), 0.0, np.inf)
+    xcap = prog.var((T, C), 0.0, np.inf)  # capacity of each class: the least of prefill and decode
     backlog = prog.var((T, C), 0.0, np.where(a["carry_over"] > 0, BACKLOG_WEEKS * demand, 0.0))
     cash = prog.var(T, -scenario.credit_limit_usd / scale, np.inf)  # in units of reward_scale
-    debt = prog.var(T)
     dep = prog.var((T, K))
     book = prog.var((T, K), -np.inf, np.inf)
+    site = prog.var(T)  # kW of IT load the site holds
+    build = prog.var(T)  # kW built this week
+    site_dep = prog.var(T)
+    site_book = prog.var(T, -np.inf, np.inf)
 
     # Training jobs: arrive at step t0, train in steps t0+1 .. t0+deadline, pay on completion.
     tr = scenario.training
@@ -199,21 +210,29 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
         prog.add_cost(z, -value)
         jobs.append((y, window, z, value))
 
-    initial = a["initial_fleet"]
-    book0, dep0 = initial * a["list_price"] / scale, initial * a["list_price"] / dep_weeks / scale
-    prog.constant -= p_fail * book0.sum()  # write-off of initial chips failing in week 0 (a cost)
-    interest = scenario.interest_rate_per_year / WEEKS_PER_YEAR
+    # The initial fleet and site, as the environment books them (envs.functional's initial state).
+    initial_row = params.initial_row
+    so = params.offsets.state
+
+    def initial(name: str) -> np.ndarray:
+        i = getattr(STATE, name)
+        return initial_row[so[i]:so[i + 1]] / (1.0 if name in ("fleet", "site_kw", "age_weeks") else scale)
+
+    fleet0, book0, dep0 = initial("fleet"), initial("book_value"), initial("depreciation_rate")
+    site0, site_book0, site_dep0 = initial("site_kw")[0], initial("site_book_value")[0], initial(
+        "site_depreciation_rate")[0]
+    prog.constant += p_fail * book0.sum()  # write-off of initial chips failing in week 0 (a cost)
     for t in range(T):
+        prefill_out, decode_out, power = rates[t]
         # HBM allocation: nothing waits in the queue.
         prog.row([(o[t, k], a["hbm_stacks"][k]) for k in range(K)], -np.inf, allocation[t])
         src = t - (L - 1)
         for k in range(K):
             arr = [(o[src, k], 1.0)] if src >= 0 else []
             arr_value = [(o[src, k], prices[src, k] / scale)] if src >= 0 else []
-            keep = 1.0 - p_fail
             # fleet after arrivals and expected failures
             prev = [(fleet[t - 1, k], 1.0)] if t else []
-            const = 0.0 if t else keep * initial[k]
+            const = 0.0 if t else keep * fleet0[k]
             prog.row([(fleet[t, k], 1.0)] + [(c, -keep * v) for c, v in prev + arr], const, const)
             prog.row([(xt[t, k], 1.0)] + [(xp[t, c, k], 1.0) for c in range(C)]
                      + [(xd[t, c, k], 1.0) for c in range(C)] + [(fleet[t, k], -1.0)], -np.inf, 0.0)
@@ -226,24 +245,50 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             const = 0.0 if t else keep * book0[k]
             prog.row([(book[t, k], 1.0), (dep[t, k], 1.0)] + [(c, -keep * v) for c, v in prev + arr_value],
                      const, const)
-            # profit: maintenance, power, depreciation, write-off of this week's failures
+            # economic profit: maintenance, power, depreciation, write-off of this week's failures, and the
+            # capital charge on the chips' book value
             prog.add_cost(fleet[t, k], maintenance[k] / scale)
             prog.add_cost(dep[t, k], 1.0)
+            prog.add_cost(book[t, k], coc)
             for c_, v in prev + arr_value:
                 prog.add_cost(c_, p_fail * v)
             prog.add_cost(xt[t, k], power[k] / scale)
             for c in range(C):
                 prog.add_cost(xp[t, c, k], power[k] / scale)
                 prog.add_cost(xd[t, c, k], power[k] / scale)
+        # Orders paid and still in transit carry the capital charge too.
+        for tau in range(max(t - L + 2, 0), t + 1):
+            for k in range(K):
+                prog.add_cost(o[tau, k], coc * prices[tau, k] / scale)
+        # The site grows to the fleet's IT load; what is built is paid then and depreciates over its life.
+        prev_site = [(site[t - 1], 1.0)] if t else []
+        const_site = 0.0 if t else site0
+        prog.row([(site[t], 1.0), (build[t], -1.0)] + [(c, -v) for c, v in prev_site], const_site, const_site)
+        prog.row([(site[t], 1.0)] + [(fleet[t, k], -kw[k]) for k in range(K)], 0.0, np.inf)
+        prev = [(site_dep[t - 1], 1.0)] if t else []
+        const = 0.0 if t else site_dep0
+        prog.row([(site_dep[t], 1.0), (build[t], -facility / site_weeks)] + [(c, -v) for c, v in prev], const, const)
+        prev = [(site_book[t - 1], 1.0)] if t else []
+        const = 0.0 if t else site_book0
+        prog.row([(site_book[t], 1.0), (site_dep[t], 1.0), (build[t], -facility)] + [(c, -v) for c, v in prev],
+                 const, const)
+        prog.add_cost(site_dep[t], 1.0)
+        prog.add_cost(site_book[t], coc)
+        price = token_prices(scenario, t)
         for c in range(C):
             carried = [(backlog[t - 1, c], 1.0)] if t else []
             prog.row([(s[t, c], 1.0)] + [(cb, -1.0) for cb, _ in carried], -np.inf, demand[t, c])
-            prog.row([(s[t, c], 1.0)] + [(xp[t, c, k], -prefill_out[c, k]) for k in range(K)], -np.inf, 0.0)
-            prog.row([(s[t, c], 1.0)] + [(xd[t, c, k], -decode_out[c, k]) for k in range(K)], -np.inf, 0.0)
+            prog.row([(xcap[t, c], 1.0)] + [(xp[t, c, k], -prefill_out[c, k]) for k in range(K)], -np.inf, 0.0)
+            prog.row([(xcap[t, c], 1.0)] + [(xd[t, c, k], -decode_out[c, k]) for k in range(K)], -np.inf, 0.0)
+            # Peaks: the share of demand served is concave in capacity (tangent cuts; the env's own formula).
+            wanted = [(s[t, c], 1.0)]
+            for slope, intercept in peak_cuts(float(a["peak_to_mean"][c])):
+                prog.row(wanted + [(xcap[t, c], -slope)] + [(cb, -intercept) for cb, _ in carried], -np.inf,
+                         intercept * demand[t, c])
             if a["carry_over"][c] > 0:  # carried work is at most this week's unmet demand
                 prog.row([(backlog[t, c], 1.0), (s[t, c], 1.0)] + [(cb, -1.0) for cb, _ in carried],
                          -np.inf, demand[t, c])
-            prog.add_cost(s[t, c], -a["price_per_token"][c] * WEEK_S / scale)
+            prog.add_cost(s[t, c], -price[c] * WEEK_S / scale)
         training = [(y[list(window).index(t)], 1.0) for y, window, _, _ in jobs if t in window]
         if training:
             prog.row(training + [(xt[t, k], -flops_per_chip_week[k]) for k in range(K)], -np.inf, 0.0)
@@ -252,21 +297,34 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
         prev_cash = [(cash[t - 1], 1.0)] if t else []
         const_cash = 0.0 if t else scenario.initial_cash_usd / scale
         capex = [(o[t, k], prices[t, k] / scale) for k in range(K)]
-        inflow = ([(s[t, c], a["price_per_token"][c] * WEEK_S / scale) for c in range(C)]
+        inflow = ([(s[t, c], price[c] * WEEK_S / scale) for c in range(C)]
                   + [(z, value) for _, window, z, value in jobs if window[-1] == t])
         outflow = ([(fleet[t, k], maintenance[k] / scale) for k in range(K)]
                    + [(xt[t, k], power[k] / scale) for k in range(K)]
                    + [(xp[t, c, k], power[k] / scale) for c in range(C) for k in range(K)]
                    + [(xd[t, c, k], power[k] / scale) for c in range(C) for k in range(K)]
-                   + ([(debt[t - 1], interest)] if t else []))
+                   + [(build[t], facility)])
         prog.row([(cash[t], 1.0)] + [(c_, -v) for c_, v in prev_cash + inflow] + capex + outflow,
                  const_cash, const_cash)
-        # the env scales orders down to cash plus credit; and debt >= -cash for interest
+        # the env scales orders down to cash plus credit
         prog.row(capex + [(c_, -v) for c_, v in prev_cash], -np.inf,
                  const_cash + scenario.credit_limit_usd / scale)
-        prog.row([(debt[t], 1.0), (cash[t], 1.0)], 0.0, np.inf)
-        if t:
-            prog.add_cost(debt[t - 1], interest)
+
+    # The end of the horizon settles the books: chips at resale value less book value (each cohort at its own
+    # age, a relaxation of the env's mean age), orders still in transit refunded in part.
+    last = T - 1
+    resale_now = chip_prices(params, np.array([float(last)]), hbm_price[last:last + 1])[0] / scale
+    decay = scenario.resale_age_decay_per_year / WEEKS_PER_YEAR
+    age0 = float(scenario.initial_fleet_age_weeks)
+    prog.constant -= float(np.sum(fleet0 * keep ** T * resale_now * np.exp(-decay * (age0 + T))))  # a gain
+    for k in range(K):
+        prog.add_cost(book[last, k], 1.0)
+        for arrival in range(L - 1, T):
+            tau = arrival - (L - 1)
+            survive = keep ** (T - arrival)
+            prog.add_cost(o[tau, k], -survive * resale_now[k] * np.exp(-decay * (T - arrival)))
+        for tau in range(max(T - L + 1, 0), T):  # never arrives: refunded in part
+            prog.add_cost(o[tau, k], (1.0 - scenario.order_refund_fraction) * prices[tau, k] / scale)
 
     x = prog.solve(time_limit)
     return OraclePlan(orders=x[o], train=x[xt], prefill=x[xp], decode=x[xd], served=x[s], objective=prog.objective,

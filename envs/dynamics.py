@@ -32,10 +32,13 @@ WEEKS_PER_YEAR = 52.0  # yearly rates (depreciation, failures, interest, price d
 J_PER_KWH = 3.6e6  # joules in a kilowatt-hour, for energy bills
 TOKENS_PER_MTOK = 1e6  # prices are quoted per million tokens
 BACKLOG_WEEKS = 4.0  # carried-over demand is capped at this many weeks of current demand (ASSUMPTION)
+SELL_MAX_SHARE = 0.25  # the compact action sells at most this share of a chip type's fleet a week (ASSUMPTION:
+#   the secondary market absorbs a quarter of a fleet a week at the resale price)
 HBM_PRICE_FLOOR = 0.5  # the HBM price index never falls below half its starting level (ASSUMPTION)
 MAX_TRAINING_SHARE = 0.9  # the training pace knob gives at most this share of each chip type to training
 AFFINITY_SHARPNESS = 4.0  # how strongly "specialise" concentrates each role on its best chips
 MAX_UTILISATION_IN_QUEUE = 0.99  # the TTFT queueing model's load cap (an M/D/1 queue diverges at 1)
+W_PER_KW = 1000.0
 
 # --- The action encoding -------------------------------------------------------------------------
 N_KNOBS = 4
@@ -65,12 +68,13 @@ def _index(name: str, names: tuple[str, ...]) -> Any:
 
 # Parameter tables, one row per name: per chip (P, K), per class and chip (P, C, K), per class (P, C).
 # Each name is a key of ``Scenario.arrays``.
-CHIP_FIELDS = ("available_week", "list_price", "tdp_w", "hbm_stacks", "order_unit", "sram_cap",
-               "train_flops_per_chip_s", "nvidia_hbm")
+CHIP_FIELDS = ("available_week", "list_price", "system_capex_multiple", "system_power_w", "hbm_stacks", "order_unit",
+               "sram_cap", "train_flops_per_chip_s", "nvidia_hbm")
 CLASS_CHIP_FIELDS = ("fits", "replica_chips", "prefill_rate", "serving_decode_rate", "prefill_latency_s", "tpot_s",
                      "kv_bytes_per_request", "chip_s_per_prompt_token", "chip_s_per_output_token")
-CLASS_FIELDS = ("input_tokens", "output_tokens", "tpot_slo_s", "ttft_slo_s", "price_per_token", "demand0",
-                "carry_over", "latency_class", "median_prefill_rate", "median_decode_rate")
+CLASS_FIELDS = ("input_tokens", "output_tokens", "tpot_slo_s", "ttft_slo_s", "input_price_per_token",
+                "output_price_per_token", "price_decline_per_year", "peak_to_mean", "demand0", "carry_over",
+                "latency_class", "median_prefill_rate", "median_decode_rate")
 
 
 def fleet_scale(scenario: Any) -> float:
@@ -94,7 +98,11 @@ SCALAR_SOURCES = {
     "pue": lambda s: s.pue,
     "energy_usd_per_kwh": lambda s: s.energy_usd_per_kwh,
     "maintenance_per_year": lambda s: s.maintenance_per_year,
-    "interest_rate_per_year": lambda s: s.interest_rate_per_year,
+    "cost_of_capital_per_year": lambda s: s.cost_of_capital_per_year,
+    "facility_capex_usd_per_kw": lambda s: s.facility_capex_usd_per_kw,
+    "facility_life_years": lambda s: s.facility_life_years,
+    "order_refund_fraction": lambda s: s.order_refund_fraction,
+    "resale_age_decay_per_year": lambda s: s.resale_age_decay_per_year,
     "reward_scale_usd": lambda s: s.reward_scale_usd,
     "kv_link_bytes_per_s": lambda s: float(s.arrays["kv_link_bytes_per_s"]),
     "value_per_job_usd": lambda s: s.training["value_per_job_usd"],
@@ -120,21 +128,27 @@ STATE_FIELDS = (
     ("book_value", "K", "f"),
     ("depreciation_rate", "K", "f"),  # $ per week
     ("hbm_price", "", "f"),  # HBM contract price index, 1 = start of episode
+    ("site_kw", "", "f"),  # facility capacity built, kW of IT load
+    ("site_book_value", "", "f"),
+    ("site_depreciation_rate", "", "f"),  # $ per week
     ("backlog", "C", "f"),  # carried-over demand, tokens/s averaged over a week
     ("job_flops", "J", "f"),  # remaining FLOPs of each training job (0 = empty slot)
     ("job_weeks_left", "J", "f"),
     ("job_value", "J", "f"),
     ("last_served_fraction", "C", "f"),
-    ("last_attainment", "C", "f"),
+    ("last_admissible_load", "C", "f"),
     ("last_utilisation", "K", "f"),
     ("bankrupt", "", "b"),
 )
 
 # One info row per datacenter, scalars first (the single env reads them in one call).
 INFO_FIELDS = (
-    ("revenue", "", "f"), ("revenue_training", "", "f"), ("capex", "", "f"), ("opex", "", "f"),
-    ("power_cost", "", "f"), ("maintenance", "", "f"), ("interest", "", "f"), ("depreciation", "", "f"),
-    ("write_off", "", "f"), ("profit", "", "f"), ("cash", "", "f"), ("hbm_supply", "", "f"),
+    ("revenue", "", "f"), ("revenue_training", "", "f"), ("capex", "", "f"), ("facility_capex", "", "f"),
+    ("opex", "", "f"), ("power_cost", "", "f"), ("maintenance", "", "f"), ("depreciation", "", "f"),
+    ("write_off", "", "f"), ("sale_proceeds", "", "f"), ("sale_gain", "", "f"), ("capital_charge", "", "f"),
+    ("capital_employed", "", "f"), ("facility_cost", "", "f"), ("terminal_settlement", "", "f"),
+    ("accounting_profit", "", "f"),
+    ("profit", "", "f"), ("cash", "", "f"), ("net_worth", "", "f"), ("hbm_supply", "", "f"),
     ("hbm_allocation", "", "f"), ("hbm_drawn", "", "f"), ("hbm_price", "", "f"), ("hbm_exposure", "", "f"),
     ("usd_per_mtok", "", "f"), ("training_flops_done", "", "f"), ("training_jobs_completed", "", "i"),
     ("training_jobs_missed", "", "i"), ("training_jobs_accepted", "", "b"), ("training_jobs_rejected", "", "b"),
@@ -143,7 +157,8 @@ INFO_FIELDS = (
     ("prefill_capacity", "C", "f"), ("decode_capacity", "C", "f"), ("slo_attainment", "C", "f"),
     ("ttft_s", "C", "f"), ("kv_crossing", "C", "f"), ("utilisation", "K", "f"), ("fleet", "K", "f"),
     ("ordered", "K", "f"), ("orders_unavailable", "K", "f"), ("orders_clipped", "K", "f"), ("arrived", "K", "f"),
-    ("failed", "K", "f"), ("in_queue", "K", "f"), ("in_transit", "K", "f"), ("train_chips", "K", "f"),
+    ("failed", "K", "f"), ("sold", "K", "f"), ("in_queue", "K", "f"), ("in_transit", "K", "f"),
+    ("train_chips", "K", "f"), ("resale_price", "K", "f"),
     ("prefill_chips", "CK", "f"), ("decode_chips", "CK", "f"),
 )
 
@@ -175,6 +190,7 @@ class Tables(NamedTuple):
     class_chip: np.ndarray  # (len(CLASS_CHIP_FIELDS), C, K)
     cls: np.ndarray  # (len(CLASS_FIELDS), C)
     scalar: np.ndarray  # (len(SCALAR_SOURCES),)
+    efficiency: np.ndarray  # (2, K, Y): prefill and decode rate multipliers of each chip in each year of the episode
 
 
 class Offsets(NamedTuple):
@@ -205,7 +221,8 @@ def scenario_tables(scenario: Any) -> Tables:
     return Tables(np.stack([a[k] for k in CHIP_FIELDS]).astype(np.float64),
                   np.stack([a[k] for k in CLASS_CHIP_FIELDS]).astype(np.float64),
                   np.stack([a[k] for k in CLASS_FIELDS]).astype(np.float64),
-                  np.array([float(read(scenario)) for read in SCALAR_SOURCES.values()], dtype=np.float64))
+                  np.array([float(read(scenario)) for read in SCALAR_SOURCES.values()], dtype=np.float64),
+                  np.ascontiguousarray(a["efficiency_by_year"], dtype=np.float64))
 
 
 def scenario_offsets(scenario: Any) -> Offsets:
@@ -214,6 +231,7 @@ def scenario_offsets(scenario: Any) -> Offsets:
                    np.array([dims[d] for d in "KCJL"], dtype=np.int64))
 
 
+# --- Kernels for one datacenter ----------------------------------------------------------------
 # --- Kernels for one datacenter ----------------------------------------------------------------
 @njit(cache=True)
 def _demand_with_backlog(row, so, x, xo, C):
@@ -225,9 +243,17 @@ def _demand_with_backlog(row, so, x, xo, C):
 
 
 @njit(cache=True)
-def _work_for_demand(dem, pck, pc):
+def _efficiency(week, eff):
+    """(prefill (K,), decode (K,)) rate multipliers of each chip in the episode year of ``week``: vendors'
+    serving software matures, so the same chip serves more over time (tables ``eff`` (2, K, Y))."""
+    y = min(max(int(week // WEEKS_PER_YEAR), 0), eff.shape[2] - 1)
+    return eff[0, :, y], eff[1, :, y]
+
+
+@njit(cache=True)
+def _work_for_demand(dem, pck, pc, eff_p, eff_d):
     """(prefill (K,), decode (K,)) chips of each type that serve the prefill and the decode of ``dem`` (C,)
-    alone; inf where a demanded class does not fit the chip."""
+    alone at this year's efficiency; inf where a demanded class does not fit the chip."""
     C, K = pck.shape[1], pck.shape[2]
     prefill_work, decode_work = np.empty(K), np.empty(K)
     for k in range(K):
@@ -238,18 +264,18 @@ def _work_for_demand(dem, pck, pc):
             prefill += dem[c] * (pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c]) \
                 * pck[CLASS_CHIP.chip_s_per_prompt_token, c, k]
             decode += dem[c] * pck[CLASS_CHIP.chip_s_per_output_token, c, k]
-        prefill_work[k] = np.inf if misfit > 0 else prefill
-        decode_work[k] = np.inf if misfit > 0 else decode
+        prefill_work[k] = np.inf if misfit > 0 else prefill / eff_p[k]
+        decode_work[k] = np.inf if misfit > 0 else decode / eff_d[k]
     return prefill_work, decode_work
 
 
 @njit(cache=True)
-def _chips_for_demand(dem, pck, pc):
+def _chips_for_demand(dem, pck, pc, eff_p, eff_d):
     """W_k(D): chips of type k that serve demand ``dem`` (C,) colocated; inf if a demanded class does not fit.
 
     A fleet of N_k chips covers sum_k N_k / W_k(D) of D (:func:`_coverage`).
     """
-    prefill, decode = _work_for_demand(dem, pck, pc)
+    prefill, decode = _work_for_demand(dem, pck, pc, eff_p, eff_d)
     return prefill + decode
 
 
@@ -272,11 +298,20 @@ def _available(week, pk, k):
 
 @njit(cache=True)
 def _chip_price(week, hbm_price, pk, ps, k):
-    """Unit price of chip k: the list price falling with age on the market, its HBM share moving with HBM prices."""
+    """Deployed price of one chip k: its chip price (the list price falling with time on the market, the HBM
+    share moving with HBM prices) times the system multiple of its form factor (server, network, storage)."""
     years = max(week - pk[CHIP.available_week, k], 0.0) / WEEKS_PER_YEAR
     price = pk[CHIP.list_price, k] * (1.0 - ps[SCALAR.price_decline_per_year]) ** years
     hbm_chip = 1.0 if pk[CHIP.hbm_stacks, k] > 0 else 0.0
-    return price * (1.0 + ps[SCALAR.hbm_cost_share] * (hbm_price - 1.0) * hbm_chip)
+    return price * (1.0 + ps[SCALAR.hbm_cost_share] * (hbm_price - 1.0) * hbm_chip) * pk[CHIP.system_capex_multiple, k]
+
+
+@njit(cache=True)
+def _resale_price(week, hbm_price, age_weeks, pk, ps, k):
+    """What a used chip k of mean age ``age_weeks`` fetches: today's deployed price of a new one, less wear
+    with age (the used-GPU index's decline net of the new-price decline; see the scenario's provenance)."""
+    wear = math.exp(-ps[SCALAR.resale_age_decay_per_year] * age_weeks / WEEKS_PER_YEAR)
+    return _chip_price(week, hbm_price, pk, ps, k) * wear
 
 
 @njit(cache=True)
@@ -298,6 +333,38 @@ def _next_hbm_price(hbm_price, supply, other, stacks_needed, ps):
 def _failed_chips(fleet, p_fail, u):
     """Chips failing this week: ``fleet`` x the weekly rate, rounded stochastically with the pre-drawn uniform."""
     return min(math.floor(fleet * p_fail + u), fleet)
+
+
+@njit(cache=True)
+def _max_prefill_load(service_s, budget_s):
+    """Largest prefill load rho whose M/D/1 mean TTFT, service x (1 + rho / (2 (1 - rho))), stays within
+    ``budget_s``; 0 when even an idle replica misses it."""
+    if service_s <= 0:
+        return MAX_UTILISATION_IN_QUEUE if budget_s >= 0 else 0.0
+    q = budget_s / service_s
+    if q <= 1.0:
+        return 0.0
+    return min(2.0 * (q - 1.0) / (2.0 * q - 1.0), MAX_UTILISATION_IN_QUEUE)
+
+
+@njit(cache=True)
+def _served_with_peaks(capacity, demand, peak):
+    """Mean tokens/s served over a week whose load peaks at ``peak`` x its mean ``demand``, with ``capacity``.
+
+    Load above capacity at any moment is shed (admission control), not served late. The load's profile
+    over the week is peak x u^(peak - 1) for u uniform on [0, 1] (mean 1, maximum ``peak``), which gives
+    a closed form: with x = capacity / demand < peak, served / demand = x (1 - u* (1 - 1 / peak)),
+    u* = (x / peak)^(1 / (peak - 1)). It is concave in capacity, so there is no cliff.
+    """
+    if demand <= 0 or capacity <= 0:
+        return 0.0
+    x = capacity / demand
+    if peak <= 1.0 + 1e-9:
+        return min(x, 1.0) * demand
+    if x >= peak:
+        return demand
+    u = (x / peak) ** (1.0 / (peak - 1.0))
+    return demand * x * (1.0 - u * (1.0 - 1.0 / peak))
 
 
 @njit(cache=True)
@@ -329,7 +396,7 @@ def _training_need(row, so, J):
 
 
 @njit(cache=True)
-def _knob_shares(fleet, dem, knobs, need, pk, pck, pc):
+def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
     """The built-in allocator: four knobs in [0, 1] -> shares (1 + 2C, K) of each chip type's fleet.
 
     Rows of the result: 0 training, 1..C prefill of each class, C+1..2C decode of each class.
@@ -358,8 +425,8 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc):
         for k in range(K):
             weight = fleet[k] * (1.0 - train[k]) * pck[CLASS_CHIP.fits, c, k]
             owned += weight
-            sum_p += weight * pck[CLASS_CHIP.prefill_rate, c, k]
-            sum_d += weight * pck[CLASS_CHIP.serving_decode_rate, c, k]
+            sum_p += weight * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k]
+            sum_d += weight * pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k]
         mean_p[c] = sum_p / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_prefill_rate, c]
         mean_d[c] = sum_d / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_decode_rate, c]
     gamma = AFFINITY_SHARPNESS * knobs[KNOBS.specialisation]
@@ -378,8 +445,8 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc):
                 continue
             # Comparative advantage: the ratio of the chip's prefill and decode strengths, each relative
             # to the fleet's average chip for that class; advantage ** gamma with advantage = sqrt(rel_p / rel_d).
-            rel_p = pck[CLASS_CHIP.prefill_rate, c, k] / mean_p[c] * fits
-            rel_d = pck[CLASS_CHIP.serving_decode_rate, c, k] / mean_d[c] * fits
+            rel_p = pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] / mean_p[c] * fits
+            rel_d = pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k] / mean_d[c] * fits
             tilt = max(rel_p / max(rel_d, 1e-12), 1e-24) ** (0.5 * gamma) if rel_d > 0 else 1.0
             shares[1 + c, k] = need_p * priority * fits * tilt
             shares[1 + C + c, k] = need_d * priority * fits / tilt
@@ -395,33 +462,47 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc):
 
 
 @njit(cache=True)
-def _decode(variant, discrete, act, row, so, dem, p, dims):
-    """(orders (K,) chips wanted, shares (1 + 2C, K)) from one datacenter's valid action.
+def _oldest_chip(row, so, K):
+    """The chip type with the highest mean age among those owned (-1 if none is owned)."""
+    oldest, age = -1, -1.0
+    for k in range(K):
+        if row[so[STATE.fleet] + k] > 0 and row[so[STATE.age_weeks] + k] > age:
+            oldest, age = k, row[so[STATE.age_weeks] + k]
+    return oldest
 
-    Compact variants (datacenter, procurement): K chip weight entries, a capacity target, then
-    (datacenter) four knobs; each entry maps [-1, 1] (or a discrete level) to u in [0, 1]. The order
+
+@njit(cache=True)
+def _decode(variant, discrete, act, row, so, dem, p, dims):
+    """(orders (K,) chips wanted, sales (K,) chips to sell, shares (1 + 2C, K)) from one datacenter's action.
+
+    Compact variants (datacenter, procurement): K chip weight entries, a capacity target, a sale entry,
+    then (datacenter) four knobs; each entry maps [-1, 1] (or a discrete level) to u in [0, 1]. The order
     buys the shortfall between the target (u x MAX_COVERAGE x demand) and the coverage of the chips
     owned and on order, split over the chips on sale by weight, each share sized in that chip's own
-    capacity. Scheduling: a fixed purchase plan plus the knobs. Fine: K order entries (a > 0 buys
-    a x the weekly maximum), then (1 + 2C) x K share entries, row-major by role; u = (a + 1) / 2
-    and each chip type's shares are u / max(1, sum of its u).
+    capacity. The sale entry sells max(2u - 1, 0) x SELL_MAX_SHARE of the oldest chip type's fleet (its
+    lower half sells nothing). Scheduling: a
+    fixed purchase plan plus the knobs. Fine: K order entries (a > 0 buys a x the weekly maximum), K
+    sale entries (a > 0 sells that share of the type's fleet), then (1 + 2C) x K share entries,
+    row-major by role; u = (a + 1) / 2 and each chip type's shares are u / max(1, sum of its u).
     """
-    pk, pck, pc, ps = p
+    pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
     K, C, J, L = dims[0], dims[1], dims[2], dims[3]
     R = 1 + 2 * C
     week = row[so[STATE.week]]
-    orders = np.zeros(K)
+    eff_p, eff_d = _efficiency(week, p.efficiency)
+    orders, sales = np.zeros(K), np.zeros(K)
     if variant == VARIANT.fine:
         shares = np.empty((R, K))
         for k in range(K):
             orders[k] = max(act[k], 0.0) * ps[SCALAR.max_order_chips_per_week]
+            sales[k] = math.floor(max(act[K + k], 0.0) * row[so[STATE.fleet] + k])
             total = 0.0
             for r in range(R):
-                shares[r, k] = (act[K + r * K + k] + 1.0) / 2.0
+                shares[r, k] = (act[2 * K + r * K + k] + 1.0) / 2.0
                 total += shares[r, k]
             for r in range(R):
                 shares[r, k] /= max(1.0, total)
-        return orders, shares
+        return orders, sales, shares
     u = np.empty(act.shape[0])
     for i in range(act.shape[0]):
         u[i] = act[i] / (LEVELS - 1) if discrete else (act[i] + 1.0) / 2.0
@@ -434,7 +515,7 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
         if int(week) % SCHEDULING_PLAN_EVERY_WEEKS == 0 and newest_week > -np.inf:
             orders[newest] = min(SCHEDULING_PLAN_GROWTH * fleet_total, ps[SCALAR.max_order_chips_per_week])
     else:
-        work = _chips_for_demand(dem, pck, pc)
+        work = _chips_for_demand(dem, pck, pc, eff_p, eff_d)
         weights = np.zeros(K)
         total = 0.0
         for k in range(K):
@@ -446,27 +527,32 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
             for k in range(K):
                 if weights[k] != 0.0:
                     orders[k] = shortfall * (weights[k] / total) * work[k]
+        oldest = _oldest_chip(row, so, K)
+        if oldest >= 0:
+            # Only the upper half of the entry's range sells, so a neutral (zero) action keeps the fleet.
+            sales[oldest] = math.floor(max(2.0 * u[K + 1] - 1.0, 0.0) * SELL_MAX_SHARE * row[so[STATE.fleet] + oldest])
     knobs = PROCUREMENT_KNOBS.copy() if variant == VARIANT.procurement else u[u.shape[0] - N_KNOBS:]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
-    return orders, _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc)
+    return orders, sales, _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d)
 
 
 @njit(cache=True)
-def _transition(row, new, info, o, exo, dem, orders, shares, p):
+def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     """One week of one datacenter: writes the next state row ``new`` and the info row.
 
-    ``dem`` is this week's demand plus backlog; ``orders`` (K,) are chips wanted and ``shares``
-    (1 + 2C, K) split each chip type's fleet into training, prefill and decode of each class.
-    Infeasible orders follow two rules, reported in info: chips not yet on the market are not
+    ``dem`` is this week's demand plus backlog; ``orders`` (K,) are chips wanted, ``sales`` (K,) chips to
+    sell, and ``shares`` (1 + 2C, K) split each chip type's fleet into training, prefill and decode of each
+    class. Infeasible orders follow two rules, reported in info: chips not yet on the market are not
     ordered; orders beyond cash plus credit are scaled down (whole order units) until they fit.
     """
-    pk, pck, pc, ps = p
+    pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
     so, io, xo = o.state, o.info, o.exo
     K, C, J, L = o.dims[0], o.dims[1], o.dims[2], o.dims[3]
     T = exo.shape[0]
     week = row[so[STATE.week]]
     t = min(int(week), T - 1)
     x = exo[t]
+    eff_p, eff_d = _efficiency(week, p.efficiency)
     new[:] = row
     fleet, age = new[so[STATE.fleet]:so[STATE.fleet] + K], new[so[STATE.age_weeks]:so[STATE.age_weeks] + K]
     queue, queue_value = new[so[STATE.queue]:so[STATE.queue] + K], new[so[STATE.queue_value]:so[STATE.queue_value] + K]
@@ -476,7 +562,8 @@ def _transition(row, new, info, o, exo, dem, orders, shares, p):
     dep = new[so[STATE.depreciation_rate]:so[STATE.depreciation_rate] + K]
     cash, hbm_price = row[so[STATE.cash]], row[so[STATE.hbm_price]]
 
-    # 1. Orders: whole order units of chips on sale, paid now, scaled down to fit cash plus credit.
+    # 1. Orders: whole order units of chips on sale, paid now at the deployed price, scaled down to fit cash
+    #    plus credit.
     wanted, prices = np.empty(K), np.empty(K)
     capex_wanted = 0.0
     for k in range(K):
@@ -507,7 +594,7 @@ def _transition(row, new, info, o, exo, dem, orders, shares, p):
         stacks_needed += queue[k] * pk[CHIP.hbm_stacks, k]
     hbm_share = min(allocation / max(stacks_needed, 1e-9), 1.0)
     slot = max(int(ps[SCALAR.base_lead_weeks]) - 1, 0)
-    hbm_drawn, write_off = 0.0, 0.0
+    hbm_drawn, write_off, sale_proceeds, sale_gain, it_kw = 0.0, 0.0, 0.0, 0.0, 0.0
     p_fail = ps[SCALAR.failure_rate_per_year] / WEEKS_PER_YEAR
     for k in range(K):
         stacks = pk[CHIP.hbm_stacks, k]
@@ -531,7 +618,18 @@ def _transition(row, new, info, o, exo, dem, orders, shares, p):
         book[k] += arrived_value
         dep[k] += arrived_value / (ps[SCALAR.depreciation_years] * WEEKS_PER_YEAR)
         info[io[INFO.arrived] + k] = arrived
-        # 4. Failures: stochastic rounding with the pre-drawn uniform; their book value is written off.
+        # 4. Sales on the secondary market at the resale price; the gain or loss against book value is booked.
+        resale = _resale_price(week, hbm_price, age[k], pk, ps, k)
+        sold = min(max(sales[k], 0.0), fleet[k])
+        kept = 1.0 - sold / max(fleet[k], 1e-9) if fleet[k] > 0 else 0.0
+        sale_proceeds += sold * resale
+        sale_gain += sold * resale - book[k] * (1.0 - kept)
+        fleet[k] -= sold
+        book[k] *= kept
+        dep[k] *= kept
+        info[io[INFO.sold] + k] = sold
+        info[io[INFO.resale_price] + k] = resale
+        # 5. Failures: stochastic rounding with the pre-drawn uniform; their book value is written off.
         failed = _failed_chips(fleet[k], p_fail, x[xo[EXO.failure_u] + k])
         kept = 1.0 - failed / max(fleet[k], 1e-9) if fleet[k] > 0 else 0.0
         write_off += book[k] * (1.0 - kept)
@@ -541,11 +639,21 @@ def _transition(row, new, info, o, exo, dem, orders, shares, p):
         info[io[INFO.failed] + k] = failed
         info[io[INFO.in_queue] + k] = queue[k]
         info[io[INFO.in_transit] + k] = _in_transit(new, so, L, k)
+        it_kw += fleet[k] * pk[CHIP.system_power_w, k] / W_PER_KW
 
-    # 5. The HBM price index moves toward its excess-demand target.
+    # 6. Facility: the site grows to the fleet's IT load, paid at the facility capex per kW when the chips
+    #    are installed; the site is kept when chips leave.
+    site_kw = new[so[STATE.site_kw]]
+    facility_capex = max(it_kw - site_kw, 0.0) * ps[SCALAR.facility_capex_usd_per_kw]
+    if it_kw > site_kw:
+        new[so[STATE.site_kw]] = it_kw
+        new[so[STATE.site_book_value]] += facility_capex
+        new[so[STATE.site_depreciation_rate]] += facility_capex / (ps[SCALAR.facility_life_years] * WEEKS_PER_YEAR)
+
+    # 7. The HBM price index moves toward its excess-demand target.
     new_hbm_price = _next_hbm_price(hbm_price, supply, other, stacks_needed, ps)
 
-    # 6-7. Whole replicas from the shares, then serving.
+    # 8-9. Whole replicas from the shares, then serving with admission control.
     train = np.empty(K)
     prefill = info[io[INFO.prefill_chips]:io[INFO.prefill_chips + 1]]
     decode = info[io[INFO.decode_chips]:io[INFO.decode_chips + 1]]
@@ -560,48 +668,58 @@ def _transition(row, new, info, o, exo, dem, orders, shares, p):
     load_p, load_d = np.empty(C), np.empty(C)
     revenue = 0.0
     link_rate = ps[SCALAR.kv_link_bytes_per_s]
+    years = week / WEEKS_PER_YEAR
     for c in range(C):
         demand, dem_eff = x[xo[EXO.demand] + c], dem[c]
-        prefill_sum, decode_cap = 0.0, 0.0
+        prefill_sum, decode_cap, decode_ok = 0.0, 0.0, 0.0
         for k in range(K):
-            prefill_sum += prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k]
-            decode_cap += decode[c * K + k] * pck[CLASS_CHIP.serving_decode_rate, c, k]
+            prefill_sum += prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k]
+            rate_d = decode[c * K + k] * pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k]
+            decode_cap += rate_d
+            # Admission control: decode replicas too slow for the class's TPOT SLO take none of its load.
+            if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
+                decode_ok += rate_d
         # Prefill capacity in output-token equivalents: prompts/s x output tokens per prompt.
         prefill_cap = prefill_sum * (pc[CLASS.output_tokens, c] / pc[CLASS.input_tokens, c])
-        overlap, kv_req, link, tpot_ok, service = 0.0, 0.0, 0.0, 0.0, 0.0
+        overlap, kv_req, link, service = 0.0, 0.0, 0.0, 0.0
         for k in range(K):
-            p_share = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] / max(prefill_sum, 1e-9)
-            d_share = decode[c * K + k] * pck[CLASS_CHIP.serving_decode_rate, c, k] / max(decode_cap, 1e-9)
+            p_share = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] / max(prefill_sum, 1e-9)
+            d_share = decode[c * K + k] * pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k] / max(decode_cap, 1e-9)
             overlap += min(p_share, d_share)
             kv_req += p_share * pck[CLASS_CHIP.kv_bytes_per_request, c, k]
             link += prefill[c * K + k]
-            tpot_ok += d_share * (1.0 if pck[CLASS_CHIP.tpot_s, c, k] <= pc[CLASS.tpot_slo_s, c] else 0.0)
-            service += p_share * pck[CLASS_CHIP.prefill_latency_s, c, k]
+            service += p_share * pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k]
         link *= link_rate
         crossing = min(max(1.0 - overlap, 0.0), 1.0)  # share of KV caches that move between chip types
         transfer_cap = link / max(crossing * kv_req, 1e-9) * pc[CLASS.output_tokens, c] if crossing > 0 else np.inf
-        served = min(min(dem_eff, prefill_cap), min(decode_cap, transfer_cap))
-        # TTFT: prefill service time plus the M/D/1 queueing wait at the prefill load, plus the KV transfer.
+        transfer_s = crossing * kv_req / link_rate
+        # Admission control: prefill takes load only up to where the M/D/1 mean TTFT (service + queueing wait
+        # + the KV transfer) meets the SLO; load above that, or above decode or link capacity, is shed.
+        rho_max = _max_prefill_load(service, pc[CLASS.ttft_slo_s, c] - transfer_s)
+        capacity = min(min(rho_max * prefill_cap, decode_ok), transfer_cap)
+        served = _served_with_peaks(capacity, dem_eff, pc[CLASS.peak_to_mean, c])
         rho = min(served / max(prefill_cap, 1e-9) if prefill_cap > 0 else 0.0, MAX_UTILISATION_IN_QUEUE)
-        ttft = service + rho * service / (2.0 * (1.0 - rho)) + crossing * kv_req / link_rate
-        ttft_ok = min(pc[CLASS.ttft_slo_s, c] / max(ttft, 1e-9), 1.0) if served > 0 else 1.0
-        attainment = tpot_ok * ttft_ok if served > 0 else 1.0
-        revenue_class = served * attainment * pc[CLASS.price_per_token, c] * WEEK_S
+        ttft = service + rho * service / (2.0 * (1.0 - rho)) + transfer_s
+        price = (pc[CLASS.output_price_per_token, c]
+                 + pc[CLASS.input_price_per_token, c] * pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c])
+        price *= (1.0 - pc[CLASS.price_decline_per_year, c]) ** years
+        revenue_class = served * price * WEEK_S
         revenue += revenue_class
         unmet = dem_eff - served
+        served_share = served / max(dem_eff, 1e-9) if dem_eff > 0 else 1.0
         new[so[STATE.backlog] + c] = min(unmet * pc[CLASS.carry_over, c], BACKLOG_WEEKS * demand)
-        new[so[STATE.last_served_fraction] + c] = served / max(dem_eff, 1e-9) if dem_eff > 0 else 1.0
-        new[so[STATE.last_attainment] + c] = attainment
+        new[so[STATE.last_served_fraction] + c] = served_share
+        new[so[STATE.last_admissible_load] + c] = rho_max / MAX_UTILISATION_IN_QUEUE
         served_all[c] = served
         load_p[c] = served / max(prefill_cap, 1e-9) if prefill_cap > 0 else 0.0
-        load_d[c] = served / max(decode_cap, 1e-9) if decode_cap > 0 else 0.0
+        load_d[c] = served / max(decode_ok, 1e-9) if decode_ok > 0 else 0.0
         for key, value in ((INFO.revenue_per_class, revenue_class), (INFO.demand, dem_eff), (INFO.served, served),
                            (INFO.unmet, unmet), (INFO.prefill_capacity, prefill_cap),
-                           (INFO.decode_capacity, decode_cap), (INFO.slo_attainment, attainment),
+                           (INFO.decode_capacity, decode_ok), (INFO.slo_attainment, served_share),
                            (INFO.ttft_s, ttft), (INFO.kv_crossing, crossing)):
             info[io[key] + c] = value
 
-    # 8. Training: earliest deadline first over the job slots; paid on completion before the deadline.
+    # 10. Training: earliest deadline first over the job slots; paid on completion before the deadline.
     train_cap = 0.0
     for k in range(K):
         train_cap += train[k] * pk[CHIP.train_flops_per_chip_s, k]
@@ -652,36 +770,60 @@ def _transition(row, new, info, o, exo, dem, orders, shares, p):
         job_value[first_empty] = ps[SCALAR.value_per_job_usd] * arriving / ps[SCALAR.flops_per_job]
         weeks_left[first_empty] = ps[SCALAR.deadline_weeks]
 
-    # 9-11. Utilisation, operating cost, money.
+    # 11-13. Utilisation, operating cost, capital, money.
     train_load = train_used / max(train_cap, 1e-9) if train_cap > 0 else 0.0
-    energy, maintenance, depreciation, fleet_stacks, fleet_total = 0.0, 0.0, 0.0, 0.0, 0.0
+    energy, maintenance, depreciation, fleet_stacks, fleet_total, book_total = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     for k in range(K):
         busy_p, busy_d = 0.0, 0.0
         for c in range(C):
             busy_p += prefill[c * K + k] * load_p[c]
-            busy_d += decode[c * K + k] * load_d[c]
+            if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
+                busy_d += decode[c * K + k] * load_d[c]
         busy = busy_p + busy_d + train[k] * train_load
         utilisation = busy / max(fleet[k], 1e-9) if fleet[k] > 0 else 0.0
         new[so[STATE.last_utilisation] + k] = utilisation
         info[io[INFO.utilisation] + k] = utilisation
         info[io[INFO.fleet] + k] = fleet[k]
-        energy += fleet[k] * utilisation * pk[CHIP.tdp_w, k]
-        maintenance += fleet[k] * pk[CHIP.list_price, k]
+        energy += fleet[k] * utilisation * pk[CHIP.system_power_w, k]
+        maintenance += fleet[k] * pk[CHIP.list_price, k] * pk[CHIP.system_capex_multiple, k]
         charge = min(dep[k], max(book[k], 0.0))  # straight line until the book value is used up
         depreciation += charge
         fleet_stacks += fleet[k] * pk[CHIP.hbm_stacks, k]
         fleet_total += fleet[k]
         book[k] -= charge
+        book_total += book[k]
         age[k] = age[k] + 1.0 if fleet[k] > 0 else 0.0
+    site_charge = min(new[so[STATE.site_depreciation_rate]], max(new[so[STATE.site_book_value]], 0.0))
+    new[so[STATE.site_book_value]] -= site_charge
+    depreciation += site_charge
     energy_kwh = energy * ps[SCALAR.pue] * WEEK_S / J_PER_KWH
     power_cost = energy_kwh * ps[SCALAR.energy_usd_per_kwh]
     maintenance = maintenance * ps[SCALAR.maintenance_per_year] / WEEKS_PER_YEAR
-    interest = max(-cash, 0.0) * ps[SCALAR.interest_rate_per_year] / WEEKS_PER_YEAR
+    prepaid = 0.0
+    for k in range(K):
+        prepaid += queue_value[k]
+        for j in range(L):
+            prepaid += pipeline_value[k, j]
+    # The capital charge: the cost of capital on everything paid for and not yet recovered (chips at book
+    # value, orders prepaid and waiting, the site). Financing costs enter the reward only through it; the
+    # cash account is the free cash flow drawn against the credit line.
+    capital = book_total + prepaid + new[so[STATE.site_book_value]]
+    capital_charge = capital * ps[SCALAR.cost_of_capital_per_year] / WEEKS_PER_YEAR
+    # The site's share of the costs (its depreciation and capital charge), reported beside energy.
+    facility_cost = site_charge + new[so[STATE.site_book_value]] * ps[SCALAR.cost_of_capital_per_year] / WEEKS_PER_YEAR
     revenue = revenue + revenue_training
-    opex = power_cost + maintenance + interest
-    new_cash = cash - capex + revenue - opex
-    profit = revenue - opex - depreciation - write_off
+    opex = power_cost + maintenance
+    new_cash = cash - capex - facility_capex + sale_proceeds + revenue - opex
+    accounting = revenue - opex - depreciation - write_off + sale_gain
     bankrupt = new_cash < -ps[SCALAR.credit_limit_usd]
+    # 14. The end of the episode (the horizon or bankruptcy) settles the books: chips are marked to their
+    #     resale value and orders not yet delivered are cancelled for the refund fraction of what was paid.
+    settlement = 0.0
+    if bankrupt or week + 1.0 >= ps[SCALAR.weeks]:
+        for k in range(K):
+            settlement += fleet[k] * _resale_price(week, hbm_price, age[k], pk, ps, k) - book[k]
+        settlement -= (1.0 - ps[SCALAR.order_refund_fraction]) * prepaid
+    profit = accounting - capital_charge + settlement
     tokens = 0.0
     for c in range(C):
         tokens += served_all[c]
@@ -691,12 +833,20 @@ def _transition(row, new, info, o, exo, dem, orders, shares, p):
     new[so[STATE.hbm_price]] = new_hbm_price
     new[so[STATE.bankrupt]] = 1.0 if bankrupt else 0.0
     exposure = fleet_stacks / max(fleet_total * ps[SCALAR.max_hbm_stacks], 1.0)
-    usd_per_mtok = (opex + depreciation) / max(tokens, 1.0) * TOKENS_PER_MTOK if tokens > 0 else 0.0
+    cost_of_tokens = opex + depreciation + capital_charge
+    usd_per_mtok = cost_of_tokens / max(tokens, 1.0) * TOKENS_PER_MTOK if tokens > 0 else 0.0
+    net_worth = new_cash + capital + settlement
     for key, value in ((INFO.revenue, revenue), (INFO.revenue_training, revenue_training), (INFO.capex, capex),
-                       (INFO.opex, opex), (INFO.power_cost, power_cost), (INFO.maintenance, maintenance),
-                       (INFO.interest, interest), (INFO.depreciation, depreciation), (INFO.write_off, write_off),
-                       (INFO.profit, profit), (INFO.cash, new_cash), (INFO.hbm_supply, supply),
-                       (INFO.hbm_allocation, allocation), (INFO.hbm_drawn, hbm_drawn),
+                       (INFO.facility_capex, facility_capex), (INFO.opex, opex), (INFO.power_cost, power_cost),
+                       (INFO.maintenance, maintenance), (INFO.depreciation, depreciation),
+                       (INFO.write_off, write_off), (INFO.sale_proceeds, sale_proceeds), (INFO.sale_gain, sale_gain),
+                       (INFO.capital_charge, capital_charge), (INFO.capital_employed, capital),
+                       (INFO.facility_cost, facility_cost),
+                       (INFO.terminal_settlement, settlement), (INFO.accounting_profit, accounting),
+                       (INFO.profit, profit), (INFO.cash, new_cash), (INFO.net_worth, net_worth)):
+        info[io[key]] = value
+    # (two tuples: Python builds a literal this long through a list, which Numba cannot type)
+    for key, value in ((INFO.hbm_supply, supply), (INFO.hbm_allocation, allocation), (INFO.hbm_drawn, hbm_drawn),
                        (INFO.hbm_price, new_hbm_price), (INFO.hbm_exposure, exposure),
                        (INFO.usd_per_mtok, usd_per_mtok), (INFO.training_flops_done, train_used),
                        (INFO.training_jobs_completed, completed_n), (INFO.training_jobs_missed, missed_n),
@@ -713,21 +863,23 @@ def _observe(row, obs, o, exo, p):
 
     Blocks: [week / T, cash / credit limit, coverage of this week's demand (plus backlog) by the fleet
     and by fleet + orders, each / MAX_COVERAGE] | per chip: fleet, on order (queued + in transit),
-    each / fleet_scale, on sale now (0/1), price / list price, utilisation last week | per class:
-    this week's demand / (10 x initial demand), its growth over four weeks (log ratio x 10), served
-    fraction and SLO attainment last week | HBM: price index, supply / initial supply, our queued
-    stacks / (10 x the initial weekly allocation), shock flag | training: remaining FLOPs / (slots x
-    job size), nearest deadline / deadline weeks.
+    each / fleet_scale, on sale now (0/1), deployed price / list price, utilisation last week, mean
+    age / depreciation life | per class: this week's demand / (10 x initial demand), its growth over
+    four weeks (log ratio x 10), served fraction and admissible prefill load (share of the queueing
+    cap) last week | HBM: price index, supply / initial supply, our queued stacks / (10 x the initial
+    weekly allocation), shock flag | training: remaining FLOPs / (slots x job size), nearest deadline /
+    deadline weeks.
     """
-    pk, pck, pc, ps = p
+    pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
     so, xo = o.state, o.exo
     K, C, J, L = o.dims[0], o.dims[1], o.dims[2], o.dims[3]
     T = exo.shape[0]
     week = row[so[STATE.week]]
     t = min(int(week), T - 1)
     x, past = exo[t], exo[max(t - 4, 0)]
+    eff_p, eff_d = _efficiency(week, p.efficiency)
     wanted = _demand_with_backlog(row, so, x, xo, C)
-    work = _chips_for_demand(wanted, pck, pc)
+    work = _chips_for_demand(wanted, pck, pc, eff_p, eff_d)
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     out = np.empty(obs.shape[0])
     out[0] = week / ps[SCALAR.weeks]
@@ -735,19 +887,21 @@ def _observe(row, obs, o, exo, p):
     out[2] = min(_coverage(fleet, wanted, work), OBS_CLIP) / MAX_COVERAGE
     out[3] = min(_coverage(_owned_and_ordered(row, so, K, L), wanted, work), OBS_CLIP) / MAX_COVERAGE
     queued_stacks = 0.0
+    life = ps[SCALAR.depreciation_years] * WEEKS_PER_YEAR
     for k in range(K):
         out[4 + k] = fleet[k] / ps[SCALAR.fleet_scale]
         out[4 + K + k] = (row[so[STATE.queue] + k] + _in_transit(row, so, L, k)) / ps[SCALAR.fleet_scale]
         out[4 + 2 * K + k] = 1.0 if _available(week, pk, k) else 0.0
         out[4 + 3 * K + k] = _chip_price(week, row[so[STATE.hbm_price]], pk, ps, k) / pk[CHIP.list_price, k]
         out[4 + 4 * K + k] = row[so[STATE.last_utilisation] + k]
+        out[4 + 5 * K + k] = row[so[STATE.age_weeks] + k] / life
         queued_stacks += row[so[STATE.queue] + k] * pk[CHIP.hbm_stacks, k]
-    i = 4 + 5 * K
+    i = 4 + 6 * K
     for c in range(C):
         out[i + c] = x[xo[EXO.demand] + c] / (10.0 * max(pc[CLASS.demand0, c], 1.0))
         out[i + C + c] = 10.0 * math.log(max(x[xo[EXO.demand] + c], 1.0) / max(past[xo[EXO.demand] + c], 1.0))
         out[i + 2 * C + c] = row[so[STATE.last_served_fraction] + c]
-        out[i + 3 * C + c] = row[so[STATE.last_attainment] + c]
+        out[i + 3 * C + c] = row[so[STATE.last_admissible_load] + c]
     i += 4 * C
     nearest, remaining = np.inf, 0.0
     for j in range(J):
@@ -766,7 +920,7 @@ def _observe(row, obs, o, exo, p):
 
 def observation_size(dims: dict[str, int]) -> int:
     """Length of the observation for sizes ``dims`` (see :func:`_observe` for the blocks)."""
-    return 4 + 5 * dims["K"] + 4 * dims["C"] + 4 + 2
+    return 4 + 6 * dims["K"] + 4 * dims["C"] + 4 + 2
 
 
 @njit(cache=True)
@@ -774,8 +928,8 @@ def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, i
     row = state[b]
     t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
     dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, o.dims[1])
-    orders, shares = _decode(variant, discrete, actions[b], row, o.state, dem, p, o.dims)
-    _transition(row, new_state[b], info[b], o, exo[b], dem, orders, shares, p)
+    orders, sales, shares = _decode(variant, discrete, actions[b], row, o.state, dem, p, o.dims)
+    _transition(row, new_state[b], info[b], o, exo[b], dem, orders, sales, shares, p)
     _observe(new_state[b], obs[b], o, exo[b], p)
 
 
@@ -819,8 +973,8 @@ def valid_actions(actions, discrete):
 # --- Batched helpers for policies (called from Python through envs.functional) ------------------
 @njit(cache=True)
 def chip_prices_rows(week, hbm_price, p):
-    """(B, K) unit prices at weeks ``week`` (B,) and HBM price indices ``hbm_price`` (B,)."""
-    pk, ps = p[0], p[3]
+    """(B, K) deployed prices per chip at weeks ``week`` (B,) and HBM price indices ``hbm_price`` (B,)."""
+    pk, ps = p.chip, p.scalar
     out = np.empty((week.shape[0], pk.shape[1]))
     for b in range(week.shape[0]):
         for k in range(pk.shape[1]):
@@ -829,12 +983,26 @@ def chip_prices_rows(week, hbm_price, p):
 
 
 @njit(cache=True)
-def work_rows(demand, p):
-    """(prefill (B, K), decode (B, K)) chips of each type for the prefill and the decode of ``demand`` (B, C)."""
-    B, K = demand.shape[0], p[1].shape[2]
+def resale_prices_rows(week, hbm_price, age_weeks, p):
+    """(B, K) what one used chip of each type fetches at weeks ``week`` (B,), HBM price ``hbm_price`` (B,)
+    and mean ages ``age_weeks`` (B, K)."""
+    pk, ps = p.chip, p.scalar
+    out = np.empty((week.shape[0], pk.shape[1]))
+    for b in range(week.shape[0]):
+        for k in range(pk.shape[1]):
+            out[b, k] = _resale_price(week[b], hbm_price[b], age_weeks[b, k], pk, ps, k)
+    return out
+
+
+@njit(cache=True)
+def work_rows(week, demand, p):
+    """(prefill (B, K), decode (B, K)) chips of each type for the prefill and the decode of ``demand`` (B, C)
+    at weeks ``week`` (B,) (the vendors' software efficiency of that year)."""
+    B, K = demand.shape[0], p.class_chip.shape[2]
     prefill, decode = np.empty((B, K)), np.empty((B, K))
     for b in range(B):
-        prefill[b], decode[b] = _work_for_demand(demand[b], p[1], p[2])
+        eff_p, eff_d = _efficiency(week[b], p.efficiency)
+        prefill[b], decode[b] = _work_for_demand(demand[b], p.class_chip, p.cls, eff_p, eff_d)
     return prefill, decode
 
 
@@ -848,26 +1016,27 @@ def coverage_rows(chips, demand, work):
 
 
 @njit(cache=True)
-def knob_shares_rows(fleet, demand, knobs, need, p):
-    """(B, 1 + 2C, K) shares of the built-in allocator (:func:`_knob_shares`) for each row."""
-    B, C, K = fleet.shape[0], p[1].shape[1], p[1].shape[2]
+def knob_shares_rows(week, fleet, demand, knobs, need, p):
+    """(B, 1 + 2C, K) shares of the built-in allocator (:func:`_knob_shares`) for each row at weeks ``week``."""
+    B, C, K = fleet.shape[0], p.class_chip.shape[1], p.class_chip.shape[2]
     out = np.empty((B, 1 + 2 * C, K))
     for b in range(B):
-        out[b] = _knob_shares(fleet[b], demand[b], knobs[b], need[b], p[0], p[1], p[2])
+        eff_p, eff_d = _efficiency(week[b], p.efficiency)
+        out[b] = _knob_shares(fleet[b], demand[b], knobs[b], need[b], p.chip, p.class_chip, p.cls, eff_p, eff_d)
     return out
 
 
 @njit(cache=True)
 def decode_rows(variant, discrete, actions, state, exo, p, o):
-    """(orders (B, K), shares (B, 1 + 2C, K)) that valid ``actions`` (B, A) decode to (:func:`_decode`)."""
+    """(orders (B, K), sales (B, K), shares (B, 1 + 2C, K)) that valid ``actions`` (B, A) decode to."""
     B, K, C = state.shape[0], o.dims[0], o.dims[1]
-    orders, shares = np.empty((B, K)), np.empty((B, 1 + 2 * C, K))
+    orders, sales, shares = np.empty((B, K)), np.empty((B, K)), np.empty((B, 1 + 2 * C, K))
     for b in range(B):
         row = state[b]
         t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
         dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, C)
-        orders[b], shares[b] = _decode(variant, discrete, actions[b], row, o.state, dem, p, o.dims)
-    return orders, shares
+        orders[b], sales[b], shares[b] = _decode(variant, discrete, actions[b], row, o.state, dem, p, o.dims)
+    return orders, sales, shares
 
 
 @njit(cache=True)
@@ -897,10 +1066,21 @@ def failed_chips_array(fleet, p_fail, u):
 
 
 @njit(cache=True)
+def served_with_peaks_array(capacity, demand, peak):
+    """Elementwise :func:`_served_with_peaks` (``peak`` broadcast along the last axis of ``demand``)."""
+    out = np.empty(demand.shape)
+    flat_cap, flat_dem, flat_out = capacity.ravel(), demand.ravel(), out.ravel()
+    C = peak.shape[0]
+    for i in range(flat_dem.shape[0]):
+        flat_out[i] = _served_with_peaks(flat_cap[i], flat_dem[i], peak[i % C])
+    return out
+
+
+@njit(cache=True)
 def hbm_market_path(supply, other, stacks_ordered, p):
     """(allocation (T,), price index at the start of each week (T,)) of the HBM market over weeks of
     ``supply``, ``other`` demand and our ``stacks_ordered`` (all (T,)), starting from an index of 1."""
-    ps = p[3]
+    ps = p.scalar
     T = supply.shape[0]
     allocation, price = np.empty(T), np.empty(T)
     index = 1.0

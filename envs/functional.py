@@ -58,18 +58,19 @@ def params(scenario: str | dict | Scenario | None = None, variant: str = "datace
     scenario = load_scenario(scenario)
     dims = dyn.scenario_dims(scenario)
     offsets = dyn.scenario_offsets(scenario)
+    tables = dyn.scenario_tables(scenario)
     _, state_shapes = dyn.layout(dyn.STATE_FIELDS, dims)
     _, info_shapes = dyn.layout(dyn.INFO_FIELDS, dims)
-    p = Params(scenario=scenario, variant=variant, discrete=discrete, tables=dyn.scenario_tables(scenario),
-               offsets=offsets, state_shapes=tuple(state_shapes), info_shapes=tuple(info_shapes),
-               initial_row=_initial_row(scenario, offsets), action_space=action_space(scenario, variant, discrete),
-               observation_space=observation_space(scenario))
-    return p
+    return Params(scenario=scenario, variant=variant, discrete=discrete, tables=tables, offsets=offsets,
+                  state_shapes=tuple(state_shapes), info_shapes=tuple(info_shapes),
+                  initial_row=_initial_row(scenario, offsets, tables),
+                  action_space=action_space(scenario, variant, discrete), observation_space=observation_space(scenario))
 
 
-def _initial_row(scenario: Scenario, offsets: dyn.Offsets) -> np.ndarray:
-    """The state row of a datacenter at the start of an episode: the initial fleet at list price, the
-    scenario's cash, no orders in flight, HBM price index 1, every class fully served."""
+def _initial_row(scenario: Scenario, offsets: dyn.Offsets, tables: dyn.Tables) -> np.ndarray:
+    """The state row of a datacenter at the start of an episode: the scenario's cash; the initial fleet,
+    ``initial_fleet_age_weeks`` old, booked at what it cost then less straight-line depreciation since;
+    a site sized to its IT load, as old; no orders in flight; HBM price index 1; every class served."""
     a, o = scenario.arrays, offsets.state
     row = np.zeros(int(o[-1]))
 
@@ -77,14 +78,24 @@ def _initial_row(scenario: Scenario, offsets: dyn.Offsets) -> np.ndarray:
         i = getattr(dyn.STATE, name)
         row[o[i]:o[i + 1]] = value
 
-    book = a["initial_fleet"] * a["list_price"]
+    age = float(scenario.initial_fleet_age_weeks)
+    fleet = a["initial_fleet"]
+    paid = fleet * dyn.chip_prices_rows(np.array([-age]), np.array([1.0]), tables)[0]
+    life = scenario.depreciation_years * dyn.WEEKS_PER_YEAR
+    site_kw = float(fleet @ a["system_power_w"]) / dyn.W_PER_KW
+    site_paid = site_kw * scenario.facility_capex_usd_per_kw
+    site_life = scenario.facility_life_years * dyn.WEEKS_PER_YEAR
     put("cash", float(scenario.initial_cash_usd))
-    put("fleet", a["initial_fleet"])
-    put("book_value", book)
-    put("depreciation_rate", book / (scenario.depreciation_years * dyn.WEEKS_PER_YEAR))
+    put("fleet", fleet)
+    put("age_weeks", np.where(fleet > 0, age, 0.0))
+    put("book_value", paid * max(1.0 - age / life, 0.0))
+    put("depreciation_rate", paid / life)
+    put("site_kw", site_kw)
+    put("site_book_value", site_paid * max(1.0 - age / site_life, 0.0))
+    put("site_depreciation_rate", site_paid / site_life)
     put("hbm_price", 1.0)
     put("last_served_fraction", 1.0)
-    put("last_attainment", 1.0)
+    put("last_admissible_load", 1.0)
     return row
 
 
@@ -192,8 +203,8 @@ def step_arrays(params: Params, state: State, action: Any) -> tuple[State, np.nd
 
 
 def decode(params: Params, state: State, action: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(orders (B, K) chips wanted, shares (B, 1 + 2C, K) of each chip type's fleet per role) that
-    ``action`` (B, A) asks for in ``state``, before the dynamics round, price and ration them."""
+    """(orders (B, K) chips wanted, sales (B, K) chips to sell, shares (B, 1 + 2C, K) of each chip type's fleet
+    per role) that ``action`` (B, A) asks for in ``state``, before the dynamics round, price and ration them."""
     act = _checked_actions(params, action, state.rows.shape[0])
     return dyn.decode_rows(dyn.VARIANTS.index(params.variant), params.discrete, act, state.rows, state.exo_rows,
                            params.tables, params.offsets)
@@ -255,9 +266,15 @@ def info_dict(params: Params, info: np.ndarray) -> dict[str, np.ndarray]:
 
 # --- Helpers policies share with the dynamics (the same compiled code) ----------------------------
 def chip_prices(params: Params, week: np.ndarray, hbm_price: np.ndarray) -> np.ndarray:
-    """(B, K) unit prices at weeks ``week`` (B,) and HBM price indices ``hbm_price`` (B,)."""
+    """(B, K) deployed price of one chip (chip, server, network and storage) at weeks ``week`` (B,) and HBM
+    price indices ``hbm_price`` (B,): what an order pays per chip."""
     return dyn.chip_prices_rows(np.asarray(week, dtype=np.float64), np.asarray(hbm_price, dtype=np.float64),
                                 params.tables)
+
+
+def resale_prices(params: Params, state: State) -> np.ndarray:
+    """(B, K) what one used chip of each type fetches on the secondary market this week."""
+    return dyn.resale_prices_rows(state.week.astype(np.float64), state.hbm_price, state.age_weeks, params.tables)
 
 
 def available_mask(params: Params, week: np.ndarray) -> np.ndarray:
@@ -280,35 +297,49 @@ def training_need(params: Params, state: State) -> np.ndarray:
     return dyn.state_rows_helpers(state.rows, state.exo_rows, params.offsets)[2]
 
 
-def prefill_and_decode_chips(params: Params, demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(B, K) chips of type k for the prefill and for the decode of ``demand`` (B, C); inf where a demanded
-    class does not fit that chip."""
-    return dyn.work_rows(np.asarray(demand, dtype=np.float64), params.tables)
+def _weeks(week: Any, batch: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(week, dtype=np.float64), (batch,)).copy()
 
 
-def chips_for_demand(params: Params, demand: np.ndarray) -> np.ndarray:
-    """(B, K) W_k(D): chips of type k that serve ``demand`` (B, C) alone, colocated; inf if a class does not fit."""
-    prefill, decode = prefill_and_decode_chips(params, demand)
+def prefill_and_decode_chips(params: Params, demand: np.ndarray, week: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(B, K) chips of type k for the prefill and for the decode of ``demand`` (B, C) at ``week`` (B,) or a
+    scalar (the vendors' software efficiency of that year); inf where a demanded class does not fit that chip."""
+    demand = np.asarray(demand, dtype=np.float64)
+    return dyn.work_rows(_weeks(week, demand.shape[0]), demand, params.tables)
+
+
+def chips_for_demand(params: Params, demand: np.ndarray, week: Any) -> np.ndarray:
+    """(B, K) W_k(D): chips of type k that serve ``demand`` (B, C) alone, colocated, at ``week``; inf if a
+    class does not fit."""
+    prefill, decode = prefill_and_decode_chips(params, demand, week)
     return prefill + decode
 
 
-def coverage(params: Params, chips: np.ndarray, demand: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
-    """(B,) share of ``demand`` (B, C) that ``chips`` (B, K) can serve, sum_k N_k / W_k(D); inf without demand.
-
-    ``work`` is ``chips_for_demand(params, demand)`` when the caller has it already.
-    """
+def coverage(params: Params, chips: np.ndarray, demand: np.ndarray, week: Any,
+             work: np.ndarray | None = None) -> np.ndarray:
+    """(B,) share of ``demand`` (B, C) that ``chips`` (B, K) can serve at ``week``, sum_k N_k / W_k(D); inf
+    without demand. ``work`` is ``chips_for_demand(params, demand, week)`` when the caller has it already."""
     demand = np.asarray(demand, dtype=np.float64)
-    work = chips_for_demand(params, demand) if work is None else work
+    work = chips_for_demand(params, demand, week) if work is None else work
     return dyn.coverage_rows(np.asarray(chips, dtype=np.float64), demand, np.asarray(work, dtype=np.float64))
 
 
-def knob_shares(params: Params, fleet: np.ndarray, demand: np.ndarray, knobs: np.ndarray,
-                need: np.ndarray) -> np.ndarray:
-    """(B, 1 + 2C, K) shares of each chip type's fleet from the four knobs (B, 4) in [0, 1]; see
+def knob_shares(params: Params, fleet: np.ndarray, demand: np.ndarray, knobs: np.ndarray, need: np.ndarray,
+                week: Any) -> np.ndarray:
+    """(B, 1 + 2C, K) shares of each chip type's fleet from the four knobs (B, 4) in [0, 1] at ``week``; see
     :func:`envs.dynamics._knob_shares` for what each knob does. ``need`` (B,) is :func:`training_need`."""
     f64 = np.float64
-    return dyn.knob_shares_rows(np.asarray(fleet, dtype=f64), np.asarray(demand, dtype=f64),
+    fleet = np.asarray(fleet, dtype=f64)
+    return dyn.knob_shares_rows(_weeks(week, fleet.shape[0]), fleet, np.asarray(demand, dtype=f64),
                                 np.asarray(knobs, dtype=f64), np.asarray(need, dtype=f64), params.tables)
+
+
+def served_with_peaks(params: Params, capacity: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    """Mean tokens/s served of each class (last axis) given ``capacity`` and mean ``demand`` of the same shape,
+    when load peaks at the class's peak-to-mean factor and load above capacity is shed."""
+    demand = np.asarray(demand, dtype=np.float64)
+    capacity = np.broadcast_to(np.asarray(capacity, dtype=np.float64), demand.shape).copy()
+    return dyn.served_with_peaks_array(capacity, demand, params.tables.cls[dyn.CLASS.peak_to_mean].copy())
 
 
 def failed_chips(fleet: np.ndarray, p_fail: float, u: np.ndarray) -> np.ndarray:
@@ -347,8 +378,8 @@ def action_masks(params: Params, state: State) -> np.ndarray:
         weights = np.ones((B, K, dyn.LEVELS), dtype=bool)
         weights[:, :, 1:] = (on_sale & affordable)[:, :, None]
         demand = demand_with_backlog(params, state)
-        work = chips_for_demand(params, demand)
-        owned = coverage(params, owned_and_ordered(params, state), demand, work)
+        work = chips_for_demand(params, demand, state.week)
+        owned = coverage(params, owned_and_ordered(params, state), demand, state.week, work)
         usable = on_sale & np.isfinite(work) & (work > 0)
         cheapest = np.where(usable, work * prices, np.inf).min(1)  # $ per unit of coverage
         targets = np.arange(dyn.LEVELS) / (dyn.LEVELS - 1) * dyn.MAX_COVERAGE
@@ -356,7 +387,8 @@ def action_masks(params: Params, state: State) -> np.ndarray:
         cost = np.where(shortfall > 0, shortfall * cheapest[:, None], 0.0)
         target = np.ones((B, dyn.LEVELS), dtype=bool)
         target[:, 1:] = cost[:, :-1] < headroom[:, None]
-        masks += [weights.reshape(B, K * dyn.LEVELS), target]
+        sale = np.ones((B, dyn.LEVELS), dtype=bool)  # selling is always possible
+        masks += [weights.reshape(B, K * dyn.LEVELS), target, sale]
     if params.variant != "procurement":
         masks.append(np.ones((B, dyn.N_KNOBS * dyn.LEVELS), dtype=bool))
     return np.concatenate(masks, axis=1)

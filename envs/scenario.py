@@ -18,9 +18,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hardware import Workload, build_serving_tables, get_chip
+from hardware import Workload, build_serving_tables, get_chip, vendor_efficiency
 from hardware.catalog import UnknownNameError, efficiency, get_model
 from hardware.perf import WEIGHT_BYTES
+
+WEEKS_PER_YEAR = 52.0
+H100 = "H100-SXM"  # training contracts are priced per H100-hour of market rent
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 SCENARIO_NAMES = ("default", "hbm_shortage", "agent_surge", "small")
@@ -45,7 +48,10 @@ class ScenarioError(ValueError):
 # field -> (type, low, high); None bounds are open. Market and demand figures need provenance.
 _TOP = {
     "weeks": (int, 4, 520), "initial_cash_usd": (float, 0, None), "credit_limit_usd": (float, 0, None),
-    "interest_rate_per_year": (float, 0, 1), "max_order_chips_per_week": (int, 1, 1_000_000),
+    "cost_of_capital_per_year": (float, 0, 1), "max_order_chips_per_week": (int, 1, 1_000_000),
+    "facility_capex_usd_per_kw": (float, 0, 1e6), "facility_life_years": (float, 1, 60),
+    "order_refund_fraction": (float, 0, 1), "resale_age_decay_per_year": (float, 0, 5),
+    "initial_fleet_age_weeks": (int, 0, 520),
     "base_lead_weeks": (int, 0, 104), "price_decline_per_year": (float, 0, 0.9),
     "maintenance_per_year": (float, 0, 1), "failure_rate_per_year": (float, 0, 1),
     "depreciation_years": (float, 0.5, 20), "energy_usd_per_kwh": (float, 0, 5), "pue": (float, 1, 3),
@@ -60,18 +66,22 @@ _HBM = {
 }
 _TRAINING = {
     "arrivals_per_week": (float, 0, 100), "flops_per_job": (float, 1e15, 1e30),
-    "value_per_job_usd": (float, 0, None), "deadline_weeks": (int, 1, 520), "slots": (int, 1, 16),
+    "rent_usd_per_h100_hour": (float, 0, 1_000), "contract_rent_multiple": (float, 0, 100),
+    "deadline_weeks": (int, 1, 520), "slots": (int, 1, 16),
 }
 _CLASS = {
     "input_tokens": (int, 1, 1_000_000), "output_tokens": (int, 1, 1_000_000), "tpot_slo_s": (float, 1e-4, 60),
-    "ttft_slo_s": (float, 1e-3, 86_400), "price_per_mtok_usd": (float, 0, 1_000),
-    "demand_tokens_per_s": (float, 0, 1e12), "noise": (float, 0, 2), "train_fraction": (float, 0, 0.95),
+    "ttft_slo_s": (float, 1e-3, 86_400), "input_price_per_mtok_usd": (float, 0, 1_000),
+    "output_price_per_mtok_usd": (float, 0, 1_000), "price_decline_per_year": (float, 0, 0.99),
+    "peak_to_mean": (float, 1, 10), "demand_tokens_per_s": (float, 0, 1e12), "noise": (float, 0, 2),
+    "train_fraction": (float, 0, 0.95),
 }
 _SHOCKS = {"probability_per_week": (float, 0, 1), "magnitude": (float, 0, 0.99), "weeks": (int, 1, 104)}
 _PRECISIONS = tuple(WEIGHT_BYTES)
-_TOP_KEYS = {"name", "base", "description", "start", "chips", "initial_fleet", "order_unit_chips", "hbm",
-             "sram_chips_per_week", "training", "classes", "demand_shocks", "provenance", "drop_classes",
-             *_TOP}
+_PER_CHIP = ("initial_fleet", "order_unit_chips", "sram_chips_per_week", "system_capex_multiple",
+             "system_power_multiple")
+_TOP_KEYS = {"name", "base", "description", "start", "chips", "hbm", "training", "classes", "demand_shocks",
+             "provenance", "drop_classes", *_PER_CHIP, *_TOP}
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,10 @@ class ClassParams:
     output_tokens: int
     tpot_slo_s: float
     ttft_slo_s: float
-    price_per_mtok_usd: float
+    input_price_per_mtok_usd: float
+    output_price_per_mtok_usd: float
+    price_decline_per_year: float
+    peak_to_mean: float
     demand_tokens_per_s: float
     growth: Mapping[str, Any]
     noise: float
@@ -255,12 +268,13 @@ def _parse_class(name: str, raw: Mapping) -> ClassParams:
 
 
 def _required_provenance(classes: tuple[ClassParams, ...]) -> list[str]:
-    keys = [k for k in _TOP if k != "weeks"] + ["initial_fleet", "order_unit_chips", "sram_chips_per_week",
-                                                       "demand_shocks"]
+    keys = [k for k in _TOP if k != "weeks"] + [*_PER_CHIP, "demand_shocks"]
     keys += [f"hbm.{k}" for k in _HBM] + [f"training.{k}" for k in (*_TRAINING, "model")]
     for c in classes:
         keys += [f"classes.{c.name}.{k}" for k in ("input_tokens", "output_tokens", "tpot_slo_s", "ttft_slo_s",
-                                                   "price_per_mtok_usd", "demand_tokens_per_s", "growth", "noise")]
+                                                   "input_price_per_mtok_usd", "output_price_per_mtok_usd",
+                                                   "price_decline_per_year", "peak_to_mean", "demand_tokens_per_s",
+                                                   "growth", "noise")]
         if c.train_fraction > 0:
             keys.append(f"classes.{c.name}.train_fraction")
     return keys
@@ -313,14 +327,32 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
             raise ScenarioError(f"provenance.{key}: every market and demand figure needs a source "
                                 f"(or 'ASSUMPTION: reasoning')")
     initial = np.floor(_chip_mapping(raw, "initial_fleet", chips, 0.0))
-    arrays = _build_arrays(raw, start, chips, classes, initial)
-    validated = {**raw, **top, "hbm": hbm, "training": {**training, "model": training_model},
+    arrays = _build_arrays(raw, start, top["weeks"], chips, classes, initial)
+    # A training contract pays its H100-hours (at the training MFU) at market rent times the contract multiple.
+    h100_flops_per_hour = get_chip(H100).peak_flops("bf16") * efficiency("training.mfu") * 3600.0
+    value_per_job = (training["flops_per_job"] / h100_flops_per_hour * training["rent_usd_per_h100_hour"]
+                     * training["contract_rent_multiple"])
+    validated = {**raw, **top, "hbm": hbm,
+                 "training": {**training, "model": training_model, "value_per_job_usd": value_per_job},
                  "demand_shocks": shocks}
     return Scenario(name=str(raw["name"]), description=str(raw.get("description", "")).strip(), raw=validated,
                     start=start, weeks=top["weeks"], chips=chips, classes=classes, arrays=arrays)
 
 
-def _build_arrays(raw, start, chips, classes, initial):
+def _efficiency_by_year(chips: tuple[str, ...], start: dt.date, weeks: int, table_year: float) -> np.ndarray:
+    """(2, K, Y) prefill (MFU) and decode (MBU) multipliers of each chip in each year of the episode, from the
+    vendors' software-efficiency factors at the middle of that year relative to the tables' year."""
+    years = int(np.ceil(weeks / WEEKS_PER_YEAR))
+    out = np.ones((2, len(chips), years))
+    for k, chip in enumerate(chips):
+        base_mfu, base_mbu = vendor_efficiency(chip, table_year)
+        for y in range(years):
+            mfu, mbu = vendor_efficiency(chip, table_year + y + 0.5)
+            out[0, k, y], out[1, k, y] = mfu / base_mfu, mbu / base_mbu
+    return out
+
+
+def _build_arrays(raw, start, weeks, chips, classes, initial):
     specs = [get_chip(c) for c in chips]
     available = []
     for c in specs:
@@ -329,13 +361,17 @@ def _build_arrays(raw, start, chips, classes, initial):
         available.append(int(np.ceil(days / 7)))
     workloads = [Workload(c.name, c.model, c.precision, c.input_tokens, c.output_tokens, c.tpot_slo_s)
                  for c in classes]
-    tables = build_serving_tables(list(chips), workloads)
+    # The tables hold each chip at the start of the episode; the efficiency multipliers move it year by year.
+    table_year = start.year + (start.month - 1) / 12.0
+    tables = build_serving_tables(list(chips), workloads, year=table_year)
     training_capable = np.array([c.segment != "inference" for c in specs])
     flagship = np.array([c.vendor == "NVIDIA" and c.uses_hbm for c in specs], dtype=float)
     arrays = {
         "available_week": np.array(available, dtype=float),
         "list_price": np.array([c.price_usd for c in specs]),
+        "system_capex_multiple": _chip_mapping(raw, "system_capex_multiple", chips, 1.0),
         "tdp_w": np.array([c.tdp_w for c in specs]),
+        "system_power_w": np.array([c.tdp_w for c in specs]) * _chip_mapping(raw, "system_power_multiple", chips, 1.0),
         "hbm_stacks": np.array([c.hbm_stacks for c in specs], dtype=float),
         "memory_gb": np.array([c.memory_gb for c in specs]),
         "order_unit": np.maximum(np.floor(_chip_mapping(raw, "order_unit_chips", chips, 1.0)), 1.0),
@@ -357,7 +393,10 @@ def _build_arrays(raw, start, chips, classes, initial):
         "output_tokens": np.array([c.output_tokens for c in classes], dtype=float),
         "tpot_slo_s": np.array([c.tpot_slo_s for c in classes]),
         "ttft_slo_s": np.array([c.ttft_slo_s for c in classes]),
-        "price_per_token": np.array([c.price_per_mtok_usd for c in classes]) / 1e6,
+        "input_price_per_token": np.array([c.input_price_per_mtok_usd for c in classes]) / 1e6,
+        "output_price_per_token": np.array([c.output_price_per_mtok_usd for c in classes]) / 1e6,
+        "price_decline_per_year": np.array([c.price_decline_per_year for c in classes]),
+        "peak_to_mean": np.array([c.peak_to_mean for c in classes]),
         "demand0": np.array([c.demand_tokens_per_s for c in classes]),
         "noise": np.array([c.noise for c in classes]),
         "carry_over": np.array([c.carry_over for c in classes], dtype=float),
@@ -373,6 +412,7 @@ def _build_arrays(raw, start, chips, classes, initial):
     arrays["kv_link_bytes_per_s"] = np.array(efficiency("network.kv_transfer_gbps") * 1e9)
     for name, rate in (("prompt", arrays["prefill_rate"]), ("output", arrays["serving_decode_rate"])):
         arrays[f"chip_s_per_{name}_token"] = np.where(tables.fits, 1.0 / np.where(tables.fits, rate, 1.0), 0.0)
+    arrays["efficiency_by_year"] = _efficiency_by_year(chips, start, weeks, table_year)
     for value in arrays.values():
         value.setflags(write=False)
     return arrays

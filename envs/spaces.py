@@ -38,8 +38,9 @@ def action_space(scenario: Scenario, variant: str, discrete: bool = False) -> sp
     if variant == "fine":
         if discrete:
             raise ValueError("the fine variant has a continuous action only; use discrete=False")
-        return spaces.Box(-1.0, 1.0, shape=(scenario.n_chips * (1 + n_roles(scenario)),), dtype=np.float32)
-    n_orders = scenario.n_chips + 1 if variant in ("datacenter", "procurement") else 0
+        return spaces.Box(-1.0, 1.0, shape=(scenario.n_chips * (2 + n_roles(scenario)),), dtype=np.float32)
+    # Compact: K chip weights, the capacity target and the sale entry, then the knobs.
+    n_orders = scenario.n_chips + 2 if variant in ("datacenter", "procurement") else 0
     n_knobs = N_KNOBS if variant in ("datacenter", "scheduling") else 0
     if discrete:
         return spaces.MultiDiscrete([LEVELS] * (n_orders + n_knobs))
@@ -67,9 +68,15 @@ def check_action(action, space: spaces.Space, batch: int | None = None) -> np.nd
     return arr.astype(np.float64)
 
 
-def fine_action(scenario: Scenario, order_fraction: np.ndarray, shares: np.ndarray) -> np.ndarray:
-    """The fine variant's action that decodes to these order fractions (K,) and shares (1+2C, K)."""
+def fine_action(scenario: Scenario, order_fraction: np.ndarray, shares: np.ndarray,
+                sale_fraction: np.ndarray | None = None) -> np.ndarray:
+    """The fine variant's action that decodes to these order fractions (K,) of the weekly maximum, shares
+    (1+2C, K) of each chip type's fleet, and sale fractions (K,) of each type's fleet (default: none)."""
     if (shares.sum(0) > 1.0 + 1e-9).any() or (shares < 0).any():
         raise ValueError("each chip type's shares must be >= 0 and sum to at most 1")
+    sales = np.zeros(scenario.n_chips) if sale_fraction is None else np.asarray(sale_fraction, dtype=float)
+    if (sales < 0).any() or (sales > 1).any():
+        raise ValueError("sale fractions must lie in [0, 1]")
     orders = np.where(order_fraction > 0, order_fraction, -1.0)
-    return np.concatenate([orders, 2.0 * shares.reshape(-1) - 1.0]).astype(np.float32)
+    return np.concatenate([orders, np.where(sales > 0, sales, -1.0), 2.0 * shares.reshape(-1) - 1.0]
+                          ).astype(np.float32)

@@ -164,14 +164,15 @@ def summarise(rows: list[dict], specs: list[Spec]) -> dict:
 def markdown(summary: dict, env_id: str, seeds: list[int]) -> str:
     lines = [f"{env_id}, seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} per policy; same exogenous paths for all)",
              "", "| policy | mean return [95% CI] | IQM [95% CI] | gap to oracle | P(improve over best baseline) | "
-             "profit $M | $/M tokens | unmet demand |", "|---|---|---|---|---|---|---|---|"]
+             "economic profit $M | net margin | $/M tokens | unmet demand |", "|---|---|---|---|---|---|---|---|---|"]
     for label, e in summary["policies"].items():
         gap = f"{e['optimality_gap']:.1%}" if "optimality_gap" in e else "n/a"
         poi = e.get("probability_of_improvement_over_best_baseline")
         poi_text = "best baseline" if label == summary["best_baseline"] else ("" if poi is None else f"{poi:.2f}")
         lines.append(f"| {label} | {e['mean_return']:.1f} [{e['mean_ci95'][0]:.1f}, {e['mean_ci95'][1]:.1f}] | "
                      f"{e['iqm_return']:.1f} [{e['iqm_ci95'][0]:.1f}, {e['iqm_ci95'][1]:.1f}] | {gap} | {poi_text} | "
-                     f"{e['mean_profit'] / 1e6:,.1f} | {e['mean_usd_per_mtok']:.3f} | {e['mean_unmet_share']:.1%} |")
+                     f"{e['mean_profit'] / 1e6:,.1f} | {e['mean_profit'] / max(e['mean_revenue'], 1.0):.1%} | "
+                     f"{e['mean_usd_per_mtok']:.3f} | {e['mean_unmet_share']:.1%} |")
     best = summary["best_baseline"]
     for label, e in summary["policies"].items():
         if "minus_best_baseline" in e and e["kind"] == "trained":

@@ -26,8 +26,9 @@ class Episode:
     trace: dict[str, np.ndarray] = field(default_factory=dict)  # week-by-week series, when asked for
 
 
-_SUMMED = ("profit", "revenue", "revenue_training", "capex", "opex", "power_cost", "maintenance", "interest",
-           "depreciation", "write_off")
+_SUMMED = ("profit", "revenue", "revenue_training", "capex", "facility_capex", "opex", "power_cost", "maintenance",
+           "depreciation", "write_off", "sale_gain", "capital_charge", "facility_cost", "terminal_settlement",
+           "accounting_profit")
 _AVERAGED = ("slo_attainment", "utilisation", "usd_per_mtok", "hbm_exposure")
 _TRACED = ("fleet", "demand", "served", "prefill_capacity", "decode_capacity", "hbm_price", "hbm_supply",
            "hbm_allocation", "hbm_drawn", "cash")

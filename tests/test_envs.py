@@ -158,13 +158,13 @@ def test_compact_orders_reach_the_capacity_target_on_chips_on_sale():
     a[[h200, b300]] = 1.0  # equal weight on a chip on sale and one that is not
     a[K] = 2 * (1.5 / 3.0) - 1  # target: 1.5x this week's demand
     demand = u.exogenous.demand[:, 0] + u.state.backlog
-    before = coverage(u.params, owned_and_ordered(u.params, u.state), demand)[0]
+    before = coverage(u.params, owned_and_ordered(u.params, u.state), demand, 0)[0]
     _, _, _, _, info = env.step(a)
     assert info["ordered"][b300] == 0 and info["orders_unavailable"].sum() == 0
     assert info["ordered"][h200] > 0 and info["ordered"].sum() == info["ordered"][h200]
     after = coverage(u.params, (info["fleet"] + info["in_queue"] + info["in_transit"] + info["failed"])[None],
-                     demand)[0]
-    unit_coverage = coverage(u.params, np.eye(K)[h200][None] * 8, demand)[0]  # one 8-GPU server
+                     demand, 0)[0]
+    unit_coverage = coverage(u.params, np.eye(K)[h200][None] * 8, demand, 0)[0]  # one 8-GPU server
     assert before < 1.5 and 1.5 - unit_coverage <= after <= 1.5 + 1e-9
 
 
@@ -185,17 +185,22 @@ def test_invariants_hold_under_random_action_sequences(seed, actions):
         _, _, term, trunc, info = env.step(np.asarray(act, dtype=np.float32))
         s = env.state
         ordered += info["ordered"].sum()
-        gone += info["failed"].sum()
+        gone += info["failed"].sum() + info["sold"].sum()
         in_system = s.fleet.sum() + s.queue.sum() + s.pipeline.sum()
         assert np.isclose(ordered, in_system + gone), "chips are conserved"
         assert (s.fleet >= 0).all() and (s.queue >= 0).all() and (s.pipeline >= 0).all()
-        assert np.isclose(info["cash"], cash_before - info["capex"] + info["revenue"] - info["opex"])
+        assert (s.book_value >= -1e-6).all() and s.site_book_value[0] >= -1e-6
+        assert np.isclose(info["cash"], cash_before - info["capex"] - info["facility_capex"] + info["sale_proceeds"]
+                          + info["revenue"] - info["opex"])
+        assert info["cash"] >= -SMALL.credit_limit_usd or info["bankrupt"]
         assert (info["served"] <= info["demand"] + 1e-6).all()
         assert (info["served"] <= np.minimum(info["prefill_capacity"], info["decode_capacity"]) + 1e-6).all()
         assert info["hbm_drawn"] <= info["hbm_allocation"] + 1e-6 <= info["hbm_supply"] + 1e-6
         revenue = info["revenue_per_class"].sum() + info["revenue_training"]
         assert np.isclose(info["revenue"], revenue)
-        ceiling = (info["served"] * SMALL.arrays["price_per_token"]).sum() * WEEK_S
+        a = SMALL.arrays
+        price = a["output_price_per_token"] + a["input_price_per_token"] * a["input_tokens"] / a["output_tokens"]
+        ceiling = (info["served"] * price).sum() * WEEK_S
         assert info["revenue_per_class"].sum() <= ceiling + 1e-6
         if term or trunc:
             break
@@ -287,11 +292,12 @@ def test_fine_variant_decodes_exact_shares_and_orders():
     shares /= shares.sum(0, keepdims=True) * 1.25  # each chip type 80% allocated
     fractions = np.array([0.5, 0.0, 0.25])
     action = fine_action(s, fractions, shares)
-    orders, decoded = decode(env.params, env.state, action[None])
+    orders, sales, decoded = decode(env.params, env.state, action[None])
+    assert (sales == 0).all()
     np.testing.assert_allclose(decoded[0], shares, atol=1e-6)
     np.testing.assert_allclose(orders[0], fractions * s.max_order_chips_per_week, atol=1e-4)
     with pytest.raises(ValueError, match="sum to at most 1"):
         fine_action(s, fractions, shares * 2)
     # Shares over 1 in an action are normalised per chip type, never exceeding the fleet.
-    _, over = decode(env.params, env.state, np.ones((1, env.action_space.shape[0])))
+    _, _, over = decode(env.params, env.state, np.ones((1, env.action_space.shape[0])))
     np.testing.assert_allclose(over[0].sum(0), 1.0)

@@ -104,15 +104,16 @@ def test_helpers_compute_the_documented_formulas():
     years = np.maximum(week[:, None] - a["available_week"], 0.0) / 52.0
     expected = a["list_price"] * (1 - s.price_decline_per_year) ** years
     expected = expected * (1 + s.hbm["hbm_cost_share"] * (hbm[:, None] - 1) * (a["hbm_stacks"] > 0))
+    expected = expected * a["system_capex_multiple"]  # the deployed price: chip, server, network, storage
     np.testing.assert_allclose(prices, expected, rtol=1e-12)
     # W_k(D) and coverage: a fleet of exactly W_k chips of any one type covers the demand once.
     demand = a["demand0"][None] * 1.0
-    work = fn.chips_for_demand(params, demand)
+    work = fn.chips_for_demand(params, demand, 0)
     k = s.chips.index("H200")
-    assert fn.coverage(params, np.eye(s.n_chips)[k][None] * work[0, k], demand)[0] == pytest.approx(1.0)
-    assert fn.coverage(params, np.ones((1, s.n_chips)), np.zeros((1, s.n_classes)))[0] == np.inf
+    assert fn.coverage(params, np.eye(s.n_chips)[k][None] * work[0, k], demand, 0)[0] == pytest.approx(1.0)
+    assert fn.coverage(params, np.ones((1, s.n_chips)), np.zeros((1, s.n_classes)), 0)[0] == np.inf
     # Knob shares: each chip type's shares sum to 1 and no training without training need.
-    shares = fn.knob_shares(params, a["initial_fleet"][None], demand, np.full((1, 4), 0.5), np.zeros(1))
+    shares = fn.knob_shares(params, a["initial_fleet"][None], demand, np.full((1, 4), 0.5), np.zeros(1), 0)
     fleet_types = a["initial_fleet"] > 0
     np.testing.assert_allclose(shares[0].sum(0)[fleet_types], 1.0)
     assert (shares[0, 0] == 0).all()
