@@ -24,7 +24,7 @@ from scipy.optimize import linprog
 
 from agents.base import Plan, Policy
 from agents.heuristics import ForecastPolicy
-from envs.dynamics import J_PER_KWH, WEEK_S, WEEKS_PER_YEAR
+from envs.dynamics import J_PER_KWH, MAX_UTILISATION_IN_QUEUE, WEEK_S, WEEKS_PER_YEAR
 from envs.functional import demand_with_backlog, training_need
 from envs.scenario import Scenario
 
@@ -36,11 +36,11 @@ class SolverError(RuntimeError):
 
 
 PACE_MARGIN = 1.1
-TTFT_MARGIN = 0.9  # plan for 90% of the TTFT SLO: whole replicas and mixed chips make the real load a bit higher
 PEAK_CUT_POINTS = 8  # tangents approximating the share of load served under peaks
 
 
-def max_prefill_load(service_s: np.ndarray, ttft_budget_s: np.ndarray, cap: float = 0.95) -> np.ndarray:
+def max_prefill_load(service_s: np.ndarray, ttft_budget_s: np.ndarray,
+                     cap: float = MAX_UTILISATION_IN_QUEUE) -> np.ndarray:
     """Largest rho with service * (1 + rho / (2 (1 - rho))) <= budget (M/D/1 mean TTFT); 0 if even rho = 0 misses."""
     q = ttft_budget_s / np.maximum(service_s, 1e-12)
     rho = np.where(q > 1, 2 * (q - 1) / np.maximum(2 * q - 1, 1e-12), 0.0)
@@ -58,8 +58,8 @@ def serving_rates(scenario: Scenario, week: float = 0.0) -> tuple[np.ndarray, np
     fits = a["fits"] > 0
     # The TTFT budget leaves room for moving the KV cache, in case prefill and decode land on different chips.
     kv_transfer_s = a["kv_bytes_per_request"] / a["kv_link_bytes_per_s"]
-    rho = max_prefill_load(a["prefill_latency_s"] / eff_p,
-                           TTFT_MARGIN * a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
+    # Each chip type admits prefill load up to where its own TTFT meets the SLO, as the environment does.
+    rho = max_prefill_load(a["prefill_latency_s"] / eff_p, a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
     prefill_out = rho * a["prefill_rate"] * eff_p * (a["output_tokens"] / a["input_tokens"])[:, None]
     decode_ok = fits & (a["tpot_s"] / eff_d <= a["tpot_slo_s"][:, None])
     decode_out = np.where(decode_ok, a["serving_decode_rate"] * eff_d, 0.0)

@@ -562,10 +562,11 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     dep = new[so[STATE.depreciation_rate]:so[STATE.depreciation_rate] + K]
     cash, hbm_price = row[so[STATE.cash]], row[so[STATE.hbm_price]]
 
-    # 1. Orders: whole order units of chips on sale, paid now at the deployed price, scaled down to fit cash
-    #    plus credit.
+    # 1. Orders: whole order units of chips on sale, paid now at the deployed price together with the site
+    #    capacity they will need (the facility capex per kW of IT load beyond what the site holds for the
+    #    chips owned and on order), scaled down to fit cash plus credit.
     wanted, prices = np.empty(K), np.empty(K)
-    capex_wanted = 0.0
+    capex_wanted, wanted_kw, committed_kw = 0.0, 0.0, 0.0
     for k in range(K):
         unit = pk[CHIP.order_unit, k]
         want = math.floor(max(orders[k], 0.0) / unit) * unit
@@ -574,17 +575,33 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
         info[io[INFO.orders_unavailable] + k] = unavailable
         prices[k] = _chip_price(week, hbm_price, pk, ps, k)
         capex_wanted += wanted[k] * prices[k]
+        kw = pk[CHIP.system_power_w, k] / W_PER_KW
+        wanted_kw += wanted[k] * kw
+        committed_kw += (fleet[k] + queue[k] + _in_transit(row, so, L, k)) * kw
+    site_kw = new[so[STATE.site_kw]]
+    spare_kw = max(site_kw - committed_kw, 0.0)
+    site_wanted = max(wanted_kw - spare_kw, 0.0) * ps[SCALAR.facility_capex_usd_per_kw]
     headroom = max(cash + ps[SCALAR.credit_limit_usd], 0.0)
-    scale = headroom / max(capex_wanted, 1e-9) if capex_wanted > headroom else 1.0
-    capex = 0.0
+    # Scaling the order down scales its site need down at least as much, so the scaled order fits.
+    total_wanted = capex_wanted + site_wanted
+    scale = headroom / max(total_wanted, 1e-9) if total_wanted > headroom else 1.0
+    capex, bought_kw = 0.0, 0.0
     for k in range(K):
         unit = pk[CHIP.order_unit, k]
         bought = math.floor(wanted[k] * scale / unit) * unit
         capex += bought * prices[k]
+        bought_kw += bought * pk[CHIP.system_power_w, k] / W_PER_KW
         queue[k] += bought
         queue_value[k] += bought * prices[k]
         info[io[INFO.ordered] + k] = bought
         info[io[INFO.orders_clipped] + k] = wanted[k] - bought
+    # The site is built (paid and booked) with the order, ahead of the chips; it never shrinks.
+    build_kw = max(committed_kw + bought_kw - site_kw, 0.0)
+    facility_capex = build_kw * ps[SCALAR.facility_capex_usd_per_kw]
+    if build_kw > 0:
+        new[so[STATE.site_kw]] = site_kw + build_kw
+        new[so[STATE.site_book_value]] += facility_capex
+        new[so[STATE.site_depreciation_rate]] += facility_capex / (ps[SCALAR.facility_life_years] * WEEKS_PER_YEAR)
 
     # 2. Supply: HBM allocation shrinks in a short market; SRAM chips have a wafer cap.
     supply, other = x[xo[EXO.hbm_supply]], x[xo[EXO.other_hbm_demand]]
@@ -594,7 +611,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
         stacks_needed += queue[k] * pk[CHIP.hbm_stacks, k]
     hbm_share = min(allocation / max(stacks_needed, 1e-9), 1.0)
     slot = max(int(ps[SCALAR.base_lead_weeks]) - 1, 0)
-    hbm_drawn, write_off, sale_proceeds, sale_gain, it_kw = 0.0, 0.0, 0.0, 0.0, 0.0
+    hbm_drawn, write_off, sale_proceeds, sale_gain = 0.0, 0.0, 0.0, 0.0
     p_fail = ps[SCALAR.failure_rate_per_year] / WEEKS_PER_YEAR
     for k in range(K):
         stacks = pk[CHIP.hbm_stacks, k]
@@ -639,21 +656,11 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
         info[io[INFO.failed] + k] = failed
         info[io[INFO.in_queue] + k] = queue[k]
         info[io[INFO.in_transit] + k] = _in_transit(new, so, L, k)
-        it_kw += fleet[k] * pk[CHIP.system_power_w, k] / W_PER_KW
 
-    # 6. Facility: the site grows to the fleet's IT load, paid at the facility capex per kW when the chips
-    #    are installed; the site is kept when chips leave.
-    site_kw = new[so[STATE.site_kw]]
-    facility_capex = max(it_kw - site_kw, 0.0) * ps[SCALAR.facility_capex_usd_per_kw]
-    if it_kw > site_kw:
-        new[so[STATE.site_kw]] = it_kw
-        new[so[STATE.site_book_value]] += facility_capex
-        new[so[STATE.site_depreciation_rate]] += facility_capex / (ps[SCALAR.facility_life_years] * WEEKS_PER_YEAR)
-
-    # 7. The HBM price index moves toward its excess-demand target.
+    # 6. The HBM price index moves toward its excess-demand target.
     new_hbm_price = _next_hbm_price(hbm_price, supply, other, stacks_needed, ps)
 
-    # 8-9. Whole replicas from the shares, then serving with admission control.
+    # 7-8. Whole replicas from the shares, then serving with admission control.
     train = np.empty(K)
     prefill = info[io[INFO.prefill_chips]:io[INFO.prefill_chips + 1]]
     decode = info[io[INFO.decode_chips]:io[INFO.decode_chips + 1]]
@@ -680,26 +687,42 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
             if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
                 decode_ok += rate_d
         # Prefill capacity in output-token equivalents: prompts/s x output tokens per prompt.
-        prefill_cap = prefill_sum * (pc[CLASS.output_tokens, c] / pc[CLASS.input_tokens, c])
-        overlap, kv_req, link, service = 0.0, 0.0, 0.0, 0.0
+        out_per_in = pc[CLASS.output_tokens, c] / pc[CLASS.input_tokens, c]
+        prefill_cap = prefill_sum * out_per_in
+        overlap, kv_req, link = 0.0, 0.0, 0.0
         for k in range(K):
             p_share = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] / max(prefill_sum, 1e-9)
             d_share = decode[c * K + k] * pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k] / max(decode_cap, 1e-9)
             overlap += min(p_share, d_share)
             kv_req += p_share * pck[CLASS_CHIP.kv_bytes_per_request, c, k]
             link += prefill[c * K + k]
-            service += p_share * pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k]
         link *= link_rate
         crossing = min(max(1.0 - overlap, 0.0), 1.0)  # share of KV caches that move between chip types
         transfer_cap = link / max(crossing * kv_req, 1e-9) * pc[CLASS.output_tokens, c] if crossing > 0 else np.inf
         transfer_s = crossing * kv_req / link_rate
-        # Admission control: prefill takes load only up to where the M/D/1 mean TTFT (service + queueing wait
-        # + the KV transfer) meets the SLO; load above that, or above decode or link capacity, is shed.
-        rho_max = _max_prefill_load(service, pc[CLASS.ttft_slo_s, c] - transfer_s)
-        capacity = min(min(rho_max * prefill_cap, decode_ok), transfer_cap)
+        # Admission control: each chip type's prefill replicas take load only up to where their M/D/1 mean
+        # TTFT (service + queueing wait + the KV transfer) meets the SLO; load above that, or above decode or
+        # link capacity, is shed.
+        budget = pc[CLASS.ttft_slo_s, c] - transfer_s
+        admissible = 0.0
+        for k in range(K):
+            cap_k = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] * out_per_in
+            if cap_k > 0:
+                admissible += cap_k * _max_prefill_load(pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k], budget)
+        capacity = min(min(admissible, decode_ok), transfer_cap)
         served = _served_with_peaks(capacity, dem_eff, pc[CLASS.peak_to_mean, c])
-        rho = min(served / max(prefill_cap, 1e-9) if prefill_cap > 0 else 0.0, MAX_UTILISATION_IN_QUEUE)
-        ttft = service + rho * service / (2.0 * (1.0 - rho)) + transfer_s
+        # Load spreads over chip types in proportion to their admissible capacity, so each runs at the same
+        # fraction of its own load limit; the reported TTFT is their load-weighted mean.
+        fraction = served / admissible if admissible > 0 else 0.0
+        ttft = transfer_s
+        for k in range(K):
+            cap_k = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] * out_per_in
+            if cap_k > 0:
+                service_k = pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k]
+                limit = _max_prefill_load(service_k, budget)
+                weight = cap_k * limit / admissible if admissible > 0 else cap_k / prefill_cap
+                rho = limit * fraction
+                ttft += weight * (service_k + rho * service_k / (2.0 * (1.0 - rho)))
         price = (pc[CLASS.output_price_per_token, c]
                  + pc[CLASS.input_price_per_token, c] * pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c])
         price *= (1.0 - pc[CLASS.price_decline_per_year, c]) ** years
@@ -709,7 +732,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
         served_share = served / max(dem_eff, 1e-9) if dem_eff > 0 else 1.0
         new[so[STATE.backlog] + c] = min(unmet * pc[CLASS.carry_over, c], BACKLOG_WEEKS * demand)
         new[so[STATE.last_served_fraction] + c] = served_share
-        new[so[STATE.last_admissible_load] + c] = rho_max / MAX_UTILISATION_IN_QUEUE
+        new[so[STATE.last_admissible_load] + c] = admissible / max(prefill_cap, 1e-9) if prefill_cap > 0 else 0.0
         served_all[c] = served
         load_p[c] = served / max(prefill_cap, 1e-9) if prefill_cap > 0 else 0.0
         load_d[c] = served / max(decode_ok, 1e-9) if decode_ok > 0 else 0.0
@@ -719,7 +742,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
                            (INFO.ttft_s, ttft), (INFO.kv_crossing, crossing)):
             info[io[key] + c] = value
 
-    # 10. Training: earliest deadline first over the job slots; paid on completion before the deadline.
+    # 9. Training: earliest deadline first over the job slots; paid on completion before the deadline.
     train_cap = 0.0
     for k in range(K):
         train_cap += train[k] * pk[CHIP.train_flops_per_chip_s, k]
@@ -770,7 +793,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
         job_value[first_empty] = ps[SCALAR.value_per_job_usd] * arriving / ps[SCALAR.flops_per_job]
         weeks_left[first_empty] = ps[SCALAR.deadline_weeks]
 
-    # 11-13. Utilisation, operating cost, capital, money.
+    # 10-12. Utilisation, operating cost, capital, money.
     train_load = train_used / max(train_cap, 1e-9) if train_cap > 0 else 0.0
     energy, maintenance, depreciation, fleet_stacks, fleet_total, book_total = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     for k in range(K):
@@ -816,7 +839,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     new_cash = cash - capex - facility_capex + sale_proceeds + revenue - opex
     accounting = revenue - opex - depreciation - write_off + sale_gain
     bankrupt = new_cash < -ps[SCALAR.credit_limit_usd]
-    # 14. The end of the episode (the horizon or bankruptcy) settles the books: chips are marked to their
+    # 13. The end of the episode (the horizon or bankruptcy) settles the books: chips are marked to their
     #     resale value and orders not yet delivered are cancelled for the refund fraction of what was paid.
     settlement = 0.0
     if bankrupt or week + 1.0 >= ps[SCALAR.weeks]:
