@@ -307,11 +307,16 @@ def _chip_price(week, hbm_price, pk, ps, k):
 
 
 @njit(cache=True)
+def _wear(age_weeks, ps):
+    """Share of a new chip's price that a used one of mean age ``age_weeks`` fetches (the used-GPU index's
+    decline net of the new-price decline; see the scenario's provenance)."""
+    return math.exp(-ps[SCALAR.resale_age_decay_per_year] * age_weeks / WEEKS_PER_YEAR)
+
+
+@njit(cache=True)
 def _resale_price(week, hbm_price, age_weeks, pk, ps, k):
-    """What a used chip k of mean age ``age_weeks`` fetches: today's deployed price of a new one, less wear
-    with age (the used-GPU index's decline net of the new-price decline; see the scenario's provenance)."""
-    wear = math.exp(-ps[SCALAR.resale_age_decay_per_year] * age_weeks / WEEKS_PER_YEAR)
-    return _chip_price(week, hbm_price, pk, ps, k) * wear
+    """What a used chip k of mean age ``age_weeks`` fetches: today's deployed price of a new one, less wear."""
+    return _chip_price(week, hbm_price, pk, ps, k) * _wear(age_weeks, ps)
 
 
 @njit(cache=True)
@@ -447,7 +452,7 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
             # to the fleet's average chip for that class; advantage ** gamma with advantage = sqrt(rel_p / rel_d).
             rel_p = pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] / mean_p[c] * fits
             rel_d = pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k] / mean_d[c] * fits
-            tilt = max(rel_p / max(rel_d, 1e-12), 1e-24) ** (0.5 * gamma) if rel_d > 0 else 1.0
+            tilt = max(rel_p / max(rel_d, 1e-12), 1e-24) ** (0.5 * gamma) if rel_d > 0 and gamma != 0.0 else 1.0
             shares[1 + c, k] = need_p * priority * fits * tilt
             shares[1 + C + c, k] = need_d * priority * fits / tilt
             total_p[k] += shares[1 + c, k]
@@ -636,7 +641,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
         dep[k] += arrived_value / (ps[SCALAR.depreciation_years] * WEEKS_PER_YEAR)
         info[io[INFO.arrived] + k] = arrived
         # 4. Sales on the secondary market at the resale price; the gain or loss against book value is booked.
-        resale = _resale_price(week, hbm_price, age[k], pk, ps, k)
+        resale = prices[k] * _wear(age[k], ps)  # this week's new price (computed for the orders) less wear
         sold = min(max(sales[k], 0.0), fleet[k])
         kept = 1.0 - sold / max(fleet[k], 1e-9) if fleet[k] > 0 else 0.0
         sale_proceeds += sold * resale
@@ -844,7 +849,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     settlement = 0.0
     if bankrupt or week + 1.0 >= ps[SCALAR.weeks]:
         for k in range(K):
-            settlement += fleet[k] * _resale_price(week, hbm_price, age[k], pk, ps, k) - book[k]
+            settlement += fleet[k] * prices[k] * _wear(age[k], ps) - book[k]
         settlement -= (1.0 - ps[SCALAR.order_refund_fraction]) * prepaid
     profit = accounting - capital_charge + settlement
     tokens = 0.0
@@ -956,31 +961,6 @@ def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, i
     _observe(new_state[b], obs[b], o, exo[b], p)
 
 
-# --- Batch loops ----------------------------------------------------------------------------------
-PARALLEL_FROM = 256  # batches this large are split over the CPU cores; smaller ones run serially
-
-
-@njit(cache=True)
-def step_rows(variant, discrete, actions, state, exo, p, o, new_state, obs, info):
-    """One week for every row of ``state`` (B, S): writes the next state, observation (B, O) and info (B, I)."""
-    for b in range(state.shape[0]):
-        _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info)
-
-
-@njit(cache=True, parallel=True)
-def step_rows_parallel(variant, discrete, actions, state, exo, p, o, new_state, obs, info):
-    """:func:`step_rows` with the rows split over the CPU cores (rows are independent)."""
-    for b in prange(state.shape[0]):
-        _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info)
-
-
-@njit(cache=True)
-def observe_rows(state, exo, p, o, rows, obs):
-    """Writes the observation (float32) of each row ``b`` in ``rows`` of ``state`` into ``obs[b]``."""
-    for b in rows:
-        _observe(state[b], obs[b], o, exo[b], p)
-
-
 @njit(cache=True)
 def valid_actions(actions, discrete):
     """True if every entry is finite and in [-1, 1] (continuous) or in [0, LEVELS) (discrete)."""
@@ -991,6 +971,38 @@ def valid_actions(actions, discrete):
         elif not (math.isfinite(value) and -1.0 - 1e-6 <= value <= 1.0 + 1e-6):
             return False
     return True
+
+
+# --- Batch loops ----------------------------------------------------------------------------------
+PARALLEL_FROM = 256  # batches this large are split over the CPU cores; smaller ones run serially
+
+
+@njit(cache=True)
+def step_rows(variant, discrete, actions, state, exo, p, o, new_state, obs, info):
+    """One week for every row of ``state`` (B, S): writes the next state, observation (B, O) and info (B, I).
+    Returns False, and steps nothing, if any action entry is invalid (:func:`valid_actions`)."""
+    if not valid_actions(actions, discrete):
+        return False
+    for b in range(state.shape[0]):
+        _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info)
+    return True
+
+
+@njit(cache=True, parallel=True)
+def step_rows_parallel(variant, discrete, actions, state, exo, p, o, new_state, obs, info):
+    """:func:`step_rows` with the rows split over the CPU cores (rows are independent)."""
+    if not valid_actions(actions, discrete):
+        return False
+    for b in prange(state.shape[0]):
+        _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info)
+    return True
+
+
+@njit(cache=True)
+def observe_rows(state, exo, p, o, rows, obs):
+    """Writes the observation (float32) of each row ``b`` in ``rows`` of ``state`` into ``obs[b]``."""
+    for b in rows:
+        _observe(state[b], obs[b], o, exo[b], p)
 
 
 # --- Batched helpers for policies (called from Python through envs.functional) ------------------
