@@ -36,7 +36,8 @@ _POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (
     RandomPolicy, ConstantPolicy, DoNothingPolicy, HomogeneousGPUPolicy, DisaggregatedGreedyPolicy, ForecastPolicy,
     LPSchedulerPolicy, OraclePolicy)}
 FINE_ONLY = ("lp-scheduler", "oracle")
-# Policies whose parameters are tuned on training seeds and cached (agents.tuning; `python -m agents.tuning`).
+# Policies whose parameters are tuned on training seeds and cached in agents/tuned/ (agents.tuning);
+# `python -m agents.tune --policy NAME` regenerates their caches.
 TUNABLE = ("constant",)
 BASELINES = ("random", "constant", "do-nothing", "homogeneous-gpu", "disaggregated-greedy", "forecast", "lp-scheduler")
 

@@ -2,7 +2,7 @@
 
 It never looks at the state, so an RL agent that cannot beat it has learned nothing that depends on
 state. The action is found by differential evolution on training seeds only (:mod:`agents.tuning`)
-and cached in ``agents/tuned/constant/``; regenerate the caches with ``python -m agents.tuning``.
+and cached in ``agents/tuned/constant/``; regenerate the caches with ``python -m agents.tune``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from gymnasium import spaces
 
 from agents.base import Policy
 from agents.tuning import (
-    DEFAULT_BUDGET,
     TRAIN_SEEDS,
     Budget,
     Result,
     cached,
     constant_returns,
+    default_budget,
     fingerprint_inputs,
     optimise,
     training_paths,
@@ -48,10 +48,11 @@ def to_actions(space: spaces.Space, x: np.ndarray) -> np.ndarray:
     return np.clip(x, space.low.ravel(), space.high.ravel()).astype(space.dtype).reshape(len(x), *space.shape)
 
 
-def tune_constant(params: fn.Params, seeds: Sequence[int] = TRAIN_SEEDS, budget: Budget = DEFAULT_BUDGET) -> Result:
+def tune_constant(params: fn.Params, seeds: Sequence[int] = TRAIN_SEEDS, budget: Budget | None = None) -> Result:
     """The constant action with the best mean return over ``seeds`` (training seeds only)."""
     paths = training_paths(params, seeds)
     bounds, integrality = _bounds(params.action_space)
+    budget = budget or default_budget(len(bounds))
     return optimise(lambda x: constant_returns(params, paths, to_actions(params.action_space, x)),
                     bounds, budget, integrality)
 
@@ -62,12 +63,13 @@ class ConstantPolicy(Policy):
 
     name = "constant"
 
-    def __init__(self, env: gym.Env, cache_dir: Path | None = None, budget: Budget = DEFAULT_BUDGET,
+    def __init__(self, env: gym.Env, cache_dir: Path | None = None, budget: Budget | None = None,
                  seeds: Sequence[int] = TRAIN_SEEDS):
         super().__init__(env)
         params, space = self.env.params, self.env.action_space
         bounds, _ = _bounds(space)
         low, high = np.array(bounds).T
+        budget = budget or default_budget(len(bounds))
 
         def validate(x: np.ndarray) -> str | None:
             if x.shape != (len(bounds),):

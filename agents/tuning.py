@@ -14,18 +14,15 @@ Three pieces, usable by any policy whose parameters can be scored on a batch of 
 
 Regenerate the committed caches, e.g. after the dynamics change, with one command::
 
-    python -m agents.tuning --policy constant            # every registered scenario's Datacenter-v0
-    python -m agents.tuning --policy constant --variants datacenter,procurement --discrete
+    python -m agents.tune --policy constant --discrete   # every registered scenario, Box and MultiDiscrete
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -67,9 +64,11 @@ class Budget:
     ``popsize * D`` candidates for a D-dimensional vector; ``maxiter`` caps the generations; ``tol``
     stops early once the population's returns agree (scipy's relative convergence test)."""
 
+    # Measured on the default scenario (16 seeds, popsize 4: 60 candidates, ~1 s a generation): the best
+    # training return was 1025 after 10 generations, 1058.5 after 60, 1059.4 after 100, 1059.6 after 150.
     popsize: int = 4
-    maxiter: int = 60
-    tol: float = 0.01
+    maxiter: int = 80
+    tol: float = 0.001
     seed: int = 0
 
     def evaluations(self, dims: int) -> int:
@@ -77,7 +76,14 @@ class Budget:
         return (self.maxiter + 1) * self.popsize * dims
 
 
-DEFAULT_BUDGET = Budget()
+GENERATION_CANDIDATES = 64  # a generation's size the default budget aims at: ~1 s on the default scenario
+
+
+def default_budget(dims: int) -> Budget:
+    """The budget a ``dims``-dimensional vector gets unless one is given: popsize 4 (~60 candidates
+    for the compact variants), fewer for long vectors so a generation stays near 64 candidates (the
+    fine variant's ~100 entries get one candidate per entry, scipy's least, and tune in minutes)."""
+    return Budget(popsize=max(1, min(Budget.popsize, GENERATION_CANDIDATES // dims)))
 
 
 @dataclass(frozen=True)
@@ -208,10 +214,14 @@ def fingerprint_inputs(params: fn.Params, seeds: Sequence[int], budget: Budget, 
             "train_seeds": list(check_training_seeds(seeds)), "budget": asdict(budget), **extra}
 
 
+def label(params: fn.Params) -> str:
+    """``scenario-variant[-discrete]``: what an entry is for, and its file's name."""
+    return f"{params.scenario.name}-{params.variant}{'-discrete' if params.discrete else ''}"
+
+
 def cache_path(policy: str, params: fn.Params, cache_dir: Path | None = None) -> Path:
     """Where ``policy``'s entry for this scenario and action variant lives."""
-    name = f"{params.scenario.name}-{params.variant}{'-discrete' if params.discrete else ''}.json"
-    return Path(cache_dir or CACHE_DIR) / policy / name
+    return Path(cache_dir or CACHE_DIR) / policy / f"{label(params)}.json"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -232,7 +242,7 @@ def _read_entry(path: Path, policy: str) -> dict[str, Any] | None:
     """The JSON entry at ``path``, None if there is none; anything unreadable raises CacheError."""
     if not path.exists():
         return None
-    fix = (f"delete it, or regenerate it with `python -m agents.tuning --policy {policy}` "
+    fix = (f"delete it, or regenerate it with `python -m agents.tune --policy {policy}` "
            f"(or restore the committed file with `git checkout -- {path}`)")
     try:
         entry = json.loads(path.read_text())
@@ -261,7 +271,7 @@ def cached(policy: str, params: fn.Params, inputs: dict[str, Any], tune: Callabl
             problem = "'train_return' is missing or not a number"
         if problem:
             raise CacheError(f"tuned cache {path}: {problem}; delete it, or regenerate it with "
-                             f"`python -m agents.tuning --policy {policy}`")
+                             f"`python -m agents.tune --policy {policy}`")
         return entry
     why = "missing" if entry is None else "stale (the scenario, model, action space, seeds or budget changed)"
     log.warning("%s: tuned cache %s is %s; tuning on %d training seeds", policy, path, why,
@@ -271,44 +281,9 @@ def cached(policy: str, params: fn.Params, inputs: dict[str, Any], tune: Callabl
              "discrete": params.discrete, "fingerprint": fingerprint, "inputs": inputs,
              "x": result.x.tolist(), "train_return": result.train_return, "evaluations": result.evaluations,
              "generations": result.generations, "seconds": round(result.seconds, 1)}
-    _write_atomic(path, json.dumps(entry, indent=1) + "\n")
-    log.warning("%s: tuned %s/%s in %.1f s (%d evaluations, %d generations): training return %.2f; wrote %s",
-                policy, params.scenario.name, params.variant, result.seconds, result.evaluations,
+    # One key a line, each value compact: short diffs when an entry is regenerated, and still readable.
+    _write_atomic(path, "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in entry.items()) + "\n}\n")
+    log.warning("%s: tuned %s in %.1f s (%d evaluations, %d generations): training return %.2f; wrote %s",
+                policy, label(params), result.seconds, result.evaluations,
                 result.generations, result.train_return, path)
     return entry
-
-
-# ------------------------------------------------------------------------------------------------- CLI
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Re-tune (when stale) the entries of a policy for every registered scenario and the chosen variants."""
-    import envs
-    from agents import TUNABLE, make_policy
-
-    parser = argparse.ArgumentParser(prog="python -m agents.tuning", description=main.__doc__)
-    parser.add_argument("--policy", default="constant", choices=sorted(TUNABLE), help="the policy to tune")
-    parser.add_argument("--scenarios", default=",".join(envs.SCENARIO_SUFFIXES),
-                        help="comma-separated registered scenario names (default: all)")
-    parser.add_argument("--variants", default="datacenter",
-                        help="comma-separated action variants (datacenter, procurement, scheduling, fine)")
-    parser.add_argument("--discrete", action="store_true", help="also the MultiDiscrete datacenter variant")
-    parser.add_argument("--force", action="store_true", help="re-tune even where the cache is up to date")
-    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where the entries live")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    targets = [(s, v, False) for s in args.scenarios.split(",") for v in args.variants.split(",")]
-    if args.discrete:
-        targets += [(s, "datacenter", True) for s in args.scenarios.split(",")]
-    for scenario, variant, discrete in targets:
-        env = envs.DatacenterEnv(scenario.strip(), variant.strip(), discrete)
-        if args.force:
-            cache_path(args.policy, env.params, args.cache_dir).unlink(missing_ok=True)
-        start = time.perf_counter()
-        policy = make_policy(args.policy, env, cache_dir=args.cache_dir)
-        print(f"{args.policy:10s} {scenario:14s} {variant}{' discrete' if discrete else '':10s} "
-              f"training return {policy.train_return:10.2f}  ({time.perf_counter() - start:.1f} s)")
-
-
-if __name__ == "__main__":
-    main()

@@ -164,7 +164,7 @@ def test_a_bad_cache_file_says_which_file_and_what_to_do(tmp_path):
     path = cache_path("constant", env.unwrapped.params, tmp_path)
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
-    with pytest.raises(CacheError, match=rf"{path}.*not valid JSON.*python -m agents.tuning --policy constant"):
+    with pytest.raises(CacheError, match=rf"{path}.*not valid JSON.*python -m agents.tune --policy constant"):
         ConstantPolicy(env, cache_dir=tmp_path, budget=TINY, seeds=FEW_SEEDS)
     path.write_text("[1, 2]")
     with pytest.raises(CacheError, match=rf"{path}.*no 'fingerprint'"):
@@ -175,7 +175,7 @@ def test_a_bad_cache_file_says_which_file_and_what_to_do(tmp_path):
     for x, problem in ((entry["x"][:-1], "has 7 entries, but Box"), ([[0.0] * 8], r"shape \(1, 8\)"),
                        ([5.0] * 8, "is not inside Box"), ("abc", "not a list of numbers")):
         path.write_text(json.dumps({**entry, "x": x}))
-        with pytest.raises(CacheError, match=rf"{path}: .*{problem}.*python -m agents.tuning"):
+        with pytest.raises(CacheError, match=rf"{path}: .*{problem}.*python -m agents.tune"):
             ConstantPolicy(env, cache_dir=tmp_path, budget=TINY, seeds=FEW_SEEDS)
 
 
@@ -185,7 +185,7 @@ def test_the_committed_cache_is_up_to_date(suffix, monkeypatch):
 
     def refuse(params, seeds, budget):
         raise AssertionError(f"the committed cache for {params.scenario.name} is stale or missing: regenerate it "
-                             f"with `python -m agents.tuning --policy constant --discrete` and commit agents/tuned/")
+                             f"with `python -m agents.tune --policy constant --discrete` and commit agents/tuned/")
 
     monkeypatch.setattr(agents.constant, "tune_constant", refuse)
     for env_id in (f"ChipAlloc/Datacenter{suffix}-v0", f"ChipAlloc/DatacenterDiscrete{suffix}-v0"):
