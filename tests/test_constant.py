@@ -17,6 +17,7 @@ from agents.tuning import (
     TRAIN_SEEDS,
     Budget,
     CacheError,
+    batch_returns,
     cache_path,
     check_training_seeds,
     constant_returns,
@@ -85,6 +86,11 @@ def test_batched_returns_equal_the_gymnasium_env(env_id):
     assert min(weeks) < params.weeks  # some go bankrupt, so rewards after the end must not count
     batched = constant_returns(params, training_paths(params, seeds), actions, chunk=4)  # chunks split candidates
     np.testing.assert_allclose(batched, expected, rtol=0, atol=1e-9)
+    # the generic rollout, one action per row (a policy's per-row decisions), chunked across rows
+    rows = np.repeat(actions, len(seeds), axis=0)
+    paths = training_paths(params, seeds * len(actions))
+    per_row = batch_returns(params, paths, lambda state, obs, sl: rows[sl], chunk=2)
+    np.testing.assert_allclose(per_row.reshape(len(actions), -1).mean(1), expected, rtol=0, atol=1e-9)
 
 
 def test_tiny_tuning_on_small_beats_zeros_and_random_actions():
