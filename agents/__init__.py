@@ -6,8 +6,10 @@
 >>> obs, _ = env.reset(seed=0)
 >>> action, _ = policy.predict(obs)
 
-``lp-scheduler`` and ``oracle`` set explicit role shares and need a ``ChipAlloc/DatacenterFine-*``
-environment; the heuristics drive every variant.
+``constant`` plays the best constant action for the env's scenario and variant, tuned on training
+seeds and cached in ``agents/tuned/`` (:mod:`agents.tuning`). ``lp-scheduler`` and ``oracle`` set
+explicit role shares and need a ``ChipAlloc/DatacenterFine-*`` environment; the heuristics drive
+every variant.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 
 from agents.base import Plan, Policy, to_action
+from agents.constant import ConstantPolicy
 from agents.heuristics import (
     DisaggregatedGreedyPolicy,
     DoNothingPolicy,
@@ -30,10 +33,13 @@ from agents.oracle import OraclePolicy, solve_oracle
 _PROCUREMENT = {cls.name: cls for cls in (DoNothingPolicy, HomogeneousGPUPolicy, DisaggregatedGreedyPolicy,
                                            ForecastPolicy)}
 _POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (
-    RandomPolicy, DoNothingPolicy, HomogeneousGPUPolicy, DisaggregatedGreedyPolicy, ForecastPolicy,
+    RandomPolicy, ConstantPolicy, DoNothingPolicy, HomogeneousGPUPolicy, DisaggregatedGreedyPolicy, ForecastPolicy,
     LPSchedulerPolicy, OraclePolicy)}
 FINE_ONLY = ("lp-scheduler", "oracle")
-BASELINES = ("random", "do-nothing", "homogeneous-gpu", "disaggregated-greedy", "forecast", "lp-scheduler")
+# Policies whose parameters are tuned on training seeds and cached in agents/tuned/ (agents.tuning);
+# `python -m agents.tune --policy NAME` regenerates their caches.
+TUNABLE = ("constant",)
+BASELINES = ("random", "constant", "do-nothing", "homogeneous-gpu", "disaggregated-greedy", "forecast", "lp-scheduler")
 
 
 def list_policies() -> list[str]:
@@ -57,5 +63,5 @@ def make_policy(name: str, env: gym.Env, **kwargs: Any) -> Policy:
     return _POLICIES[name](env, **kwargs)
 
 
-__all__ = ["BASELINES", "FINE_ONLY", "Plan", "Policy", "SolverError", "list_policies", "make_policy", "schedule_lp",
-           "solve_oracle", "to_action"]
+__all__ = ["BASELINES", "FINE_ONLY", "TUNABLE", "ConstantPolicy", "Plan", "Policy", "SolverError", "list_policies",
+           "make_policy", "schedule_lp", "solve_oracle", "to_action"]

@@ -48,7 +48,9 @@ def main() -> None:
     print(f"CartPole-v1 yardstick: {cartpole_steps_per_s():,.0f} steps/s")
     for scenario, suffix in SCENARIO_SUFFIXES.items():
         env_id = f"ChipAlloc/DatacenterFine{suffix}-v0"
-        results = {name: evaluate(env_id, name) for name in list_policies()}
+        # `constant` is skipped: it is tuned per action variant, and on the fine variant (~100 entries) an
+        # uncached tuning takes minutes; evaluate.py reports it on the compact variants it is cached for.
+        results = {name: evaluate(env_id, name) for name in list_policies() if name != "constant"}
         best = results["oracle"][0]
         print(f"\n{scenario} ({env_id}, seeds {SEEDS})")
         print(f"{'policy':<22}{'mean return':>12}{'gap to oracle':>15}{'ms/decision':>13}{'solve s':>9}")

@@ -2,6 +2,7 @@
 
 import copy
 import functools
+import tempfile
 
 import gymnasium as gym
 import numpy as np
@@ -12,8 +13,19 @@ from agents import FINE_ONLY, SolverError, list_policies, make_policy
 from agents.heuristics import DisaggregatedGreedyPolicy, ForecastPolicy
 from agents.lp_scheduler import LPSchedulerPolicy, schedule_lp
 from agents.oracle import OraclePolicy, solve_oracle
+from agents.tuning import Budget
 from envs import ENV_IDS
 from experiments.episodes import run_episode
+
+# `constant` tunes on first use where no committed cache exists (most variants here): a token budget, in a
+# temporary folder, so these tests stay fast and never write agents/tuned/. tests/test_constant.py tests the tuning.
+_TUNED = tempfile.TemporaryDirectory(prefix="chipalloc-tuned-")
+
+
+def _make(name, env):
+    kwargs = {"cache_dir": _TUNED.name, "budget": Budget(popsize=1, maxiter=1), "seeds": (0,)} \
+        if name == "constant" else {}
+    return make_policy(name, env, **kwargs)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -24,7 +36,7 @@ def test_policy_runs_whole_episodes_where_it_can_act(name, env_id):
         with pytest.raises(ValueError, match="DatacenterFine"):
             make_policy(name, env)
         return
-    episode = run_episode(env, make_policy(name, env), seed=3)
+    episode = run_episode(env, _make(name, env), seed=3)
     assert np.isfinite(episode.episode_return)
     assert episode.weeks == env.unwrapped.scenario.weeks or name == "random"
 
@@ -32,7 +44,7 @@ def test_policy_runs_whole_episodes_where_it_can_act(name, env_id):
 @functools.cache
 def _returns(env_id, name, seeds):
     env = gym.make(env_id)
-    policy = make_policy(name, env)
+    policy = _make(name, env)
     return np.array([run_episode(env, policy, s).episode_return for s in seeds])
 
 
