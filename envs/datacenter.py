@@ -28,36 +28,45 @@ class DatacenterEnv(gym.Env):
     and rendering.
 
     ## Action Space
-    ``Box(-1, 1, (K + 5,), float32)`` for ``variant="datacenter"``; each entry maps [-1, 1] to
+    ``Box(-1, 1, (K + 6,), float32)`` for ``variant="datacenter"``; each entry maps [-1, 1] to
     u in [0, 1]. K chip weights (exp(6 (u - 1)) - exp(-6): one chip can take nearly all of an
     order), then a capacity target: the fleet plus chips on order should cover u x 3 times this
     week's demand, and the shortfall is bought, split over the chips on sale by weight, each share
-    sized in that chip's own capacity (:func:`envs.functional.coverage`). Then four knobs for the
+    sized in that chip's own capacity (:func:`envs.functional.coverage`). Then a sale entry: it
+    sells max(2u - 1, 0) x 25% of the oldest chip type's fleet at the resale price. Then four knobs for the
     built-in allocator (:func:`envs.functional.knob_shares`): training pace (0.5 = the pace active
     jobs need), prefill bias (0.5 balances work), specialisation (0 colocated, 1 disaggregated by
-    comparative advantage), latency priority (0.5 neutral). ``procurement``: the K + 1 order
-    entries only (fixed knobs). ``scheduling``: the four knobs only (a fixed purchase plan).
-    ``fine``: K raw order entries (a > 0 orders a x ``max_order_chips_per_week`` chips), then
+    comparative advantage), latency priority (0.5 neutral). ``procurement``: the K + 2 order and
+    sale entries only (fixed knobs). ``scheduling``: the four knobs only (a fixed purchase plan).
+    ``fine``: K raw order entries (a > 0 orders a x ``max_order_chips_per_week`` chips), K sale
+    entries (a > 0 sells that share of the type's fleet), then
     (1 + 2C) x K shares of each chip type's fleet for training, prefill and decode of each class
     (see :func:`envs.dynamics._decode`). ``discrete=True`` gives ``MultiDiscrete`` with five
     levels each (u = level / 4) and ``action_masks()`` for MaskablePPO. NaN, inf, out-of-range or
     mis-shaped actions raise ``ValueError``. Orders round down to whole order units; orders for
-    chips not yet on sale are dropped, and orders beyond cash plus credit are scaled down; both
-    are reported in ``info`` (``orders_unavailable``, ``orders_clipped``).
+    chips not yet on sale are dropped, and orders beyond cash plus credit (with the site capacity
+    they need) are scaled down; both are reported in ``info`` (``orders_unavailable``, ``orders_clipped``).
 
     ## Observation Space
-    ``Box(-10, 10, (4 + 5K + 4C + 6,), float32)``, each block scaled to order one; see
+    ``Box(-10, 10, (4 + 6K + 4C + 6,), float32)``, each block scaled to order one; see
     :func:`envs.dynamics._observe` for the layout.
 
     ## Rewards
-    Weekly accounting profit (revenue - power - maintenance - interest - depreciation - write-offs)
-    divided by the scenario's ``reward_scale_usd``. Revenue counts only tokens served within
-    their SLOs (goodput) and training jobs finished before their deadline. ``info`` decomposes
-    every term and reports KPIs (SLO attainment per class, utilisation per chip, $ per million
-    tokens, HBM exposure, unmet demand).
+    Weekly economic profit divided by the scenario's ``reward_scale_usd``: revenue - energy -
+    maintenance - depreciation (chips and site) - failure write-offs + secondary-market gains -
+    the capital charge (the cost of capital on chips at book value, prepaid orders and the site),
+    plus, in the last week (or at bankruptcy), a terminal settlement that marks the fleet to its
+    resale value less book value and refunds half of undelivered orders. Revenue counts only
+    tokens served within their SLOs (load above what meets them is shed) at each class's input and
+    output token prices, and training jobs finished before their deadline. The rewards plus the
+    settlement add up to the change in net worth less the capital charges. ``info`` decomposes
+    every term (``revenue``, ``power_cost``, ``maintenance``, ``depreciation``, ``write_off``,
+    ``sale_gain``, ``capital_charge``, ``terminal_settlement``, ``profit``) and reports KPIs (served
+    share per class, utilisation per chip, $ per million tokens, HBM exposure, unmet demand).
 
     ## Starting State
-    The scenario's initial fleet and cash; no orders in flight; HBM price index 1.
+    The scenario's cash and initial fleet (``initial_fleet_age_weeks`` old, booked at what it cost
+    less depreciation since), a site sized to it; no orders in flight; HBM price index 1.
 
     ## Episode End
     Terminated when cash falls below minus the credit limit (bankruptcy). Truncated at the
@@ -70,7 +79,9 @@ class DatacenterEnv(gym.Env):
     ``options={"path_seed": s}`` draws it from seed ``s`` (common random numbers across policies).
 
     ## Version History
-    * v0: initial release.
+    * v0: initial release. The economics of the second wave (economic-profit reward, deployed and
+      site costs, token prices, admission control, selling) changed the dynamics within v0; the
+      project has no published results on the first wave's dynamics to keep comparable.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
