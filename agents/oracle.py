@@ -325,13 +325,13 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     resale_now = chip_prices(params, np.array([float(last)]), hbm_price[last:last + 1])[0] / scale
     decay = scenario.resale_age_decay_per_year / WEEKS_PER_YEAR
     age0 = float(scenario.initial_fleet_age_weeks)
-    prog.constant -= float(np.sum(fleet0 * keep ** T * resale_now * np.exp(-decay * (age0 + T))))  # a gain
+    prog.constant -= float(np.sum(fleet0 * keep ** T * resale_now * np.exp(-decay * (age0 + T - 1))))  # a gain
     for k in range(K):
         prog.add_cost(book[last, k], 1.0)
         for arrival in range(L - 1, T):
             tau = arrival - (L - 1)
             survive = keep ** (T - arrival)
-            prog.add_cost(o[tau, k], -survive * resale_now[k] * np.exp(-decay * (T - arrival)))
+            prog.add_cost(o[tau, k], -survive * resale_now[k] * np.exp(-decay * (last - arrival)))
         for tau in range(max(T - L + 1, 0), T):  # never arrives: refunded in part
             prog.add_cost(o[tau, k], (1.0 - scenario.order_refund_fraction) * prices[tau, k] / scale)
 

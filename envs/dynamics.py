@@ -39,6 +39,9 @@ MAX_TRAINING_SHARE = 0.9  # the training pace knob gives at most this share of e
 AFFINITY_SHARPNESS = 4.0  # how strongly "specialise" concentrates each role on its best chips
 MAX_UTILISATION_IN_QUEUE = 0.99  # the TTFT queueing model's load cap (an M/D/1 queue diverges at 1)
 W_PER_KW = 1000.0
+# Actions arrive as float32, so a share such as 0.7 of 10 chips decodes to 6.9999999; whole numbers are
+# taken after forgiving this relative slack, a few float32 rounding steps.
+WHOLE_SLACK = 1e-6
 
 # --- The action encoding -------------------------------------------------------------------------
 N_KNOBS = 4
@@ -335,6 +338,12 @@ def _next_hbm_price(hbm_price, supply, other, stacks_needed, ps):
 
 
 @njit(cache=True)
+def _whole(x):
+    """Whole units in ``x`` >= 0, forgiving float32 rounding of the action (WHOLE_SLACK)."""
+    return math.floor(x * (1.0 + WHOLE_SLACK))
+
+
+@njit(cache=True)
 def _failed_chips(fleet, p_fail, u):
     """Chips failing this week: ``fleet`` x the weekly rate, rounded stochastically with the pre-drawn uniform."""
     return min(math.floor(fleet * p_fail + u), fleet)
@@ -500,7 +509,7 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
         shares = np.empty((R, K))
         for k in range(K):
             orders[k] = max(act[k], 0.0) * ps[SCALAR.max_order_chips_per_week]
-            sales[k] = math.floor(max(act[K + k], 0.0) * row[so[STATE.fleet] + k])
+            sales[k] = _whole(max(act[K + k], 0.0) * row[so[STATE.fleet] + k])
             total = 0.0
             for r in range(R):
                 shares[r, k] = (act[2 * K + r * K + k] + 1.0) / 2.0
@@ -535,7 +544,7 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
         oldest = _oldest_chip(row, so, K)
         if oldest >= 0:
             # Only the upper half of the entry's range sells, so a neutral (zero) action keeps the fleet.
-            sales[oldest] = math.floor(max(2.0 * u[K + 1] - 1.0, 0.0) * SELL_MAX_SHARE * row[so[STATE.fleet] + oldest])
+            sales[oldest] = _whole(max(2.0 * u[K + 1] - 1.0, 0.0) * SELL_MAX_SHARE * row[so[STATE.fleet] + oldest])
     knobs = PROCUREMENT_KNOBS.copy() if variant == VARIANT.procurement else u[u.shape[0] - N_KNOBS:]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     return orders, sales, _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d)
@@ -574,7 +583,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     capex_wanted, wanted_kw, committed_kw = 0.0, 0.0, 0.0
     for k in range(K):
         unit = pk[CHIP.order_unit, k]
-        want = math.floor(max(orders[k], 0.0) / unit) * unit
+        want = _whole(max(orders[k], 0.0) / unit) * unit
         unavailable = 0.0 if _available(week, pk, k) else want
         wanted[k] = want - unavailable
         info[io[INFO.orders_unavailable] + k] = unavailable
@@ -670,12 +679,12 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     prefill = info[io[INFO.prefill_chips]:io[INFO.prefill_chips + 1]]
     decode = info[io[INFO.decode_chips]:io[INFO.decode_chips + 1]]
     for k in range(K):
-        train[k] = math.floor(shares[0, k] * fleet[k] * (1.0 if pk[CHIP.train_flops_per_chip_s, k] > 0 else 0.0))
+        train[k] = _whole(shares[0, k] * fleet[k] * (1.0 if pk[CHIP.train_flops_per_chip_s, k] > 0 else 0.0))
         info[io[INFO.train_chips] + k] = train[k]
         for c in range(C):
             n = max(pck[CLASS_CHIP.replica_chips, c, k], 1.0)
-            prefill[c * K + k] = math.floor(shares[1 + c, k] * fleet[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
-            decode[c * K + k] = math.floor(shares[1 + C + c, k] * fleet[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
+            prefill[c * K + k] = _whole(shares[1 + c, k] * fleet[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
+            decode[c * K + k] = _whole(shares[1 + C + c, k] * fleet[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
     served_all = np.empty(C)
     load_p, load_d = np.empty(C), np.empty(C)
     revenue = 0.0
@@ -801,6 +810,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     # 10-12. Utilisation, operating cost, capital, money.
     train_load = train_used / max(train_cap, 1e-9) if train_cap > 0 else 0.0
     energy, maintenance, depreciation, fleet_stacks, fleet_total, book_total = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    settled = np.empty(K)
     for k in range(K):
         busy_p, busy_d = 0.0, 0.0
         for c in range(C):
@@ -820,6 +830,8 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
         fleet_total += fleet[k]
         book[k] -= charge
         book_total += book[k]
+        # The settlement marks chips at this week's price and their age this week, as a sale this week would.
+        settled[k] = fleet[k] * prices[k] * _wear(age[k], ps) - book[k]
         age[k] = age[k] + 1.0 if fleet[k] > 0 else 0.0
     site_charge = min(new[so[STATE.site_depreciation_rate]], max(new[so[STATE.site_book_value]], 0.0))
     new[so[STATE.site_book_value]] -= site_charge
@@ -849,7 +861,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     settlement = 0.0
     if bankrupt or week + 1.0 >= ps[SCALAR.weeks]:
         for k in range(K):
-            settlement += fleet[k] * prices[k] * _wear(age[k], ps) - book[k]
+            settlement += settled[k]
         settlement -= (1.0 - ps[SCALAR.order_refund_fraction]) * prepaid
     profit = accounting - capital_charge + settlement
     tokens = 0.0

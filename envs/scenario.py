@@ -361,7 +361,8 @@ def _build_arrays(raw, start, weeks, chips, classes, initial):
         available.append(int(np.ceil(days / 7)))
     workloads = [Workload(c.name, c.model, c.precision, c.input_tokens, c.output_tokens, c.tpot_slo_s)
                  for c in classes]
-    # The tables hold each chip at the start of the episode; the efficiency multipliers move it year by year.
+    # The tables hold each chip's software at the start of the episode; the multipliers move it to the middle
+    # of each episode year (so year 0 already differs from 1 where a vendor's software improves that year).
     table_year = start.year + (start.month - 1) / 12.0
     tables = build_serving_tables(list(chips), workloads, year=table_year)
     training_capable = np.array([c.segment != "inference" for c in specs])
