@@ -130,10 +130,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{model.num_timesteps:,} of {cfg.timesteps:,} steps done")
 
     eval_seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + cfg.eval_episodes))
-    heuristics = {name: np.mean([e.episode_return for e in evaluate_policy(
+    baselines = {name: np.mean([e.episode_return for e in evaluate_policy(
         lambda: make_env(cfg.env_id, cfg.scenario), lambda env, n=name: make_policy(n, env), eval_seeds)])
         for name in BASELINES if name not in FINE_ONLY}
-    best_heuristic = max(heuristics.values())
+    best_baseline = max(baselines.values())
 
     def evaluate_agent() -> float:
         return float(np.mean([e.episode_return for e in evaluate_policy(
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
 
     callbacks = [DomainMetricsCallback(every=max(2048, cfg.n_envs)),
                  CheckpointEvery(run_dir, cfg.checkpoint_every),
-                 PeriodicEval(cfg.eval_every, evaluate_agent, best_heuristic, run_dir / "evaluations.json")]
+                 PeriodicEval(cfg.eval_every, evaluate_agent, best_baseline, run_dir / "evaluations.json")]
     if remaining > 0:
         model.learn(total_timesteps=remaining, callback=callbacks, tb_log_name="run",
                     reset_num_timesteps=not cfg.resume, progress_bar=True)

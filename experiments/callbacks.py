@@ -71,11 +71,11 @@ class CheckpointEvery(BaseCallback):
 
 class PeriodicEval(BaseCallback):
     """Every ``every`` env steps, evaluates the current policy on fixed seeds and logs its mean return
-    beside the best heuristic's on the same seeds (``eval/best_heuristic_return``)."""
+    beside the best baseline's (constant or heuristic) on the same seeds (``eval/best_baseline_return``)."""
 
-    def __init__(self, every: int, evaluate: Callable[[], float], best_heuristic: float, history: Path):
+    def __init__(self, every: int, evaluate: Callable[[], float], best_baseline: float, history: Path):
         super().__init__()
-        self.every, self.evaluate, self.best = every, evaluate, best_heuristic
+        self.every, self.evaluate, self.best = every, evaluate, best_baseline
         self.history = history
         self.records: list[dict[str, float]] = json.loads(history.read_text()) if history.is_file() else []
 
@@ -83,9 +83,9 @@ class PeriodicEval(BaseCallback):
         if self.num_timesteps % self.every < self.training_env.num_envs:
             score = self.evaluate()
             self.logger.record("eval/mean_return", score)
-            self.logger.record("eval/best_heuristic_return", self.best)
-            self.logger.record("eval/margin_over_best_heuristic", score - self.best)
+            self.logger.record("eval/best_baseline_return", self.best)
+            self.logger.record("eval/margin_over_best_baseline", score - self.best)
             self.records.append({"timesteps": int(self.num_timesteps), "mean_return": float(score),
-                                 "best_heuristic_return": float(self.best)})
+                                 "best_baseline_return": float(self.best)})
             atomic_write_text(self.history, json.dumps(self.records, indent=1))
         return True

@@ -97,7 +97,7 @@ def learning_curves(runs: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]
         for events in sorted((Path(run) / "tb").glob("*")) if (Path(run) / "tb").is_dir() else []:
             acc = EventAccumulator(str(events))
             acc.Reload()
-            for tag in ("rollout/ep_rew_mean", "eval/mean_return", "eval/best_heuristic_return"):
+            for tag in ("rollout/ep_rew_mean", "eval/mean_return", "eval/best_baseline_return"):
                 if tag in acc.Tags()["scalars"]:
                     points = acc.Scalars(tag)
                     curves[f"{Path(run).name}: {tag}"] = (np.array([p.step for p in points]),

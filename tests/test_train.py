@@ -104,7 +104,7 @@ def test_tensorboard_has_the_domain_scalars(whole):
     tags = set(events.Tags()["scalars"])
     for tag in ("domain/profit", "domain/revenue", "domain/capex", "domain/usd_per_mtok", "domain/hbm_exposure",
                 "slo_attainment/chat", "utilisation/H100-SXM", "fleet_share/MI300X", "unmet_share/batch",
-                "eval/mean_return", "eval/best_heuristic_return", "rollout/ep_rew_mean"):
+                "eval/mean_return", "eval/best_baseline_return", "rollout/ep_rew_mean"):
         assert tag in tags, tag
     assert (whole.parent / "runs" / "latest.txt").read_text().strip() == str(whole)
 
