@@ -2,7 +2,8 @@
 
 * An order that cannot arrive before the horizon lowers the return by exactly what it loses: the part
   of the price not refunded at the end, plus the capital charge on the prepaid order for each week it
-  was outstanding (worked by hand from the scenario's figures).
+  was outstanding, plus the depreciation and capital charge of the site built with it (worked by hand
+  from the scenario's figures).
 * Over a whole episode the rewards add up to the change in net worth less the capital charges: the
   weekly accounting profit is the change in cash plus capital employed, and the terminal settlement
   marks that capital to what it fetches at the end.
@@ -27,6 +28,9 @@ assert SMALL.arrays["system_capex_multiple"].tolist() == [1.8, 1.8, 1.5]
 assert SMALL.arrays["order_unit"].tolist() == [8.0, 8.0, 64.0] and SMALL.max_order_chips_per_week == 128
 assert (SMALL.price_decline_per_year, SMALL.cost_of_capital_per_year, SMALL.order_refund_fraction) == (0.15, 0.11, 0.5)
 assert SMALL.reward_scale_usd == 1e5 and SMALL.hbm["hbm_cost_share"] == 0.45
+assert SMALL.arrays["system_power_w"].tolist() == [1260.0, 1350.0, 350.0]
+assert SMALL.initial_fleet == {"H100-SXM": 256}
+assert (SMALL.facility_capex_usd_per_kw, SMALL.facility_life_years) == (12_000, 15)
 
 
 def _scenario(**overrides) -> envs.Scenario:
@@ -65,24 +69,29 @@ def _episode(s: envs.Scenario, exo: envs.Exogenous, late_order: tuple[int, float
     return rewards, infos
 
 
-# (scenario overrides, chip, order fraction, its price at week 24 worked by hand)
+# (scenario overrides, chip, order fraction, its price at week 24 worked by hand, its IT load in kW)
 LATE_ORDERS = {
     # An SRAM chip: it draws no HBM stacks, so the order leaves the HBM price index (and so every HBM chip's
     # price) untouched. One rack of 64 Groq cards at week 24: 20,000 x 0.85^((24 + 47) / 52) x 1.5 each.
-    "groq": ({}, 2, 0.5, 64 * 20_000 * 0.85 ** ((24 + 47) / 52) * 1.5),
+    "groq": ({}, 2, 0.5, 64 * 20_000 * 0.85 ** ((24 + 47) / 52) * 1.5, 64 * 0.35),
     # An HBM chip with the HBM price elasticity at 0: the index stays at 1 whatever is queued. 16 H100 at
     # 27,500 x 0.85^((24 + 104) / 52) x 1.8 each.
-    "h100": ({"hbm": {"price_elasticity": 0.0}}, 0, 16 / 128, 16 * 27_500 * 0.85 ** ((24 + 104) / 52) * 1.8),
+    "h100": ({"hbm": {"price_elasticity": 0.0}}, 0, 16 / 128, 16 * 27_500 * 0.85 ** ((24 + 104) / 52) * 1.8,
+             16 * 1.26),
 }
+POWER_KW = [1.26, 1.35, 0.35]  # system power per chip (H100, MI300X, Groq)
 
 
 @pytest.mark.parametrize("case", sorted(LATE_ORDERS))
 def test_an_order_that_cannot_arrive_before_the_end_lowers_the_return(case):
     """Ordering chips two weeks before the horizon (lead time 12 weeks) pays for chips that never arrive: at
     the end the order is cancelled for half its price (order_refund_fraction 0.5), and the capital charge
-    (11% / 52 a week) is paid on the prepaid order at the end of weeks 24 and 25. Nothing else changes:
-    the exogenous path and every other action are the same."""
-    overrides, chip, fraction, paid = LATE_ORDERS[case]
+    (11% / 52 a week) is paid on the prepaid order at the end of weeks 24 and 25. The site the order needs is
+    built and paid with it in week 24 (its kW beyond what the site holds for the chips owned and on order, at
+    $12,000 a kW); it is not settled but kept at book, so the return loses its depreciation (15 years) and
+    capital charge for weeks 24 and 25. Nothing else changes: the exogenous path and every other action are
+    the same."""
+    overrides, chip, fraction, paid, kw = LATE_ORDERS[case]
     s = _scenario(**overrides)
     exo = _exogenous(s, seed=3)
     base, base_infos = _episode(s, exo, None)
@@ -91,11 +100,23 @@ def test_an_order_that_cannot_arrive_before_the_end_lowers_the_return(case):
     assert late_infos[24]["ordered"][chip] == round(fraction * 128)
     assert late_infos[25]["in_queue"][chip] + late_infos[25]["in_transit"][chip] == round(fraction * 128)
     assert sum(b["served"].sum() for b in base_infos) > 0  # the policy serves, so revenue is in both returns
-    expected = (-(1 - 0.5) * paid - 2 * 0.11 / 52 * paid) / 1e5
+    # The site at the start of week 24: the initial fleet's 256 x 1.26 kW plus what was built since (the week-0
+    # MI300X order's); it holds the kW of the chips owned, queued and in transit then, and failed chips leave
+    # some spare. The order's kW beyond the spare are built.
+    site_kw = 256 * 1.26 + sum(i["facility_capex"] for i in base_infos[:24]) / 12_000
+    end23 = base_infos[23]
+    held_kw = sum((f + q + t) * w for f, q, t, w in zip(end23["fleet"], end23["in_queue"], end23["in_transit"],
+                                                         POWER_KW))
+    build = max(kw - max(site_kw - held_kw, 0.0), 0.0) * 12_000
+    assert 0 < build < kw * 12_000  # some of the order's site is built, some of it was spare
+    assert late_infos[24]["facility_capex"] == pytest.approx(base_infos[24]["facility_capex"] + build, rel=1e-9)
+    site_week = [build / 780 + 0.11 / 52 * build * (1 - w / 780) for w in (1, 2)]  # depreciation + capital charge
+    expected = (-(1 - 0.5) * paid - 2 * 0.11 / 52 * paid - sum(site_week)) / 1e5
     assert sum(late) - sum(base) == pytest.approx(expected, rel=1e-9)
-    # Week by week: the same until the order; then the capital charge; then the lost half at the end.
+    # Week by week: the same until the order; then the capital charges and the site's depreciation; then the lost
+    # half at the end.
     assert late[:24] == base[:24]
-    assert late[24] - base[24] == pytest.approx(-0.11 / 52 * paid / 1e5, rel=1e-6)
+    assert late[24] - base[24] == pytest.approx(-(0.11 / 52 * paid + site_week[0]) / 1e5, rel=1e-6)
     assert late_infos[25]["terminal_settlement"] - base_infos[25]["terminal_settlement"] == pytest.approx(
         -0.5 * paid, rel=1e-9)
 
@@ -113,7 +134,9 @@ def test_rewards_add_up_to_the_change_in_net_worth_less_capital_charges(case):
     site's book) - sum of the capital charges, for seeded random fine actions that order, sell and serve,
     whether the episode runs to the horizon or ends in bankruptcy. Each week, cash + capital employed moves
     by the accounting profit."""
-    s = SMALL if case == "horizon" else _scenario(initial_cash_usd=2e6, credit_limit_usd=3e6)
+    # Orders (with their site) are scaled to cash + credit, so they cannot bankrupt the operator themselves: the
+    # bankruptcy case also makes maintenance (60% a year of the fleet's deployed list price) outrun revenue.
+    s = SMALL if case == "horizon" else _scenario(initial_cash_usd=2e6, credit_limit_usd=3e6, maintenance_per_year=0.6)
     rng = np.random.default_rng(11)
     env = envs.DatacenterEnv(scenario=s, variant="fine")
     env.reset(options={"exogenous": _exogenous(s, seed=5)})
