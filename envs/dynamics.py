@@ -610,7 +610,8 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
         info[io[INFO.ordered] + k] = bought
         info[io[INFO.orders_clipped] + k] = wanted[k] - bought
     # The site is built (paid and booked) with the order, ahead of the chips; it never shrinks.
-    build_kw = max(committed_kw + bought_kw - site_kw, 0.0)
+    build_kw = committed_kw + bought_kw - site_kw
+    build_kw = build_kw if build_kw > 1e-9 else 0.0  # re-adding the same loads can leave a rounding residue
     facility_capex = build_kw * ps[SCALAR.facility_capex_usd_per_kw]
     if build_kw > 0:
         new[so[STATE.site_kw]] = site_kw + build_kw
@@ -686,7 +687,8 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
             prefill[c * K + k] = _whole(shares[1 + c, k] * fleet[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
             decode[c * K + k] = _whole(shares[1 + C + c, k] * fleet[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
     served_all = np.empty(C)
-    load_p, load_d = np.empty(C), np.empty(C)
+    load_d = np.empty(C)
+    prefill_busy = np.zeros((C, K))  # share of each chip type's prefill replicas busy with each class
     revenue = 0.0
     link_rate = ps[SCALAR.kv_link_bytes_per_s]
     years = week / WEEKS_PER_YEAR
@@ -736,6 +738,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
                 limit = _max_prefill_load(service_k, budget)
                 weight = cap_k * limit / admissible if admissible > 0 else cap_k / prefill_cap
                 rho = limit * fraction
+                prefill_busy[c, k] = rho
                 ttft += weight * (service_k + rho * service_k / (2.0 * (1.0 - rho)))
         price = (pc[CLASS.output_price_per_token, c]
                  + pc[CLASS.input_price_per_token, c] * pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c])
@@ -748,7 +751,6 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
         new[so[STATE.last_served_fraction] + c] = served_share
         new[so[STATE.last_admissible_load] + c] = admissible / max(prefill_cap, 1e-9) if prefill_cap > 0 else 0.0
         served_all[c] = served
-        load_p[c] = served / max(prefill_cap, 1e-9) if prefill_cap > 0 else 0.0
         load_d[c] = served / max(decode_ok, 1e-9) if decode_ok > 0 else 0.0
         for key, value in ((INFO.revenue_per_class, revenue_class), (INFO.demand, dem_eff), (INFO.served, served),
                            (INFO.unmet, unmet), (INFO.prefill_capacity, prefill_cap),
@@ -814,7 +816,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     for k in range(K):
         busy_p, busy_d = 0.0, 0.0
         for c in range(C):
-            busy_p += prefill[c * K + k] * load_p[c]
+            busy_p += prefill[c * K + k] * prefill_busy[c, k]
             if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
                 busy_d += decode[c * K + k] * load_d[c]
         busy = busy_p + busy_d + train[k] * train_load

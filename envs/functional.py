@@ -95,7 +95,7 @@ def _initial_row(scenario: Scenario, offsets: dyn.Offsets, tables: dyn.Tables) -
     put("site_depreciation_rate", site_paid / site_life)
     put("hbm_price", 1.0)
     put("last_served_fraction", 1.0)
-    put("last_admissible_load", 1.0)
+    put("last_admissible_load", dyn.MAX_UTILISATION_IN_QUEUE)  # the most the dynamics report
     return row
 
 
