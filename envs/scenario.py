@@ -106,7 +106,11 @@ class ClassParams:
 
 @dataclass(frozen=True)
 class Scenario:
-    """Validated scenario: the raw mapping plus the arrays the dynamics read. Immutable."""
+    """Validated scenario: the raw mapping plus the arrays the dynamics read. Immutable.
+
+    ``raw`` holds only fields a scenario file may set, so ``load_scenario(dict(scenario.raw))``
+    validates again; figures derived from them (a training job's contract value) are kept apart.
+    """
 
     name: str
     description: str
@@ -116,6 +120,12 @@ class Scenario:
     chips: tuple[str, ...]
     classes: tuple[ClassParams, ...]
     arrays: Mapping[str, np.ndarray]
+    value_per_job_usd: float  # a training contract of flops_per_job FLOPs pays this (derived from market rent)
+
+    @property
+    def training(self) -> Mapping[str, Any]:
+        """The training section, with the derived ``value_per_job_usd``."""
+        return {**self.raw["training"], "value_per_job_usd": self.value_per_job_usd}
 
     @property
     def n_chips(self) -> int:
@@ -333,10 +343,11 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
     value_per_job = (training["flops_per_job"] / h100_flops_per_hour * training["rent_usd_per_h100_hour"]
                      * training["contract_rent_multiple"])
     validated = {**raw, **top, "hbm": hbm,
-                 "training": {**training, "model": training_model, "value_per_job_usd": value_per_job},
+                 "training": {**training, "model": training_model},
                  "demand_shocks": shocks}
     return Scenario(name=str(raw["name"]), description=str(raw.get("description", "")).strip(), raw=validated,
-                    start=start, weeks=top["weeks"], chips=chips, classes=classes, arrays=arrays)
+                    start=start, weeks=top["weeks"], chips=chips, classes=classes, arrays=arrays,
+                    value_per_job_usd=float(value_per_job))
 
 
 def _efficiency_by_year(chips: tuple[str, ...], start: dt.date, weeks: int, table_year: float) -> np.ndarray:

@@ -31,9 +31,13 @@ TINY = Budget(popsize=2, maxiter=3)  # 16 candidates a generation on Small: well
 FEW_SEEDS = (0, 1, 2, 3)
 
 
-def _env_returns(env_id, actions, seeds):
+# Small with maintenance at 90% of capex a year: random constant actions go bankrupt before the horizon.
+FRAGILE = {"base": "small", "name": "small-fragile", "maintenance_per_year": 0.9}
+
+
+def _env_returns(env_id, actions, seeds, scenario=None):
     """Mean return of each constant action over ``seeds``, stepping the Gymnasium env; and the weeks each lasted."""
-    env = gym.make(env_id)
+    env = gym.make(env_id, **({"scenario": scenario} if scenario else {}))
     means, weeks = [], []
     for action in actions:
         returns = []
@@ -73,7 +77,7 @@ def test_optimiser_finds_the_optimum_of_a_toy_objective():
 
 @pytest.mark.parametrize("env_id", [SMALL, "ChipAlloc/DatacenterDiscrete-Small-v0"])
 def test_batched_returns_equal_the_gymnasium_env(env_id):
-    env = gym.make(env_id)
+    env = gym.make(env_id, scenario=FRAGILE)
     params = env.unwrapped.params
     seeds = (0, 3, 11)
     for seed, path in zip(seeds, [training_paths(params, [s]) for s in seeds]):  # the paths env.reset(seed) draws
@@ -82,7 +86,7 @@ def test_batched_returns_equal_the_gymnasium_env(env_id):
             np.testing.assert_array_equal(getattr(path, name), getattr(env.unwrapped.exogenous, name))
     env.action_space.seed(0)
     actions = np.stack([env.action_space.sample() for _ in range(5)])
-    expected, weeks = _env_returns(env_id, actions, seeds)
+    expected, weeks = _env_returns(env_id, actions, seeds, FRAGILE)
     assert min(weeks) < params.weeks  # some go bankrupt, so rewards after the end must not count
     batched = constant_returns(params, training_paths(params, seeds), actions, chunk=4)  # chunks split candidates
     np.testing.assert_allclose(batched, expected, rtol=0, atol=1e-9)
@@ -178,8 +182,9 @@ def test_a_bad_cache_file_says_which_file_and_what_to_do(tmp_path):
     path.unlink()
     ConstantPolicy(env, cache_dir=tmp_path, budget=TINY, seeds=FEW_SEEDS)
     entry = json.loads(path.read_text())
-    for x, problem in ((entry["x"][:-1], "has 7 entries, but Box"), ([[0.0] * 8], r"shape \(1, 8\)"),
-                       ([5.0] * 8, "is not inside Box"), ("abc", "not a list of numbers")):
+    n = env.action_space.shape[0]
+    for x, problem in ((entry["x"][:-1], f"has {n - 1} entries, but Box"), ([[0.0] * n], rf"shape \(1, {n}\)"),
+                       ([5.0] * n, "is not inside Box"), ("abc", "not a list of numbers")):
         path.write_text(json.dumps({**entry, "x": x}))
         with pytest.raises(CacheError, match=rf"{path}: .*{problem}.*python -m agents.tune"):
             ConstantPolicy(env, cache_dir=tmp_path, budget=TINY, seeds=FEW_SEEDS)
