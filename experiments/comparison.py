@@ -162,7 +162,9 @@ def summarise(rows: list[dict], specs: list[Spec]) -> dict:
 
 
 def markdown(summary: dict, env_id: str, seeds: list[int]) -> str:
-    lines = [f"{env_id}, seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} per policy; same exogenous paths for all)",
+    given = " (given with --scenario)" if summary.get("scenario") else ""
+    lines = [f"{env_id} on scenario {summary['scenario_name']!r}{given}, seeds {seeds[0]}..{seeds[-1]} "
+             f"({len(seeds)} per policy; same exogenous paths for all)",
              "", "| policy | mean return [95% CI] | IQM [95% CI] | gap to oracle | P(improve over best baseline) | "
              "economic profit $M | net margin | $/M tokens | unmet demand |", "|---|---|---|---|---|---|---|---|---|"]
     for label, e in summary["policies"].items():
@@ -205,13 +207,14 @@ def compare(specs: list[Spec], env_id: str, scenario: str | None, seeds: list[in
     else:
         rows = [run_task(t) for t in tqdm(tasks, desc="episodes")]
     summary = summarise(rows, specs)
-    summary.update(env_id=env_id, scenario=scenario, seeds=seeds)
+    scenario_params = make_env(env_id, scenario).unwrapped.scenario
+    summary.update(env_id=env_id, scenario=scenario, scenario_name=scenario_params.name, seeds=seeds)
     table = markdown(summary, env_id, seeds)
     atomic_write_text(out / "results.md", table + "\n")
     atomic_write_text(out / "per_seed.csv", per_seed_csv(rows))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     runs = [r for s in specs for r in s.runs]
-    plots(rows, summary, make_env(env_id, scenario).unwrapped.scenario, runs, out / "plots")
+    plots(rows, summary, scenario_params, runs, out / "plots")
     print(table)
     print(f"\nwrote {out}/results.md, per_seed.csv, summary.json and plots/")
     return summary

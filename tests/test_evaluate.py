@@ -126,6 +126,15 @@ def test_runs_trained_on_different_envs_need_an_env_id(tmp_path):
         evaluate.main(["--policies", ",".join(runs), "--seeds", "1", "--out", str(tmp_path / "out")])
 
 
+def test_results_name_the_scenario_even_when_it_overrides_the_env_id(tmp_path, capsys):
+    evaluate.main(["--policies", "random", "--env-id", SMALL, "--scenario", "hbm_shortage", "--seeds", "1",
+                   "--out", str(tmp_path)])
+    header = (tmp_path / "results.md").read_text().splitlines()[0]
+    assert header.startswith(f"{SMALL} on scenario 'hbm_shortage' (given with --scenario), seeds")
+    assert header in capsys.readouterr().out  # the terminal table names it too
+    assert json.loads((tmp_path / "summary.json").read_text())["scenario_name"] == "hbm_shortage"
+
+
 def test_the_random_policy_alone_is_summarised_and_plotted(tmp_path):
     summary = evaluate.main(["--policies", "random", "--env-id", SMALL, "--seeds", "2", "--out", str(tmp_path)])
     assert summary["policies"]["random"]["episodes"] == 2
