@@ -10,29 +10,14 @@ in ``data/validation_points.csv``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from hardware.validate import PROJECT_FILES, evaluate, read_measurements
+from hardware.validate import PROJECT_FILES, Result, evaluate, read_measurements
 
 TOLERANCE = 0.25
 
-_UNITS = {"output_tokens_per_s_system": "output tokens/s", "tokens_per_s_per_user": "tokens/s per user",
-          "tpot_s": "s", "ttft_s": "s", "training_tokens_per_s_per_chip": "training tokens/s per chip"}
+UNITS = {"output_tokens_per_s_system": "output tokens/s", "tokens_per_s_per_user": "tokens/s per user",
+         "tpot_s": "s", "ttft_s": "s", "training_tokens_per_s_per_chip": "training tokens/s per chip"}
 
 
-@dataclass(frozen=True)
-class CalibrationPoint:
-    name: str
-    published: float
-    modelled: float
-    unit: str
-
-    @property
-    def relative_error(self) -> float:
-        return self.modelled / self.published - 1.0
-
-
-def calibration_points() -> list[CalibrationPoint]:
-    """Modelled values beside the published ones."""
-    rows = read_measurements(PROJECT_FILES["calibration"])
-    return [CalibrationPoint(r.id, r.published, r.modelled, _UNITS[r.metric]) for r in evaluate(rows)]
+def calibration_points() -> list[Result]:
+    """Modelled values beside the published ones (``Result.error`` is modelled / published - 1)."""
+    return evaluate(read_measurements(PROJECT_FILES["calibration"]))
