@@ -17,7 +17,7 @@ compiled code that the step runs.
 
 from __future__ import annotations
 
-import operator
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from envs.scenario import Scenario, load_scenario
 from envs.spaces import action_space, check_action, observation_space
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False)  # eq=False keeps identity hashing, which cached_property needs
 class Params:
     """Everything fixed for an episode: the scenario, the action variant and the kernels' tables."""
 
@@ -48,6 +48,14 @@ class Params:
     @property
     def weeks(self) -> int:
         return self.scenario.weeks
+
+    @functools.cached_property
+    def _step_constants(self) -> tuple[int, tuple[int, ...], str, int, int, int]:
+        """(variant code, one action's shape, accepted dtype kinds, observation and info lengths, the reward's
+        column): worked out once, since the single env steps through here every week."""
+        return (dyn.VARIANTS.index(self.variant), tuple(self.action_space.shape), "iu" if self.discrete else "fiu",
+                int(self.observation_space.shape[0]), int(self.offsets.info[-1]),
+                int(self.offsets.info[dyn.INFO.reward]))
 
 
 def params(scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
@@ -179,8 +187,8 @@ def observe(params: Params, state: State, obs: np.ndarray | None = None,
 def _as_actions(params: Params, action: Any, batch: int) -> np.ndarray:
     """(B, A) float64 actions of the right shape and kind (their values are checked by the kernels)."""
     arr = np.asarray(action)
-    kinds = "iu" if params.discrete else "fiu"
-    if arr.shape == (batch, *params.action_space.shape) and arr.dtype.kind in kinds:
+    _, shape, kinds, _, _, _ = params._step_constants
+    if arr.shape[1:] == shape and arr.shape[:1] == (batch,) and arr.dtype.kind in kinds:
         return arr.astype(np.float64).reshape(batch, -1)
     _reject(params, arr, batch)
 
@@ -203,15 +211,15 @@ def step_arrays(params: Params, state: State, action: Any) -> tuple[State, np.nd
     """:func:`step` with info as the raw (B, I) array (see :func:`info_dict`); the environments' fast path."""
     B = state.rows.shape[0]
     act = _as_actions(params, action, B)
+    variant, _, _, n_obs, n_info, reward_column = params._step_constants
     rows = np.empty_like(state.rows)
-    obs = np.empty((B, params.observation_space.shape[0]), dtype=np.float32)
-    info = np.empty((B, int(params.offsets.info[-1])))
+    obs = np.empty((B, n_obs), dtype=np.float32)
+    info = np.empty((B, n_info))
     kernel = dyn.step_rows_parallel if B >= dyn.PARALLEL_FROM else dyn.step_rows
-    if not kernel(dyn.VARIANTS.index(params.variant), params.discrete, act, state.rows, state.exo_rows,
-                  params.tables, params.offsets, rows, obs, info):
+    if not kernel(variant, params.discrete, act, state.rows, state.exo_rows, params.tables, params.offsets, rows,
+                  obs, info):
         _reject(params, action, B)
-    return (State(rows, state.exo_rows, state.exogenous, params), obs,
-            info[:, params.offsets.info[dyn.INFO.reward]], info)
+    return State(rows, state.exo_rows, state.exogenous, params), obs, info[:, reward_column], info
 
 
 def decode(params: Params, state: State, action: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -242,9 +250,11 @@ class InfoReader:
                 if i != dyn.INFO.reward]
         floats = [(n, o) for n, o, shape, kind in spec if shape == () and kind == "f"]
         self._floats = floats
-        self._float_names = tuple(n for n, _ in floats)
-        self._float_values = operator.itemgetter(*(o for _, o in floats))
         self._others = [(n, o, _KIND[kind]) for n, o, shape, kind in spec if shape == () and kind != "f"]
+        # Every scalar in row order (the reward's slot too, dropped after), then the non-floats retyped.
+        self._scalar_names = tuple(name for name, _, _ in dyn.INFO_FIELDS[:dyn.N_INFO_SCALARS])
+        self._ints = tuple(n for n, _, kind in self._others if kind is np.int64)
+        self._bools = tuple(n for n, _, kind in self._others if kind is bool)
         self._arrays = [(n, slice(o, o + int(np.prod(shape))), shape) for n, o, shape, _ in spec if shape]
         self._matrices = [(n, s, shape) for n, s, shape in self._arrays if len(shape) > 1]
         # Runs of consecutive vectors of one length are cut from the row in one reshape (one C loop instead
@@ -270,10 +280,12 @@ class InfoReader:
     def row(self, info: np.ndarray, i: int) -> dict[str, Any]:
         """Datacenter ``i``'s info: Python scalars and (K,), (C,) or (C, K) arrays."""
         row = info[i]
-        values = row[:dyn.N_INFO_SCALARS].tolist()
-        out = dict(zip(self._float_names, self._float_values(values)))
-        for name, o, kind in self._others:
-            out[name] = int(values[o]) if kind is np.int64 else bool(values[o])
+        out = dict(zip(self._scalar_names, row[:dyn.N_INFO_SCALARS].tolist()))
+        del out["reward"]
+        for name in self._ints:
+            out[name] = int(out[name])
+        for name in self._bools:
+            out[name] = out[name] > 0.0
         for names, s, shape in self._runs:
             out.update(zip(names, row[s].reshape(shape)))
         for name, s, shape in self._matrices:
