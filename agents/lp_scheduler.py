@@ -24,7 +24,7 @@ from scipy.optimize import linprog
 
 from agents.base import Plan, Policy
 from agents.heuristics import ForecastPolicy
-from envs.dynamics import J_PER_KWH, MAX_UTILISATION_IN_QUEUE, WEEK_S, WEEKS_PER_YEAR
+from envs.dynamics import J_PER_KWH, WEEK_S, WEEKS_PER_YEAR, _max_prefill_load
 from envs.functional import demand_with_backlog, training_need
 from envs.scenario import Scenario
 
@@ -39,12 +39,8 @@ PACE_MARGIN = 1.1
 PEAK_CUT_POINTS = 8  # tangents approximating the share of load served under peaks
 
 
-def max_prefill_load(service_s: np.ndarray, ttft_budget_s: np.ndarray,
-                     cap: float = MAX_UTILISATION_IN_QUEUE) -> np.ndarray:
-    """Largest rho with service * (1 + rho / (2 (1 - rho))) <= budget (M/D/1 mean TTFT); 0 if even rho = 0 misses."""
-    q = ttft_budget_s / np.maximum(service_s, 1e-12)
-    rho = np.where(q > 1, 2 * (q - 1) / np.maximum(2 * q - 1, 1e-12), 0.0)
-    return np.clip(rho, 0.0, cap)
+# The dynamics' own M/D/1 load limit of one chip type (service time, TTFT budget), elementwise over (C, K).
+max_prefill_load = np.vectorize(_max_prefill_load, otypes=[float])
 
 
 def serving_rates(scenario: Scenario, week: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

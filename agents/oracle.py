@@ -105,6 +105,7 @@ class OraclePlan:
     prefill: np.ndarray  # (T, C, K) chips
     decode: np.ndarray  # (T, C, K) chips
     served: np.ndarray  # (T, C) tokens/s
+    allocation: np.ndarray  # (T,) HBM stacks our orders may draw each week (the plan keeps within it)
     objective: float  # predicted return (sum of rewards)
     solve_seconds: float
 
@@ -166,7 +167,9 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     allocation = _allocation(params, exo)
     demand = exo.demand[0]
     on_sale = np.arange(T)[:, None] >= a["available_week"][None, :]
-    rates = [serving_rates(scenario, t) for t in range(T)]
+    # Rates change only with the episode year (the vendors' software efficiency).
+    by_year = {y: serving_rates(scenario, y * WEEKS_PER_YEAR) for y in range(int(np.ceil(T / WEEKS_PER_YEAR)))}
+    rates = [by_year[int(t // WEEKS_PER_YEAR)] for t in range(T)]
     maintenance = a["list_price"] * a["system_capex_multiple"] * scenario.maintenance_per_year / WEEKS_PER_YEAR
     flops_per_chip_week = a["train_flops_per_chip_s"] * WEEK_S / EXA
     kw = a["system_power_w"] / W_PER_KW
@@ -336,8 +339,8 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             prog.add_cost(o[tau, k], (1.0 - scenario.order_refund_fraction) * prices[tau, k] / scale)
 
     x = prog.solve(time_limit)
-    return OraclePlan(orders=x[o], train=x[xt], prefill=x[xp], decode=x[xd], served=x[s], objective=prog.objective,
-                      solve_seconds=0.0)
+    return OraclePlan(orders=x[o], train=x[xt], prefill=x[xp], decode=x[xd], served=x[s], allocation=allocation,
+                      objective=prog.objective, solve_seconds=0.0)
 
 
 class OraclePolicy(Policy):
@@ -375,7 +378,7 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
     unit = scenario.arrays["order_unit"]
     orders = np.round(plan.orders[t] / unit) * unit
     # Whole order units may overshoot the week's HBM allocation; trim the largest HBM order until they fit.
-    allocation = _allocation(env.params, env.exogenous)[t]
+    allocation = plan.allocation[t]
     stacks = scenario.arrays["hbm_stacks"]
     while orders @ stacks > allocation + 1e-6:
         k = int(np.argmax(orders * stacks))

@@ -18,7 +18,7 @@ import numpy as np
 import envs
 from agents.lp_scheduler import serving_rates, token_prices
 from envs import functional as fn
-from envs.dynamics import W_PER_KW, WEEKS_PER_YEAR
+from envs.dynamics import W_PER_KW
 
 HOURS_PER_YEAR = 8760.0
 # Published rental prices, $ per GPU-hour (economics.md §10 "Suggested defaults", 2025-26; low confidence
@@ -101,7 +101,6 @@ def main() -> None:
     for chip, row in payback.items():
         cells = ["-" if not np.isfinite(row[n][1]) else f"{row[n][0]:.1f} / {row[n][1]:.1f}" for n in names]
         print(f"{chip:<10}" + "".join(f"{c:>18}" for c in cells))
-    _ = WEEKS_PER_YEAR
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ class DatacenterEnv(gym.Env):
         self.action_space = self.params.action_space
         self.state: fn.State | None = None
         self.history: list[dict[str, Any]] = []
-        self._info = fn.InfoReader(self.params)
+        self._info = self.params.info_reader
         self._done, self._week = False, 0
         self._names = {"classes": tuple(c.name for c in self.scenario.classes), "chips": self.scenario.chips}
 
@@ -180,7 +180,7 @@ class DatacenterVectorEnv(VectorEnv):
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self.state: fn.State | None = None
-        self._info = fn.InfoReader(self.params)
+        self._info = self.params.info_reader
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
         self._needs_reset = np.zeros(num_envs, dtype=bool)
 

@@ -50,6 +50,11 @@ class Params:
         return self.scenario.weeks
 
     @functools.cached_property
+    def info_reader(self) -> InfoReader:
+        """Names the raw info rows of this scenario (built once, it precomputes the layout)."""
+        return InfoReader(self)
+
+    @functools.cached_property
     def _step_constants(self) -> tuple[int, tuple[int, ...], str, int, int, int]:
         """(variant code, one action's shape, accepted dtype kinds, observation and info lengths, the reward's
         column): worked out once, since the single env steps through here every week."""
@@ -295,7 +300,7 @@ class InfoReader:
 
 def info_dict(params: Params, info: np.ndarray) -> dict[str, np.ndarray]:
     """The raw (B, I) info of :func:`step_arrays` as named (B, ...) arrays."""
-    return InfoReader(params).batch(info)
+    return params.info_reader.batch(info)
 
 
 # --- Helpers policies share with the dynamics (the same compiled code) ----------------------------

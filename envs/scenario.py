@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+from envs.dynamics import WEEKS_PER_YEAR
 from hardware import Workload, build_serving_tables, get_chip, vendor_efficiency
 from hardware.catalog import UnknownNameError, efficiency, get_model
 from hardware.perf import WEIGHT_BYTES
 
-WEEKS_PER_YEAR = 52.0
 H100 = "H100-SXM"  # training contracts are priced per H100-hour of market rent
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
