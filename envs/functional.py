@@ -416,9 +416,9 @@ def action_masks(params: Params, state: State) -> np.ndarray:
         affordable = prices * params.tables.chip[dyn.CHIP.order_unit] <= headroom[:, None]
         weights = np.ones((B, K, dyn.LEVELS), dtype=bool)
         weights[:, :, 1:] = (on_sale & affordable)[:, :, None]
-        demand = demand_with_backlog(params, state)
+        demand, on_hand, _ = dyn.state_rows_helpers(state.rows, state.exo_rows, params.offsets)  # one pass for both
         work = chips_for_demand(params, demand, state.week)
-        owned = coverage(params, owned_and_ordered(params, state), demand, state.week, work)
+        owned = coverage(params, on_hand, demand, state.week, work)
         usable = on_sale & np.isfinite(work) & (work > 0)
         cheapest = np.where(usable, work * prices, np.inf).min(1)  # $ per unit of coverage
         targets = np.arange(dyn.LEVELS) / (dyn.LEVELS - 1) * dyn.MAX_COVERAGE
