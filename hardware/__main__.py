@@ -13,7 +13,7 @@ from hardware.perf import (
     decode_latency_floor_s,
     serving_precision,
 )
-from hardware.vendors import DEFAULT_YEAR
+from hardware.vendors import DEFAULT_YEAR, check_year
 
 _COLUMNS = ("chip", "prec", "chips/rep", "batch", "prefill tok/s/chip", "decode tok/s/chip",
             "TTFT ms", "TPOT ms", "floor ms", "$/M tok", "J/tok", "prefill", "decode")
@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
         model = get_model(args.model)
-    except KeyError as exc:
+        year = check_year(args.year)  # before the loop: a bad --year is one error, not one per chip
+    except (KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     slo = None if args.tpot_slo_ms is None else args.tpot_slo_ms / 1e3
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             est = best_replica(chip, model, precision=precision, input_tokens=args.input_tokens,
                                output_tokens=args.output_tokens, tpot_slo_s=slo, max_chips=args.max_replica_chips,
-                               year=args.year)
+                               year=year)
             if est is None:
                 rows.append((name, precision, f">{args.max_replica_chips}") + ("",) * 10)
                 continue
@@ -69,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
                      _num(cost_per_million_tokens(est)), _num(est.joules_per_token),
                      est.prefill_bound, est.decode_bound))
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_COLUMNS)]
-    year = DEFAULT_YEAR if args.year is None else args.year
     print(f"{model.name} at {args.precision}, {args.input_tokens} in / {args.output_tokens} out"
           + (f", TPOT SLO {args.tpot_slo_ms} ms" if slo else ", largest batch that fits")
           + f", {year:g} software")

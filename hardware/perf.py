@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 
 from hardware.catalog import Chip, Model, efficiency, get_chip, get_model
-from hardware.vendors import DEFAULT_YEAR, check_year, vendor_efficiency, vendor_factors
+from hardware.vendors import DEFAULT_YEAR, check_year, vendor_factors
 
 WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
 # KV caches stay at 8 bits when weights go to 4 bits (FP4 serving keeps an FP8 cache).
@@ -414,7 +414,7 @@ def estimate_training(
     _check_precision(chip, precision)
     _check_count("n_chips", n_chips, allow_none=False)
     _check_count("seq_len", seq_len, allow_none=False)
-    mfu_factor, _ = vendor_efficiency(chip, check_year(year))
+    mfu_factor, _ = vendor_factors(chip.vendor, check_year(year))
     smallest = smallest_training_group(chip, model)
     if n_chips < smallest:
         need = model.params * efficiency("training.bytes_per_param")

@@ -40,8 +40,8 @@ from pathlib import Path
 from scipy.stats import spearmanr
 
 from hardware.catalog import DATA_DIR, Chip, Model, get_chip, get_model
-from hardware.perf import WEIGHT_BYTES, estimate_serving, estimate_training, smallest_replica
-from hardware.vendors import check_year
+from hardware.perf import WEIGHT_BYTES, best_replica, estimate_serving, estimate_training
+from hardware.vendors import DEFAULT_YEAR, YEAR_RANGE
 
 REQUIRED_COLUMNS = ("id", "chip", "n_chips", "model", "precision", "input_tokens", "output_tokens",
                     "batch_size", "metric", "value")
@@ -142,9 +142,13 @@ def _parse(raw: dict, line: int) -> Measurement:
         raise _RowError("value", f"{text!r} must be a positive finite number")
     year_text = (raw.get("year") or "").strip()
     try:
-        year = check_year(float(year_text)) if year_text else None
-    except ValueError as exc:
-        raise _RowError("year", str(exc)) from None
+        year = float(year_text) if year_text else None
+    except ValueError:
+        raise _RowError("year", f"{year_text!r} is not a number (e.g. 2025 or 2025.5); leave it empty for "
+                                f"{DEFAULT_YEAR:.0f}") from None
+    if year is not None and not YEAR_RANGE[0] <= year <= YEAR_RANGE[1]:
+        raise _RowError("year", f"{year_text} is outside {YEAR_RANGE[0]:.0f}-{YEAR_RANGE[1]:.0f}, the years the vendor "
+                                f"factors cover; leave it empty for {DEFAULT_YEAR:.0f}")
     phase = (raw.get("phase") or "").strip().lower() or None
     if phase is not None and phase not in PHASES:
         raise _RowError("phase", f"{phase!r} is not one of {list(PHASES)} (or empty)")
@@ -166,7 +170,7 @@ def read_measurements(path: str | Path) -> list[Measurement]:
     """Rows of ``path``; raises MeasurementError naming every bad row and field, or a missing column."""
     path = Path(path)
     try:
-        fh = path.open(newline="", encoding="utf-8")
+        fh = path.open(newline="", encoding="utf-8-sig")  # -sig: spreadsheets save CSV with a byte-order mark
     except OSError as exc:
         raise MeasurementError(f"{path}: cannot be read ({exc.strerror})") from None
     with fh:
@@ -185,6 +189,8 @@ def read_measurements(path: str | Path) -> list[Measurement]:
         for raw in reader:
             line = reader.line_num
             try:
+                if None in raw:  # csv.DictReader files values beyond the header under None
+                    raise _RowError("row", f"{len(raw[None])} more value(s) than there are columns")
                 row = _parse(raw, line)
                 if row.id in seen:
                     raise _RowError("id", f"{row.id!r} is used by an earlier row; ids must be unique")
@@ -206,17 +212,9 @@ def _replica_size(m: Measurement) -> int:
         return m.replica_chips
     if m.metric != "output_tokens_per_s_system":
         return m.n_chips
-    smallest = smallest_replica(m.chip, m.model, precision=m.precision, input_tokens=m.input_tokens,
-                                output_tokens=m.output_tokens)
-    sizes = [s for s in (smallest * 2 ** k for k in range(12)) if s <= m.n_chips]
-    if not sizes:
-        return m.n_chips  # estimate_serving then says how many chips the model needs
-
-    def system_rate(size: int) -> float:
-        est = estimate_serving(m.chip, m.model, n_chips=size, precision=m.precision,
-                               input_tokens=m.input_tokens, output_tokens=m.output_tokens, year=m.year)
-        return (m.n_chips // size) * est.colocated_output_tokens_per_s
-    return max(sizes, key=system_rate)
+    best = best_replica(m.chip, m.model, precision=m.precision, input_tokens=m.input_tokens,
+                        output_tokens=m.output_tokens, max_chips=m.n_chips, year=m.year)
+    return m.n_chips if best is None else best.n_chips  # None: estimate_serving then says how many chips
 
 
 def modelled_value(m: Measurement) -> float:
@@ -248,7 +246,8 @@ def evaluate(measurements: Iterable[Measurement]) -> list[Result]:
             results.append(Result(m.id, m.metric, modelled_value(m), m.value))
         except ValueError as exc:
             text = str(exc)
-            field = "batch_size" if "batch_size" in text else "n_chips" if "fit" in text else "input_tokens"
+            field = ("batch_size" if "batch_size" in text else
+                     "n_chips" if "fit" in text or "chips" in text else "input_tokens")
             problems.append(f"line {m.line} (id {m.id!r}), field {field}: {text}")
     if problems:
         raise MeasurementError("\n".join(problems))

@@ -14,12 +14,10 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-import tomllib
-
-from hardware.catalog import DATA_DIR, CatalogError, Chip, _figure, get_chip, list_chips
+from hardware.catalog import CatalogError, Chip, _figure, _load_entries, get_chip, list_chips
 
 DEFAULT_YEAR = 2025.0  # the year used when a caller passes year=None: the default scenario starts in Jan 2025
-_YEAR_RANGE = (2015.0, 2040.0)
+YEAR_RANGE = (2015.0, 2040.0)
 
 
 @dataclass(frozen=True)
@@ -52,6 +50,17 @@ def _factor(raw: object, where: str) -> float:
     return float(value)
 
 
+def check_year(year: float | None) -> float:
+    """``year`` as a float (``DEFAULT_YEAR`` for None); raises ValueError for anything else."""
+    if year is None:
+        return DEFAULT_YEAR
+    if isinstance(year, bool) or not isinstance(year, (int, float)) or not math.isfinite(year) \
+            or not YEAR_RANGE[0] <= year <= YEAR_RANGE[1]:
+        raise ValueError(f"year must be a number between {YEAR_RANGE[0]:.0f} and {YEAR_RANGE[1]:.0f} "
+                         f"(e.g. 2025 or 2025.5), or None for {DEFAULT_YEAR:.0f}; got {year!r}")
+    return float(year)
+
+
 def _parse_vendor(entry: dict, where: str) -> VendorCurve:
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -65,10 +74,13 @@ def _parse_vendor(entry: dict, where: str) -> VendorCurve:
         unknown = set(p) - {"year", "mfu", "mbu"}
         if unknown:
             raise CatalogError(f"{at}: unknown keys {sorted(unknown)}; allowed: year, mfu, mbu")
-        year = p.get("year")
-        if isinstance(year, bool) or not isinstance(year, (int, float)) or not _YEAR_RANGE[0] <= year <= _YEAR_RANGE[1]:
-            raise CatalogError(f"{at}.year: expected a year in {_YEAR_RANGE}, got {year!r}")
-        rows.append((float(year), _factor(p.get("mfu"), f"{at}.mfu"), _factor(p.get("mbu"), f"{at}.mbu")))
+        if p.get("year") is None:
+            raise CatalogError(f"{at}.year: missing")
+        try:
+            year = check_year(p["year"])
+        except ValueError as exc:
+            raise CatalogError(f"{at}.year: {exc}") from None
+        rows.append((year, _factor(p.get("mfu"), f"{at}.mfu"), _factor(p.get("mbu"), f"{at}.mbu")))
     rows.sort()
     if len({r[0] for r in rows}) != len(rows):
         raise CatalogError(f"{where} ({name}): a year is listed twice")
@@ -77,13 +89,8 @@ def _parse_vendor(entry: dict, where: str) -> VendorCurve:
 
 
 def _load() -> dict[str, VendorCurve]:
-    path = DATA_DIR / "vendors.toml"
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"{path}: not valid TOML: {exc}") from exc
-    curves = [_parse_vendor(e, f"vendors.toml [[vendor]] {i + 1}") for i, e in enumerate(data.get("vendor", []))]
+    entries = _load_entries("vendors.toml", "vendor")  # parses the TOML and checks every entry has a name
+    curves = [_parse_vendor(e, f"vendors.toml [[vendor]] {i + 1}") for i, e in enumerate(entries)]
     by_name = {c.vendor: c for c in curves}
     if len(by_name) != len(curves):
         raise CatalogError("vendors.toml: a vendor is listed twice")
@@ -94,17 +101,6 @@ def _load() -> dict[str, VendorCurve]:
 
 
 VENDORS = _load()
-
-
-def check_year(year: float | None) -> float:
-    """``year`` as a float (``DEFAULT_YEAR`` for None); raises ValueError for anything else."""
-    if year is None:
-        return DEFAULT_YEAR
-    if isinstance(year, bool) or not isinstance(year, (int, float)) or not math.isfinite(year) \
-            or not _YEAR_RANGE[0] <= year <= _YEAR_RANGE[1]:
-        raise ValueError(f"year must be a number between {_YEAR_RANGE[0]:.0f} and {_YEAR_RANGE[1]:.0f} "
-                         f"(e.g. 2025 or 2025.5), or None for {DEFAULT_YEAR:.0f}; got {year!r}")
-    return float(year)
 
 
 @lru_cache(maxsize=4096)

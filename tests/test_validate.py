@@ -70,11 +70,26 @@ def test_summary_share_and_spearman_hand_worked():
     ("x,H100,1.5,llama-3.1-8b,fp8,10,10,,tpot_s,1", "n_chips", "positive whole number"),
     ("x,H100,1,llama-3.1-8b,fp8,,10,,tpot_s,1", "input_tokens", "is empty"),
     (",H100,1,llama-3.1-8b,fp8,10,10,,tpot_s,1", "id", "every row needs an id"),
+    ("x,H100,1,llama-3.1-8b,fp8,10,10,,tpot_s,1,extra", "row", "1 more value"),
 ])
 def test_bad_rows_name_the_row_and_the_field(tmp_path, row, field, message):
     good = "ok,H100,1,llama-3.1-8b,fp8,10,10,,tpot_s,1"
     with pytest.raises(MeasurementError, match=rf"line 3 \(id .*\), field {field}: .*{message}"):
         read_measurements(_csv(tmp_path, good, row))
+
+
+@pytest.mark.parametrize(("year", "message"), [("abc", "'abc' is not a number .* leave it empty for 2025"),
+                                               ("1990", "1990 is outside 2015-2040, .* leave it empty for 2025")])
+def test_a_bad_year_names_the_field(tmp_path, year, message):
+    path = _csv(tmp_path, f"x,H100,1,llama-3.1-8b,fp8,10,10,,tpot_s,1,{year}", header=HEADER + ",year")
+    with pytest.raises(MeasurementError, match=rf"line 2 \(id 'x'\), field year: {message}"):
+        read_measurements(path)
+
+
+def test_a_spreadsheet_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("\ufeff" + HEADER + "\nx,H100,1,llama-3.1-8b,fp8,10,10,,tpot_s,1\n", encoding="utf-8")
+    assert [m.id for m in read_measurements(path)] == ["x"]
 
 
 def test_every_bad_row_is_reported_at_once_and_duplicates_are_caught(tmp_path):
@@ -92,6 +107,10 @@ def test_rows_the_model_cannot_run_name_the_field(tmp_path):
         evaluate(read_measurements(path))
     assert "(id 'big'), field batch_size" in str(info.value)
     assert "(id 'nofit'), field n_chips" in str(info.value)
+    # Training too large for the chips given: estimate_training says "use at least N chips".
+    path = _csv(tmp_path, "t,H100,1,llama-3.1-70b,bf16,8192,,,training_tokens_per_s_per_chip,1")
+    with pytest.raises(MeasurementError, match=r"\(id 't'\), field n_chips: .*chips"):
+        evaluate(read_measurements(path))
 
 
 def test_columns_are_checked(tmp_path):
