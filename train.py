@@ -85,7 +85,7 @@ def resolve(cfg: Config) -> tuple[Config, dict, Path]:
     if cfg.env_id not in gym.registry:
         raise ValueError(f"unknown environment {cfg.env_id!r}; chipalloc registers: "
                          f"{', '.join(k for k in gym.registry if k.startswith('ChipAlloc/'))}")
-    probe = gym.make(cfg.env_id, **({"scenario": cfg.scenario} if cfg.scenario else {}))
+    probe = make_env(cfg.env_id, cfg.scenario)
     check_algorithm(cfg.algo, probe.action_space, cfg.env_id)
     params = load_hyperparams(cfg.hyperparams or HYPERPARAMS_DIR / f"{cfg.algo}.yml", cfg.env_id)
     cfg.timesteps = cfg.timesteps or int(params.get("n_timesteps", 1_000_000))

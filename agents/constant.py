@@ -64,7 +64,7 @@ class ConstantPolicy(Policy):
     name = "constant"
 
     def __init__(self, env: gym.Env, cache_dir: Path | None = None, budget: Budget | None = None,
-                 seeds: Sequence[int] = TRAIN_SEEDS):
+                 seeds: Sequence[int] = TRAIN_SEEDS, refresh: bool = False):
         super().__init__(env)
         params, space = self.env.params, self.env.action_space
         bounds, _ = _bounds(space)
@@ -79,7 +79,7 @@ class ConstantPolicy(Policy):
             return None
 
         self.entry = cached(self.name, params, fingerprint_inputs(params, seeds, budget),
-                            lambda: tune_constant(params, seeds, budget), validate, cache_dir)
+                            lambda: tune_constant(params, seeds, budget), validate, cache_dir, refresh)
         self.action = to_actions(space, np.asarray(self.entry["x"]))[0]
         self.train_return: float = float(self.entry["train_return"])
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import envs
 from agents import TUNABLE, make_policy
-from agents.tuning import CACHE_DIR, cache_path, label
+from agents.tuning import CACHE_DIR, label
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,12 +33,14 @@ def main(argv: list[str] | None = None) -> None:
     scenarios = [s.strip() for s in args.scenarios.split(",")]
     targets = [(s, v.strip(), False) for s in scenarios for v in args.variants.split(",")]
     targets += [(s, "datacenter", True) for s in scenarios] if args.discrete else []
-    for scenario, variant, discrete in targets:
-        env = envs.DatacenterEnv(scenario, variant, discrete)
-        if args.force:
-            cache_path(args.policy, env.params, args.cache_dir).unlink(missing_ok=True)
+    try:  # every target first, so a misspelt scenario fails before minutes of tuning, not after
+        targets = [envs.DatacenterEnv(scenario, variant, discrete) for scenario, variant, discrete in targets]
+    except ValueError as exc:
+        parser.error(str(exc))
+    for env in targets:
         start = time.perf_counter()
-        policy = make_policy(args.policy, env, cache_dir=args.cache_dir)
+        # --force re-tunes without deleting the entry first: an interrupted run leaves the old one in place.
+        policy = make_policy(args.policy, env, cache_dir=args.cache_dir, refresh=args.force)
         print(f"{args.policy} {label(env.params):30s} training return {policy.train_return:10.2f} "
               f"({time.perf_counter() - start:.1f} s)", flush=True)
 

@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from scipy.optimize import differential_evolution
 
@@ -72,10 +71,6 @@ class Budget:
     tol: float = 0.001
     seed: int = 0
 
-    def evaluations(self, dims: int) -> int:
-        """The most candidate evaluations this budget allows for a ``dims``-dimensional vector."""
-        return (self.maxiter + 1) * self.popsize * dims
-
 
 GENERATION_CANDIDATES = 64  # a generation's size the default budget aims at: ~1 s on the default scenario
 
@@ -115,8 +110,7 @@ def check_training_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
 def training_paths(params: fn.Params, seeds: Sequence[int]) -> Exogenous:
     """One exogenous path per seed, each the path ``env.reset(seed=s)`` draws (from the same generator)."""
     seeds = check_training_seeds(seeds)
-    return Exogenous.concatenate([draw_exogenous(params.scenario, gym.utils.seeding.np_random(s)[0], 1)
-                                  for s in seeds])
+    return Exogenous.concatenate([draw_exogenous(params.scenario, fn.episode_generator(s), 1) for s in seeds])
 
 
 def _take(paths: Exogenous, rows: np.ndarray | slice) -> Exogenous:
@@ -131,14 +125,13 @@ def _rollout(params: fn.Params, paths: Exogenous, act: Callable[[fn.State, np.nd
     """(B,) returns of one batch: the rewards up to and including the week each datacenter is done
     (bankrupt, or at the horizon), as an env's episode sums them. A bankrupt row keeps being stepped
     (the batch moves in lockstep) but its later rewards are not counted."""
-    bankrupt = int(params.offsets.info[dyn.INFO.bankrupt])
     state, obs = fn.reset(params, exogenous=paths)
     total = np.zeros(state.batch_size)
     done = np.zeros(state.batch_size, dtype=bool)
     for _ in range(params.weeks):
-        state, obs, reward, info = fn.step_arrays(params, state, act(state, obs))
+        state, obs, reward, _ = fn.step_arrays(params, state, act(state, obs))
         total += np.where(done, 0.0, reward)
-        done |= info[:, bankrupt] > 0.5
+        done |= state.bankrupt
         if done.all():
             break
     return total
@@ -255,13 +248,19 @@ def _read_entry(path: Path, policy: str) -> dict[str, Any] | None:
 
 
 def cached(policy: str, params: fn.Params, inputs: dict[str, Any], tune: Callable[[], Result],
-           validate: Callable[[np.ndarray], str | None], cache_dir: Path | None = None) -> dict[str, Any]:
+           validate: Callable[[np.ndarray], str | None], cache_dir: Path | None = None,
+           refresh: bool = False) -> dict[str, Any]:
     """``policy``'s tuned entry for ``params``: read from the cache when its fingerprint matches
-    ``inputs``, else tuned by ``tune()`` and written back. ``validate(x)`` returns why a cached vector
-    cannot be used (wrong length, out of bounds), or None."""
+    ``inputs`` (and not ``refresh``), else tuned by ``tune()``. ``validate(x)`` returns why a cached vector
+    cannot be used (wrong length, out of bounds), or None.
+
+    A new entry is written only to a ``cache_dir`` the caller names (``python -m agents.tune`` names the
+    committed one): a scenario that merely shares a registered name, or a package installed read-only,
+    never overwrites the committed entries; it is tuned in memory instead.
+    """
     path = cache_path(policy, params, cache_dir)
     fingerprint = _digest(inputs)
-    entry = _read_entry(path, policy)
+    entry = None if refresh else _read_entry(path, policy)
     if entry is not None and entry["fingerprint"] == fingerprint:
         try:
             x = np.asarray(entry["x"], dtype=float)
@@ -282,9 +281,14 @@ def cached(policy: str, params: fn.Params, inputs: dict[str, Any], tune: Callabl
              "discrete": params.discrete, "fingerprint": fingerprint, "inputs": inputs,
              "x": result.x.tolist(), "train_return": result.train_return, "evaluations": result.evaluations,
              "generations": result.generations, "seconds": round(result.seconds, 1)}
-    # One key a line, each value compact: short diffs when an entry is regenerated, and still readable.
-    _write_atomic(path, "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in entry.items()) + "\n}\n")
-    log.warning("%s: tuned %s in %.1f s (%d evaluations, %d generations): training return %.2f; wrote %s",
-                policy, label(params), result.seconds, result.evaluations,
-                result.generations, result.train_return, path)
+    if cache_dir is None:
+        where = f"kept in memory (`python -m agents.tune --policy {policy}` writes {path})"
+    else:
+        # One key a line, each value compact: short diffs when an entry is regenerated, and still readable.
+        _write_atomic(path, "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in entry.items())
+                      + "\n}\n")
+        where = f"wrote {path}"
+    log.warning("%s: tuned %s in %.1f s (%d evaluations, %d generations): training return %.2f; %s",
+                policy, label(params), result.seconds, result.evaluations, result.generations, result.train_return,
+                where)
     return entry

@@ -198,8 +198,7 @@ class DatacenterVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         if seed is not None:
             seeds = seed if isinstance(seed, list) else [seed + i for i in range(self.num_envs)]
-            # match gym.Env.reset(seed=s), whose np_random is seeding.np_random(s)
-            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+            self._rngs = [fn.episode_generator(s) for s in seeds]  # as gym.Env.reset(seed=s) seeds its np_random
         self.state, obs = fn.reset(self.params, exogenous=self._draw(range(self.num_envs)))
         self._needs_reset[:] = False
         return obs, {}

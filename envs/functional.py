@@ -21,6 +21,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -146,6 +147,12 @@ def _field(index: int, name: str, kind: str) -> property:
 
 for _i, (_name, _, _kind) in enumerate(dyn.STATE_FIELDS):
     setattr(State, _name, _field(_i, _name, _kind))
+
+
+def episode_generator(seed: int) -> np.random.Generator:
+    """The generator an env's ``reset(seed=seed)`` draws its exogenous path from (Gymnasium's seeding),
+    shared by the vector env and by tuning, so a seed gives the same path everywhere."""
+    return gym.utils.seeding.np_random(seed)[0]
 
 
 def reset(params: Params, seed: int | np.random.Generator | None = None, exogenous: Exogenous | None = None,

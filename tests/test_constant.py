@@ -203,7 +203,21 @@ def test_the_committed_cache_is_up_to_date(suffix, monkeypatch):
         env = gym.make(env_id)
         policy = make_policy("constant", env)
         assert env.action_space.contains(policy.predict(env.reset(seed=0)[0])[0])
-        assert np.isfinite(policy.train_return)
+        # the committed action earns the committed training return when replayed on the training seeds
+        params = env.unwrapped.params
+        replayed = constant_returns(params, training_paths(params, TRAIN_SEEDS), policy.action[None])[0]
+        assert replayed == pytest.approx(policy.train_return, abs=1e-9)
+
+
+def test_only_a_named_cache_folder_is_written(tmp_path, monkeypatch):
+    """Without a cache_dir, a stale or missing entry is tuned in memory: a scenario that only shares a registered
+    name, or a read-only install, never rewrites the committed entries."""
+    monkeypatch.setattr(agents.tuning, "CACHE_DIR", tmp_path)
+    env = gym.make(SMALL)
+    policy = ConstantPolicy(env, budget=TINY, seeds=FEW_SEEDS)
+    assert env.action_space.contains(policy.action) and not any(tmp_path.rglob("*.json"))
+    ConstantPolicy(env, cache_dir=tmp_path, budget=TINY, seeds=FEW_SEEDS)
+    assert cache_path("constant", env.unwrapped.params, tmp_path).is_file()
 
 
 def test_constant_is_in_the_default_comparison():
