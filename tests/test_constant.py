@@ -223,3 +223,11 @@ def test_only_a_named_cache_folder_is_written(tmp_path, monkeypatch):
 def test_constant_is_in_the_default_comparison():
     assert "constant" in BASELINES and "constant" in agents.list_policies()
     assert "constant" not in agents.FINE_ONLY  # it runs on the env asked for, as an agent does
+
+
+def test_the_tune_command_refuses_an_unknown_scenario_before_tuning(capsys):
+    from agents.tune import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--scenarios", "small,nope"])
+    assert exit_info.value.code == 2 and "'nope' is neither a registered name" in capsys.readouterr().err
