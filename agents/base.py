@@ -22,6 +22,7 @@ from envs import DatacenterEnv
 from envs.dynamics import LEVELS, MAX_COVERAGE, SELL_MAX_SHARE
 from envs.functional import (
     available_mask,
+    capacity_rules,
     chips_for_demand,
     coverage,
     demand_with_backlog,
@@ -35,12 +36,29 @@ from envs.spaces import fine_action, weight_entry
 @dataclass(frozen=True)
 class Plan:
     """One week's decision: ``orders`` (K,) chips per chip type, either ``knobs`` (4,) in [0, 1] or
-    ``shares`` ((1+2C), K) of each chip type's fleet, and optionally the share of each type's fleet to sell."""
+    ``shares`` ((1+2C), K) of each chip type's serving fleet, and optionally the share of each type's fleet
+    to sell.
+
+    Site expansion and renting are given either as the compact action's rules (``expansion``, ``rent_in``,
+    ``rent_out`` in [0, 1]: see :func:`envs.dynamics._decode`), which every variant can express, or
+    explicitly (``expansion_blocks``, ``rent_in_chips`` (K,), ``rent_out_chips`` (K,)), which only the fine
+    variant can.
+    """
 
     orders: np.ndarray
     knobs: np.ndarray | None = None
     shares: np.ndarray | None = None
     sales_fraction: np.ndarray | None = None  # (K,) share of each chip type's fleet to sell this week
+    expansion: float = 0.0
+    rent_in: float = 0.0
+    rent_out: float = 0.0
+    expansion_blocks: float | None = None
+    rent_in_chips: np.ndarray | None = None
+    rent_out_chips: np.ndarray | None = None
+
+    @property
+    def explicit_capacity(self) -> bool:
+        return any(v is not None for v in (self.expansion_blocks, self.rent_in_chips, self.rent_out_chips))
 
 
 class Policy:
@@ -78,7 +96,11 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
             shares = knob_shares(params, state.fleet, demand_with_backlog(params, state),
                                  np.asarray(plan.knobs, dtype=float)[None], training_need(params, state), state.week)[0]
         return fine_action(scenario, np.minimum(orders / scenario.max_order_chips_per_week, 1.0), shares,
-                           plan.sales_fraction)
+                           plan.sales_fraction, *_fine_capacity(env, plan, orders))
+    if plan.explicit_capacity:
+        raise ValueError(f"{env.variant} environments expand the site and rent by their rules (Plan.expansion, "
+                         f"rent_in, rent_out); explicit blocks and rented chips need a ChipAlloc/DatacenterFine-* "
+                         f"environment")
     if plan.knobs is None:
         raise ValueError(f"{env.variant} environments take knobs; this plan has only explicit shares "
                          f"(use a ChipAlloc/DatacenterFine-* environment)")
@@ -90,8 +112,8 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
     weights = weight_entry(added / added.max()) if added.max() > 0 else np.zeros_like(added)
     owned = coverage(params, owned_and_ordered(params, state), demand, state.week, work)[0]
     target = min((owned + added.sum()) / MAX_COVERAGE, 1.0) if added.sum() > 0 else 0.0
-    sale = [_sale_entry(env, plan)]
-    parts = {"datacenter": [weights, [target], sale, knobs], "procurement": [weights, [target], sale],
+    capacity = [_sale_entry(env, plan), plan.expansion, plan.rent_in, plan.rent_out]
+    parts = {"datacenter": [weights, [target], capacity, knobs], "procurement": [weights, [target], capacity],
              "scheduling": [knobs]}[env.variant]
     u = np.concatenate(parts)
     if env.discrete:
@@ -100,6 +122,28 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
         valid = env.action_masks().reshape(len(u), LEVELS) & (np.arange(LEVELS)[None, :] <= wanted[:, None])
         return (LEVELS - 1 - np.argmax(valid[:, ::-1], axis=1)).astype(np.int64)
     return (2.0 * u - 1.0).astype(np.float32)
+
+
+def _fine_capacity(env: DatacenterEnv, plan: Plan, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(rent-in fractions of the market's depth (K,), rent-out fractions of the fleet (K,), expansion fraction of
+    the weekly maximum of blocks) of the fine action for ``plan``'s explicit or rule-based capacity decisions."""
+    scenario, state = env.scenario, env.state
+    if plan.explicit_capacity:
+        zeros = np.zeros(scenario.n_chips)
+        blocks = float(plan.expansion_blocks or 0.0)
+        rent_in = zeros if plan.rent_in_chips is None else np.asarray(plan.rent_in_chips, dtype=float)
+        rent_out = zeros if plan.rent_out_chips is None else np.asarray(plan.rent_out_chips, dtype=float)
+    else:
+        rule = capacity_rules(env.params, state, plan.expansion, plan.rent_in, plan.rent_out, orders[None])
+        blocks, rent_in, rent_out = float(rule[0][0]), rule[1][0], rule[2][0]
+    depth = float(scenario.rental["max_chips_per_week"])
+    most_blocks = float(scenario.site["max_blocks_per_week"])
+    fleet = state.fleet[0]
+    # A hair above the whole number, so float32 rounding cannot decode one chip or block fewer.
+    in_fraction = np.minimum(rent_in * (1 + 1e-6) / depth, 1.0) if depth > 0 else np.zeros_like(rent_in)
+    out_fraction = np.minimum(np.where(fleet > 0, rent_out * (1 + 1e-6) / np.maximum(fleet, 1.0), 0.0), 1.0)
+    expansion = min(blocks * (1 + 1e-6) / most_blocks, 1.0) if most_blocks > 0 else 0.0
+    return in_fraction, out_fraction, expansion
 
 
 def _sale_entry(env: DatacenterEnv, plan: Plan) -> float:

@@ -39,6 +39,10 @@ MAX_TRAINING_SHARE = 0.9  # the training pace knob gives at most this share of e
 AFFINITY_SHARPNESS = 4.0  # how strongly "specialise" concentrates each role on its best chips
 MAX_UTILISATION_IN_QUEUE = 0.99  # the TTFT queueing model's load cap (an M/D/1 queue diverges at 1)
 W_PER_KW = 1000.0
+HOURS_PER_WEEK = 168.0  # rental prices are quoted per chip-hour
+MAX_SITE_MULTIPLE = 3.0  # the compact expansion entry's largest site target, in multiples of the committed IT load
+MAX_RENT_COVERAGE = 1.5  # the compact rent-in entry's largest target, in multiples of current demand covered
+SCHEDULING_SITE_ENTRY = 0.5  # Scheduling-v0's fixed plan keeps the site at 1.5x the committed IT load
 # Actions arrive as float32, so a share such as 0.7 of 10 chips decodes to 6.9999999; whole numbers are
 # taken after forgiving this relative slack, a few float32 rounding steps.
 WHOLE_SLACK = 1e-6
@@ -72,7 +76,7 @@ def _index(name: str, names: tuple[str, ...]) -> Any:
 # Parameter tables, one row per name: per chip (P, K), per class and chip (P, C, K), per class (P, C).
 # Each name is a key of ``Scenario.arrays``.
 CHIP_FIELDS = ("available_week", "list_price", "system_capex_multiple", "system_power_w", "hbm_stacks", "order_unit",
-               "sram_cap", "train_flops_per_chip_s", "nvidia_hbm")
+               "sram_cap", "train_flops_per_chip_s", "nvidia_hbm", "purchasable", "rent_per_price")
 CLASS_CHIP_FIELDS = ("fits", "replica_chips", "prefill_rate", "serving_decode_rate", "prefill_latency_s", "tpot_s",
                      "kv_bytes_per_request", "chip_s_per_prompt_token", "chip_s_per_output_token")
 CLASS_FIELDS = ("input_tokens", "output_tokens", "tpot_slo_s", "ttft_slo_s", "input_price_per_token",
@@ -114,6 +118,13 @@ SCALAR_SOURCES = {
     "slots": lambda s: s.training["slots"],
     "max_order_chips_per_week": lambda s: s.max_order_chips_per_week,
     "max_hbm_stacks": lambda s: float(s.arrays["hbm_stacks"].max()),
+    "power_capped": lambda s: float(s.site["power_cap"]),
+    "site_block_kw": lambda s: s.site["expansion_block_mw"] * W_PER_KW / s.pue,
+    "site_max_blocks_per_week": lambda s: s.site["max_blocks_per_week"],
+    "site_lead_weeks": lambda s: s.site["expansion_lead_weeks"],
+    "max_rent_chips_per_week": lambda s: s.rental["max_chips_per_week"] if s.rental["enabled"] else 0.0,
+    "rent_out_fee": lambda s: s.rental["rent_out_fee"],
+    "selling": lambda s: float(s.selling),
     "fleet_scale": fleet_scale,
 }
 
@@ -134,6 +145,7 @@ STATE_FIELDS = (
     ("site_kw", "", "f"),  # facility capacity built, kW of IT load
     ("site_book_value", "", "f"),
     ("site_depreciation_rate", "", "f"),  # $ per week
+    ("site_pipeline", "E", "f"),  # kW of IT load under construction; slot 0 is ready at the end of this week
     ("backlog", "C", "f"),  # carried-over demand, tokens/s averaged over a week
     ("job_flops", "J", "f"),  # remaining FLOPs of each training job (0 = empty slot)
     ("job_weeks_left", "J", "f"),
@@ -155,13 +167,16 @@ INFO_FIELDS = (
     ("hbm_allocation", "", "f"), ("hbm_drawn", "", "f"), ("hbm_price", "", "f"), ("hbm_exposure", "", "f"),
     ("usd_per_mtok", "", "f"), ("training_flops_done", "", "f"), ("training_jobs_completed", "", "i"),
     ("training_jobs_missed", "", "i"), ("training_jobs_accepted", "", "b"), ("training_jobs_rejected", "", "b"),
-    ("bankrupt", "", "b"), ("reward", "", "f"),
+    ("bankrupt", "", "b"), ("reward", "", "f"), ("site_kw", "", "f"), ("site_building_kw", "", "f"),
+    ("site_committed_kw", "", "f"), ("site_blocks_ordered", "", "i"), ("rent_cost", "", "f"),
+    ("rent_income", "", "f"),
     ("revenue_per_class", "C", "f"), ("demand", "C", "f"), ("served", "C", "f"), ("unmet", "C", "f"),
     ("prefill_capacity", "C", "f"), ("decode_capacity", "C", "f"), ("slo_attainment", "C", "f"),
     ("ttft_s", "C", "f"), ("kv_crossing", "C", "f"), ("utilisation", "K", "f"), ("fleet", "K", "f"),
     ("ordered", "K", "f"), ("orders_unavailable", "K", "f"), ("orders_clipped", "K", "f"), ("arrived", "K", "f"),
     ("failed", "K", "f"), ("sold", "K", "f"), ("in_queue", "K", "f"), ("in_transit", "K", "f"),
-    ("train_chips", "K", "f"), ("resale_price", "K", "f"),
+    ("train_chips", "K", "f"), ("resale_price", "K", "f"), ("power_clipped", "K", "f"), ("rented_in", "K", "f"),
+    ("rented_out", "K", "f"), ("rent_price", "K", "f"),
     ("prefill_chips", "CK", "f"), ("decode_chips", "CK", "f"),
 )
 
@@ -202,13 +217,14 @@ class Offsets(NamedTuple):
     state: np.ndarray
     info: np.ndarray
     exo: np.ndarray
-    dims: np.ndarray  # K, C, J, L
+    dims: np.ndarray  # K, C, J, L, E
 
 
 def scenario_dims(scenario: Any) -> dict[str, int]:
-    """The sizes the declarations are written in: K chips, C classes, J job slots, L transit weeks."""
+    """The sizes the declarations are written in: K chips, C classes, J job slots, L transit weeks, E weeks
+    to build a site expansion."""
     return {"K": scenario.n_chips, "C": scenario.n_classes, "J": int(scenario.training["slots"]),
-            "L": max(int(scenario.base_lead_weeks), 1)}
+            "L": max(int(scenario.base_lead_weeks), 1), "E": max(int(scenario.site["expansion_lead_weeks"]), 1)}
 
 
 def layout(fields: tuple, dims: dict[str, int]) -> tuple[np.ndarray, list[tuple[int, ...]]]:
@@ -231,7 +247,7 @@ def scenario_tables(scenario: Any) -> Tables:
 def scenario_offsets(scenario: Any) -> Offsets:
     dims = scenario_dims(scenario)
     return Offsets(layout(STATE_FIELDS, dims)[0], layout(INFO_FIELDS, dims)[0], layout(EXO_FIELDS, dims)[0],
-                   np.array([dims[d] for d in "KCJL"], dtype=np.int64))
+                   np.array([dims[d] for d in "KCJLE"], dtype=np.int64))
 
 
 # --- Kernels for one datacenter ----------------------------------------------------------------
@@ -486,37 +502,126 @@ def _oldest_chip(row, so, K):
 
 
 @njit(cache=True)
-def _decode(variant, discrete, act, row, so, dem, p, dims):
-    """(orders (K,) chips wanted, sales (K,) chips to sell, shares (1 + 2C, K)) from one datacenter's action.
+def _committed_kw(row, so, pk, K, L):
+    """kW of IT load of the chips owned, queued and in transit: what the site must power once they arrive."""
+    owned = _owned_and_ordered(row, so, K, L)
+    kw = 0.0
+    for k in range(K):
+        kw += owned[k] * pk[CHIP.system_power_w, k] / W_PER_KW
+    return kw
 
-    Compact variants (datacenter, procurement): K chip weight entries, a capacity target, a sale entry,
-    then (datacenter) four knobs; each entry maps [-1, 1] (or a discrete level) to u in [0, 1]. The order
-    buys the shortfall between the target (u x MAX_COVERAGE x demand) and the coverage of the chips
-    owned and on order, split over the chips on sale by weight, each share sized in that chip's own
-    capacity. The sale entry sells max(2u - 1, 0) x SELL_MAX_SHARE of the oldest chip type's fleet (its
-    lower half sells nothing). Scheduling: a
-    fixed purchase plan plus the knobs. Fine: K order entries (a > 0 buys a x the weekly maximum), K
-    sale entries (a > 0 sells that share of the type's fleet), then (1 + 2C) x K share entries,
+
+@njit(cache=True)
+def _site_building_kw(row, so, E):
+    total = 0.0
+    for j in range(E):
+        total += row[so[STATE.site_pipeline] + j]
+    return total
+
+
+@njit(cache=True)
+def _weekly_rent(week, hbm_price, pk, ps, k):
+    """$ a week to rent one chip k in the cloud at week ``week``: its quoted rent, moving with the chip's deployed
+    price (which falls with time on the market and rises with HBM scarcity); 0 where it cannot be rented."""
+    if pk[CHIP.rent_per_price, k] <= 0 or not _available(week, pk, k):
+        return 0.0
+    return pk[CHIP.rent_per_price, k] * _chip_price(week, hbm_price, pk, ps, k)
+
+
+@njit(cache=True)
+def _expansion_blocks(u, row, so, orders, pk, ps, K, L, E):
+    """Site blocks the compact expansion entry ``u`` in [0, 1] orders: enough to lift the site built and under
+    construction to u x MAX_SITE_MULTIPLE x the IT load of the chips committed and wanted (``orders``)."""
+    if ps[SCALAR.power_capped] == 0.0 or ps[SCALAR.site_block_kw] <= 0:
+        return 0.0
+    load = _committed_kw(row, so, pk, K, L)
+    for k in range(K):
+        load += max(orders[k], 0.0) * pk[CHIP.system_power_w, k] / W_PER_KW
+    gap = u * MAX_SITE_MULTIPLE * load - row[so[STATE.site_kw]] - _site_building_kw(row, so, E)
+    if gap <= 0:
+        return 0.0
+    return min(math.ceil(gap / ps[SCALAR.site_block_kw]), ps[SCALAR.site_max_blocks_per_week])
+
+
+@njit(cache=True)
+def _rent_in_chips(u, row, so, dem, work, pk, ps, K):
+    """(K,) chips the compact rent-in entry ``u`` rents for the week: the shortfall between u x MAX_RENT_COVERAGE
+    of demand ``dem`` and the coverage of the fleet, from the rentable chip with the lowest rent per unit of
+    coverage (the next cheapest past the market's weekly depth)."""
+    rent = np.zeros(K)
+    week, hbm_price = row[so[STATE.week]], row[so[STATE.hbm_price]]
+    fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
+    shortfall = u * MAX_RENT_COVERAGE - _coverage(fleet, dem, work)
+    if not (shortfall > 0 and math.isfinite(shortfall)):
+        return rent
+    cost = np.full(K, np.inf)
+    for k in range(K):
+        price = _weekly_rent(week, hbm_price, pk, ps, k)
+        if price > 0 and math.isfinite(work[k]) and work[k] > 0:
+            cost[k] = price * work[k]
+    for k in np.argsort(cost):
+        if shortfall <= 0 or not math.isfinite(cost[k]):
+            break
+        take = min(_whole(shortfall * work[k]), ps[SCALAR.max_rent_chips_per_week])
+        rent[k] = take
+        shortfall -= take / work[k]
+    return rent
+
+
+@njit(cache=True)
+def _rent_out_chips(u, row, so, pk, ps, K):
+    """(K,) chips the compact rent-out entry ``u`` lets out: u x the idle chips (last week's unused share of the
+    fleet) of each type that has a rental market, within the market's weekly depth."""
+    out = np.zeros(K)
+    week, hbm_price = row[so[STATE.week]], row[so[STATE.hbm_price]]
+    for k in range(K):
+        if _weekly_rent(week, hbm_price, pk, ps, k) > 0:
+            idle = row[so[STATE.fleet] + k] * max(1.0 - row[so[STATE.last_utilisation] + k], 0.0)
+            out[k] = min(_whole(u * idle), ps[SCALAR.max_rent_chips_per_week])
+    return out
+
+
+@njit(cache=True)
+def _decode(variant, discrete, act, row, so, dem, p, dims):
+    """(orders (K,), sales (K,), shares (1 + 2C, K), site blocks, rent in (K,), rent out (K,)) from one
+    datacenter's action: chips wanted, chips to sell, each chip type's split over roles, site expansion blocks
+    to order, and chips to rent in from and out to the cloud market this week.
+
+    Compact variants (datacenter, procurement): K chip weight entries, a capacity target, a sale entry, an
+    expansion entry, a rent-in and a rent-out entry, then (datacenter) four knobs; each entry maps [-1, 1] (or
+    a discrete level) to u in [0, 1]. The order buys the shortfall between the target (u x MAX_COVERAGE x
+    demand) and the coverage of the chips owned and on order, split over the chips on sale by weight, each
+    share sized in that chip's own capacity. The sale entry sells max(2u - 1, 0) x SELL_MAX_SHARE of the
+    oldest chip type's fleet (its lower half sells nothing). The expansion entry, the rent-in and the
+    rent-out entry follow :func:`_expansion_blocks`, :func:`_rent_in_chips` and :func:`_rent_out_chips`.
+    Scheduling: a fixed purchase and expansion plan plus the knobs. Fine: K order entries (a > 0 buys a x
+    the weekly maximum), K sale entries (a > 0 sells that share of the type's fleet), K rent-in entries (a > 0
+    rents a x the market's weekly depth), K rent-out entries (a > 0 lets out that share of the type's fleet),
+    one expansion entry (a > 0 orders a x the weekly maximum of blocks), then (1 + 2C) x K share entries,
     row-major by role; u = (a + 1) / 2 and each chip type's shares are u / max(1, sum of its u).
     """
     pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
-    K, C, J, L = dims[0], dims[1], dims[2], dims[3]
+    K, C, J, L, E = dims[0], dims[1], dims[2], dims[3], dims[4]
     R = 1 + 2 * C
     week = row[so[STATE.week]]
     eff_p, eff_d = _efficiency(week, p.efficiency)
-    orders, sales = np.zeros(K), np.zeros(K)
+    orders, sales, rent_in, rent_out = np.zeros(K), np.zeros(K), np.zeros(K), np.zeros(K)
     if variant == VARIANT.fine:
         shares = np.empty((R, K))
         for k in range(K):
             orders[k] = max(act[k], 0.0) * ps[SCALAR.max_order_chips_per_week]
             sales[k] = _whole(max(act[K + k], 0.0) * row[so[STATE.fleet] + k])
+            rent_in[k] = _whole(max(act[2 * K + k], 0.0) * ps[SCALAR.max_rent_chips_per_week])
+            rent_out[k] = _whole(max(act[3 * K + k], 0.0) * row[so[STATE.fleet] + k])
             total = 0.0
             for r in range(R):
-                shares[r, k] = (act[2 * K + r * K + k] + 1.0) / 2.0
+                shares[r, k] = (act[4 * K + 1 + r * K + k] + 1.0) / 2.0
                 total += shares[r, k]
             for r in range(R):
                 shares[r, k] /= max(1.0, total)
-        return orders, sales, shares
+        blocks = _whole(max(act[4 * K], 0.0) * ps[SCALAR.site_max_blocks_per_week]) \
+            if ps[SCALAR.power_capped] > 0 else 0.0
+        return orders, sales, shares, blocks, rent_in, rent_out
     u = np.empty(act.shape[0])
     for i in range(act.shape[0]):
         u[i] = act[i] / (LEVELS - 1) if discrete else (act[i] + 1.0) / 2.0
@@ -524,16 +629,18 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
         newest, newest_week, fleet_total = 0, -np.inf, 0.0
         for k in range(K):
             fleet_total += row[so[STATE.fleet] + k]
-            if _available(week, pk, k) and pk[CHIP.nvidia_hbm, k] > 0 and pk[CHIP.available_week, k] > newest_week:
+            if _available(week, pk, k) and pk[CHIP.purchasable, k] > 0 and pk[CHIP.nvidia_hbm, k] > 0 \
+                    and pk[CHIP.available_week, k] > newest_week:
                 newest, newest_week = k, pk[CHIP.available_week, k]
         if int(week) % SCHEDULING_PLAN_EVERY_WEEKS == 0 and newest_week > -np.inf:
             orders[newest] = min(SCHEDULING_PLAN_GROWTH * fleet_total, ps[SCALAR.max_order_chips_per_week])
+        blocks = _expansion_blocks(SCHEDULING_SITE_ENTRY, row, so, orders, pk, ps, K, L, E)
     else:
         work = _chips_for_demand(dem, pck, pc, eff_p, eff_d)
         weights = np.zeros(K)
         total = 0.0
         for k in range(K):
-            if _available(week, pk, k) and math.isfinite(work[k]) and work[k] > 0:
+            if _available(week, pk, k) and pk[CHIP.purchasable, k] > 0 and math.isfinite(work[k]) and work[k] > 0:
                 weights[k] = math.exp(WEIGHT_SHARPNESS * (u[k] - 1.0)) - math.exp(-WEIGHT_SHARPNESS)
                 total += weights[k]
         shortfall = max(u[K] * MAX_COVERAGE - _coverage(_owned_and_ordered(row, so, K, L), dem, work), 0.0)
@@ -545,23 +652,32 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
         if oldest >= 0:
             # Only the upper half of the entry's range sells, so a neutral (zero) action keeps the fleet.
             sales[oldest] = _whole(max(2.0 * u[K + 1] - 1.0, 0.0) * SELL_MAX_SHARE * row[so[STATE.fleet] + oldest])
+        blocks = _expansion_blocks(u[K + 2], row, so, orders, pk, ps, K, L, E)
+        rent_in = _rent_in_chips(u[K + 3], row, so, dem, work, pk, ps, K)
+        rent_out = _rent_out_chips(u[K + 4], row, so, pk, ps, K)
     knobs = PROCUREMENT_KNOBS.copy() if variant == VARIANT.procurement else u[u.shape[0] - N_KNOBS:]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
-    return orders, sales, _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d)
+    shares = _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d)
+    return orders, sales, shares, blocks, rent_in, rent_out
 
 
 @njit(cache=True)
-def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
+def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent_in, rent_out, p):
     """One week of one datacenter: writes the next state row ``new`` and the info row.
 
     ``dem`` is this week's demand plus backlog; ``orders`` (K,) are chips wanted, ``sales`` (K,) chips to
-    sell, and ``shares`` (1 + 2C, K) split each chip type's fleet into training, prefill and decode of each
-    class. Infeasible orders follow two rules, reported in info: chips not yet on the market are not
-    ordered; orders beyond cash plus credit are scaled down (whole order units) until they fit.
+    sell, ``shares`` (1 + 2C, K) split each chip type's serving fleet (owned, less rented out, plus rented
+    in) into training, prefill and decode of each class, ``blocks`` is the site expansion blocks to order,
+    and ``rent_in`` / ``rent_out`` (K,) chips rented from and let out to the cloud market this week.
+    Infeasible decisions follow these rules, reported in info: chips not on the market (or sold only as
+    cloud capacity) are not ordered; with a power cap, orders beyond the site's spare power are scaled
+    down; expansions and then orders beyond cash plus credit are scaled down (whole blocks, whole order
+    units) until they fit; rent-in beyond the market's weekly depth, or of chips with no rental market,
+    and rent-out beyond the fleet are cut.
     """
     pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
     so, io, xo = o.state, o.info, o.exo
-    K, C, J, L = o.dims[0], o.dims[1], o.dims[2], o.dims[3]
+    K, C, J, L, E = o.dims[0], o.dims[1], o.dims[2], o.dims[3], o.dims[4]
     T = exo.shape[0]
     week = row[so[STATE.week]]
     t = min(int(week), T - 1)
@@ -576,26 +692,50 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     dep = new[so[STATE.depreciation_rate]:so[STATE.depreciation_rate] + K]
     cash, hbm_price = row[so[STATE.cash]], row[so[STATE.hbm_price]]
 
-    # 1. Orders: whole order units of chips on sale, paid now at the deployed price together with the site
-    #    capacity they will need (the facility capex per kW of IT load beyond what the site holds for the
-    #    chips owned and on order), scaled down to fit cash plus credit.
+    # 1. Orders: whole order units of chips on sale, paid now at the deployed price. Without a power cap the
+    #    site capacity they will need (the facility capex per kW of IT load beyond what the site holds for
+    #    the chips owned and on order) is built and paid with them. With a power cap the site is what was
+    #    built: orders must fit the power it has spare for chips not yet committed, and expansion blocks are
+    #    ordered (and paid) ahead, ready after the build lead time. Both are scaled down to cash plus credit.
+    capped = ps[SCALAR.power_capped] > 0
     wanted, prices = np.empty(K), np.empty(K)
     capex_wanted, wanted_kw, committed_kw = 0.0, 0.0, 0.0
     for k in range(K):
         unit = pk[CHIP.order_unit, k]
         want = _whole(max(orders[k], 0.0) / unit) * unit
-        unavailable = 0.0 if _available(week, pk, k) else want
+        unavailable = 0.0 if _available(week, pk, k) and pk[CHIP.purchasable, k] > 0 else want
         wanted[k] = want - unavailable
         info[io[INFO.orders_unavailable] + k] = unavailable
         prices[k] = _chip_price(week, hbm_price, pk, ps, k)
-        capex_wanted += wanted[k] * prices[k]
         kw = pk[CHIP.system_power_w, k] / W_PER_KW
         wanted_kw += wanted[k] * kw
         committed_kw += (fleet[k] + queue[k] + _in_transit(row, so, L, k)) * kw
     site_kw = new[so[STATE.site_kw]]
     spare_kw = max(site_kw - committed_kw, 0.0)
-    site_wanted = max(wanted_kw - spare_kw, 0.0) * ps[SCALAR.facility_capex_usd_per_kw]
+    power_scale = 1.0
+    if capped and wanted_kw > spare_kw:
+        power_scale = spare_kw / wanted_kw
+    for k in range(K):
+        unit = pk[CHIP.order_unit, k]
+        fits = math.floor(wanted[k] * power_scale * (1.0 + WHOLE_SLACK) / unit) * unit if power_scale < 1.0 \
+            else wanted[k]
+        info[io[INFO.power_clipped] + k] = wanted[k] - fits
+        wanted[k] = fits
+        capex_wanted += wanted[k] * prices[k]
     headroom = max(cash + ps[SCALAR.credit_limit_usd], 0.0)
+    block_cost = ps[SCALAR.site_block_kw] * ps[SCALAR.facility_capex_usd_per_kw]
+    n_blocks = 0.0
+    if capped and blocks > 0 and block_cost > 0:
+        n_blocks = min(_whole(blocks), math.floor(headroom / block_cost))
+    expansion_capex = n_blocks * block_cost
+    headroom -= expansion_capex
+    if capped:
+        site_wanted = 0.0
+    else:
+        wanted_kw = 0.0
+        for k in range(K):
+            wanted_kw += wanted[k] * pk[CHIP.system_power_w, k] / W_PER_KW
+        site_wanted = max(wanted_kw - spare_kw, 0.0) * ps[SCALAR.facility_capex_usd_per_kw]
     # Scaling the order down scales its site need down at least as much, so the scaled order fits.
     total_wanted = capex_wanted + site_wanted
     scale = headroom / max(total_wanted, 1e-9) if total_wanted > headroom else 1.0
@@ -609,14 +749,27 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
         queue_value[k] += bought * prices[k]
         info[io[INFO.ordered] + k] = bought
         info[io[INFO.orders_clipped] + k] = wanted[k] - bought
-    # The site is built (paid and booked) with the order, ahead of the chips; it never shrinks.
-    build_kw = committed_kw + bought_kw - site_kw
-    build_kw = build_kw if build_kw > 1e-9 else 0.0  # re-adding the same loads can leave a rounding residue
-    facility_capex = build_kw * ps[SCALAR.facility_capex_usd_per_kw]
+    site_pipeline = new[so[STATE.site_pipeline]:so[STATE.site_pipeline] + E]
+    build_kw = 0.0
+    if capped:
+        # Expansion blocks join the build pipeline; slot 0 is ready (and booked) at the end of the week.
+        site_pipeline[max(int(ps[SCALAR.site_lead_weeks]) - 1, 0)] += n_blocks * ps[SCALAR.site_block_kw]
+        build_kw = site_pipeline[0]
+        for j in range(E - 1):
+            site_pipeline[j] = site_pipeline[j + 1]
+        site_pipeline[E - 1] = 0.0
+        booked = build_kw * ps[SCALAR.facility_capex_usd_per_kw]
+    else:
+        # The site is built (paid and booked) with the order, ahead of the chips; it never shrinks.
+        build_kw = committed_kw + bought_kw - site_kw
+        build_kw = build_kw if build_kw > 1e-9 else 0.0  # re-adding the same loads can leave a rounding residue
+        booked = build_kw * ps[SCALAR.facility_capex_usd_per_kw]
+        expansion_capex = booked
+    facility_capex = expansion_capex
     if build_kw > 0:
         new[so[STATE.site_kw]] = site_kw + build_kw
-        new[so[STATE.site_book_value]] += facility_capex
-        new[so[STATE.site_depreciation_rate]] += facility_capex / (ps[SCALAR.facility_life_years] * WEEKS_PER_YEAR)
+        new[so[STATE.site_book_value]] += booked
+        new[so[STATE.site_depreciation_rate]] += booked / (ps[SCALAR.facility_life_years] * WEEKS_PER_YEAR)
 
     # 2. Supply: HBM allocation shrinks in a short market; SRAM chips have a wafer cap.
     supply, other = x[xo[EXO.hbm_supply]], x[xo[EXO.other_hbm_demand]]
@@ -652,7 +805,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
         info[io[INFO.arrived] + k] = arrived
         # 4. Sales on the secondary market at the resale price; the gain or loss against book value is booked.
         resale = prices[k] * _wear(age[k], ps)  # this week's new price (computed for the orders) less wear
-        sold = min(max(sales[k], 0.0), fleet[k])
+        sold = min(max(sales[k], 0.0), fleet[k]) if ps[SCALAR.selling] > 0 else 0.0
         kept = 1.0 - sold / max(fleet[k], 1e-9) if fleet[k] > 0 else 0.0
         sale_proceeds += sold * resale
         sale_gain += sold * resale - book[k] * (1.0 - kept)
@@ -675,17 +828,35 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     # 6. The HBM price index moves toward its excess-demand target.
     new_hbm_price = _next_hbm_price(hbm_price, supply, other, stacks_needed, ps)
 
-    # 7-8. Whole replicas from the shares, then serving with admission control.
+    # 7. Renting: chips rented in serve beside the fleet for the week at the cloud's weekly rent; chips let out
+    #    leave it for the week and earn that rent less the marketplace's fee (their power is still ours).
+    serving = np.empty(K)
+    own_serving = np.empty(K)
+    rent_cost, rent_income, let_out_kw = 0.0, 0.0, 0.0
+    for k in range(K):
+        rent = _weekly_rent(week, hbm_price, pk, ps, k)
+        took = min(_whole(max(rent_in[k], 0.0)), ps[SCALAR.max_rent_chips_per_week]) if rent > 0 else 0.0
+        let = min(_whole(max(rent_out[k], 0.0)), fleet[k], ps[SCALAR.max_rent_chips_per_week]) if rent > 0 else 0.0
+        rent_cost += took * rent
+        rent_income += let * rent * (1.0 - ps[SCALAR.rent_out_fee])
+        let_out_kw += let * pk[CHIP.system_power_w, k] / W_PER_KW
+        own_serving[k] = fleet[k] - let
+        serving[k] = own_serving[k] + took
+        info[io[INFO.rented_in] + k] = took
+        info[io[INFO.rented_out] + k] = let
+        info[io[INFO.rent_price] + k] = rent
+
+    # 8. Whole replicas from the shares of the serving fleet, then serving with admission control.
     train = np.empty(K)
     prefill = info[io[INFO.prefill_chips]:io[INFO.prefill_chips + 1]]
     decode = info[io[INFO.decode_chips]:io[INFO.decode_chips + 1]]
     for k in range(K):
-        train[k] = _whole(shares[0, k] * fleet[k] * (1.0 if pk[CHIP.train_flops_per_chip_s, k] > 0 else 0.0))
+        train[k] = _whole(shares[0, k] * serving[k] * (1.0 if pk[CHIP.train_flops_per_chip_s, k] > 0 else 0.0))
         info[io[INFO.train_chips] + k] = train[k]
         for c in range(C):
             n = max(pck[CLASS_CHIP.replica_chips, c, k], 1.0)
-            prefill[c * K + k] = _whole(shares[1 + c, k] * fleet[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
-            decode[c * K + k] = _whole(shares[1 + C + c, k] * fleet[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
+            prefill[c * K + k] = _whole(shares[1 + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
+            decode[c * K + k] = _whole(shares[1 + C + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
     served_all = np.empty(C)
     load_d = np.empty(C)
     prefill_busy = np.zeros((C, K))  # share of each chip type's prefill replicas busy with each class
@@ -820,11 +991,12 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
             if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
                 busy_d += decode[c * K + k] * load_d[c]
         busy = busy_p + busy_d + train[k] * train_load
-        utilisation = busy / max(fleet[k], 1e-9) if fleet[k] > 0 else 0.0
+        utilisation = busy / max(serving[k], 1e-9) if serving[k] > 0 else 0.0
         new[so[STATE.last_utilisation] + k] = utilisation
         info[io[INFO.utilisation] + k] = utilisation
         info[io[INFO.fleet] + k] = fleet[k]
-        energy += fleet[k] * utilisation * pk[CHIP.system_power_w, k]
+        # Energy of our own serving chips (rented-in chips' power is in their rent), busy in proportion.
+        energy += own_serving[k] * utilisation * pk[CHIP.system_power_w, k]
         maintenance += fleet[k] * pk[CHIP.list_price, k] * pk[CHIP.system_capex_multiple, k]
         charge = min(dep[k], max(book[k], 0.0))  # straight line until the book value is used up
         depreciation += charge
@@ -838,10 +1010,14 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     site_charge = min(new[so[STATE.site_depreciation_rate]], max(new[so[STATE.site_book_value]], 0.0))
     new[so[STATE.site_book_value]] -= site_charge
     depreciation += site_charge
+    energy += let_out_kw * W_PER_KW  # chips let out run flat out on our power
     energy_kwh = energy * ps[SCALAR.pue] * WEEK_S / J_PER_KWH
     power_cost = energy_kwh * ps[SCALAR.energy_usd_per_kwh]
     maintenance = maintenance * ps[SCALAR.maintenance_per_year] / WEEKS_PER_YEAR
-    prepaid = 0.0
+    building_kw = 0.0
+    for j in range(E):
+        building_kw += site_pipeline[j]
+    prepaid = building_kw * ps[SCALAR.facility_capex_usd_per_kw]  # site blocks paid for and under construction
     for k in range(K):
         prepaid += queue_value[k]
         for j in range(L):
@@ -853,8 +1029,8 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
     capital_charge = capital * ps[SCALAR.cost_of_capital_per_year] / WEEKS_PER_YEAR
     # The site's share of the costs (its depreciation and capital charge), reported beside energy.
     facility_cost = site_charge + new[so[STATE.site_book_value]] * ps[SCALAR.cost_of_capital_per_year] / WEEKS_PER_YEAR
-    revenue = revenue + revenue_training
-    opex = power_cost + maintenance
+    revenue = revenue + revenue_training + rent_income
+    opex = power_cost + maintenance + rent_cost
     new_cash = cash - capex - facility_capex + sale_proceeds + revenue - opex
     accounting = revenue - opex - depreciation - write_off + sale_gain
     bankrupt = new_cash < -ps[SCALAR.credit_limit_usd]
@@ -897,6 +1073,10 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, p):
                        (INFO.bankrupt, 1.0 if bankrupt else 0.0),
                        (INFO.reward, profit / ps[SCALAR.reward_scale_usd])):
         info[io[key]] = value
+    for key, value in ((INFO.site_kw, new[so[STATE.site_kw]]), (INFO.site_building_kw, building_kw),
+                       (INFO.site_committed_kw, committed_kw + bought_kw), (INFO.site_blocks_ordered, n_blocks),
+                       (INFO.rent_cost, rent_cost), (INFO.rent_income, rent_income)):
+        info[io[key]] = value
 
 
 @njit(cache=True)
@@ -910,7 +1090,8 @@ def _observe(row, obs, o, exo, p):
     four weeks (log ratio x 10), served fraction and admissible prefill load (share of the queueing
     cap) last week | HBM: price index, supply / initial supply, our queued stacks / (10 x the initial
     weekly allocation), shock flag | training: remaining FLOPs / (slots x job size), nearest deadline /
-    deadline weeks.
+    deadline weeks | site: spare power (built less committed IT load) and power under construction, each /
+    the site's built power.
     """
     pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
     so, xo = o.state, o.exo
@@ -956,13 +1137,16 @@ def _observe(row, obs, o, exo, p):
     out[i + 3] = x[xo[EXO.hbm_shock]]
     out[i + 4] = remaining / (ps[SCALAR.slots] * ps[SCALAR.flops_per_job])
     out[i + 5] = (nearest if nearest < np.inf else ps[SCALAR.deadline_weeks]) / ps[SCALAR.deadline_weeks]
+    site_kw = max(row[so[STATE.site_kw]], 1.0)
+    out[i + 6] = (row[so[STATE.site_kw]] - _committed_kw(row, so, pk, K, L)) / site_kw
+    out[i + 7] = _site_building_kw(row, so, o.dims[4]) / site_kw
     for n in range(obs.shape[0]):
         obs[n] = min(max(out[n], -OBS_CLIP), OBS_CLIP)
 
 
 def observation_size(dims: dict[str, int]) -> int:
     """Length of the observation for sizes ``dims`` (see :func:`_observe` for the blocks)."""
-    return 4 + 6 * dims["K"] + 4 * dims["C"] + 4 + 2
+    return 4 + 6 * dims["K"] + 4 * dims["C"] + 4 + 2 + 2
 
 
 @njit(cache=True)
@@ -970,8 +1154,9 @@ def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, i
     row = state[b]
     t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
     dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, o.dims[1])
-    orders, sales, shares = _decode(variant, discrete, actions[b], row, o.state, dem, p, o.dims)
-    _transition(row, new_state[b], info[b], o, exo[b], dem, orders, sales, shares, p)
+    orders, sales, shares, blocks, rent_in, rent_out = _decode(variant, discrete, actions[b], row, o.state, dem, p,
+                                                               o.dims)
+    _transition(row, new_state[b], info[b], o, exo[b], dem, orders, sales, shares, blocks, rent_in, rent_out, p)
     _observe(new_state[b], obs[b], o, exo[b], p)
 
 
@@ -1020,6 +1205,18 @@ def observe_rows(state, exo, p, o, rows, obs):
 
 
 # --- Batched helpers for policies (called from Python through envs.functional) ------------------
+@njit(cache=True)
+def rent_prices_rows(week, hbm_price, p):
+    """(B, K) $ a week to rent one chip of each type at weeks ``week`` (B,) and HBM price indices (B,); 0 where the
+    chip has no rental market (yet)."""
+    pk, ps = p.chip, p.scalar
+    out = np.empty((week.shape[0], pk.shape[1]))
+    for b in range(week.shape[0]):
+        for k in range(pk.shape[1]):
+            out[b, k] = _weekly_rent(week[b], hbm_price[b], pk, ps, k)
+    return out
+
+
 @njit(cache=True)
 def chip_prices_rows(week, hbm_price, p):
     """(B, K) deployed prices per chip at weeks ``week`` (B,) and HBM price indices ``hbm_price`` (B,)."""
@@ -1077,15 +1274,18 @@ def knob_shares_rows(week, fleet, demand, knobs, need, p):
 
 @njit(cache=True)
 def decode_rows(variant, discrete, actions, state, exo, p, o):
-    """(orders (B, K), sales (B, K), shares (B, 1 + 2C, K)) that valid ``actions`` (B, A) decode to."""
+    """(orders (B, K), sales (B, K), shares (B, 1 + 2C, K), site blocks (B,), rent in (B, K), rent out (B, K))
+    that valid ``actions`` (B, A) decode to."""
     B, K, C = state.shape[0], o.dims[0], o.dims[1]
     orders, sales, shares = np.empty((B, K)), np.empty((B, K)), np.empty((B, 1 + 2 * C, K))
+    blocks, rent_in, rent_out = np.empty(B), np.empty((B, K)), np.empty((B, K))
     for b in range(B):
         row = state[b]
         t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
         dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, C)
-        orders[b], sales[b], shares[b] = _decode(variant, discrete, actions[b], row, o.state, dem, p, o.dims)
-    return orders, sales, shares
+        orders[b], sales[b], shares[b], blocks[b], rent_in[b], rent_out[b] = _decode(
+            variant, discrete, actions[b], row, o.state, dem, p, o.dims)
+    return orders, sales, shares, blocks, rent_in, rent_out
 
 
 @njit(cache=True)
@@ -1138,3 +1338,24 @@ def hbm_market_path(supply, other, stacks_ordered, p):
         price[t] = index
         index = _next_hbm_price(index, supply[t], other[t], stacks_ordered[t], ps)
     return allocation, price
+
+
+@njit(cache=True)
+def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o):
+    """The compact action's expansion, rent-in and rent-out rules (:func:`_expansion_blocks`,
+    :func:`_rent_in_chips`, :func:`_rent_out_chips`) for entries ``u_*`` (B,) in [0, 1] and chips wanted
+    ``orders`` (B, K): (site blocks (B,), rent in (B, K), rent out (B, K))."""
+    so = o.state
+    K, C, L, E = o.dims[0], o.dims[1], o.dims[3], o.dims[4]
+    B = state.shape[0]
+    blocks, rent_in, rent_out = np.empty(B), np.empty((B, K)), np.empty((B, K))
+    for b in range(B):
+        row = state[b]
+        t = min(int(row[so[STATE.week]]), exo.shape[1] - 1)
+        dem = _demand_with_backlog(row, so, exo[b, t], o.exo, C)
+        eff_p, eff_d = _efficiency(row[so[STATE.week]], p.efficiency)
+        work = _chips_for_demand(dem, p.class_chip, p.cls, eff_p, eff_d)
+        blocks[b] = _expansion_blocks(u_expand[b], row, so, orders[b], p.chip, p.scalar, K, L, E)
+        rent_in[b] = _rent_in_chips(u_rent_in[b], row, so, dem, work, p.chip, p.scalar, K)
+        rent_out[b] = _rent_out_chips(u_rent_out[b], row, so, p.chip, p.scalar, K)
+    return blocks, rent_in, rent_out

@@ -84,7 +84,8 @@ def params(scenario: str | dict | Scenario | None = None, variant: str = "datace
 def _initial_row(scenario: Scenario, offsets: dyn.Offsets, tables: dyn.Tables) -> np.ndarray:
     """The state row of a datacenter at the start of an episode: the scenario's cash; the initial fleet,
     ``initial_fleet_age_weeks`` old, booked at what it cost then less straight-line depreciation since;
-    a site sized to its IT load, as old; no orders in flight; HBM price index 1; every class served."""
+    a site sized to its IT load (or, with a power cap, to the scenario's grid power / PUE), as old; no orders
+    in flight; HBM price index 1; every class served."""
     a, o = scenario.arrays, offsets.state
     row = np.zeros(int(o[-1]))
 
@@ -97,6 +98,13 @@ def _initial_row(scenario: Scenario, offsets: dyn.Offsets, tables: dyn.Tables) -
     paid = fleet * dyn.chip_prices_rows(np.array([-age]), np.array([1.0]), tables)[0]
     life = scenario.depreciation_years * dyn.WEEKS_PER_YEAR
     site_kw = float(fleet @ a["system_power_w"]) / dyn.W_PER_KW
+    if scenario.site["power_cap"]:
+        grid_it_kw = scenario.site["initial_grid_mw"] * dyn.W_PER_KW / scenario.pue
+        if grid_it_kw < site_kw - 1e-6:
+            raise ValueError(f"site.initial_grid_mw: {scenario.site['initial_grid_mw']} MW at PUE {scenario.pue} "
+                             f"powers {grid_it_kw:.0f} kW of IT load, less than the initial fleet's {site_kw:.0f} kW; "
+                             f"raise it to at least {site_kw * scenario.pue / dyn.W_PER_KW:.3f} MW")
+        site_kw = grid_it_kw
     site_paid = site_kw * scenario.facility_capex_usd_per_kw
     site_life = scenario.facility_life_years * dyn.WEEKS_PER_YEAR
     put("cash", float(scenario.initial_cash_usd))
@@ -234,9 +242,10 @@ def step_arrays(params: Params, state: State, action: Any) -> tuple[State, np.nd
     return State(rows, state.exo_rows, state.exogenous, params), obs, info[:, reward_column], info
 
 
-def decode(params: Params, state: State, action: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(orders (B, K) chips wanted, sales (B, K) chips to sell, shares (B, 1 + 2C, K) of each chip type's fleet
-    per role) that ``action`` (B, A) asks for in ``state``, before the dynamics round, price and ration them."""
+def decode(params: Params, state: State, action: Any) -> tuple[np.ndarray, ...]:
+    """(orders (B, K) chips wanted, sales (B, K) chips to sell, shares (B, 1 + 2C, K) of each chip type's serving
+    fleet per role, site expansion blocks (B,), chips rented in (B, K) and let out (B, K)) that ``action``
+    (B, A) asks for in ``state``, before the dynamics round, price, power and ration them."""
     act = _checked_actions(params, action, state.rows.shape[0])
     return dyn.decode_rows(dyn.VARIANTS.index(params.variant), params.discrete, act, state.rows, state.exo_rows,
                            params.tables, params.offsets)
@@ -318,14 +327,34 @@ def chip_prices(params: Params, week: np.ndarray, hbm_price: np.ndarray) -> np.n
                                 params.tables)
 
 
+def rent_prices(params: Params, week: np.ndarray, hbm_price: np.ndarray) -> np.ndarray:
+    """(B, K) $ a week to rent one chip of each type in the cloud at weeks ``week`` (B,) and HBM price indices
+    ``hbm_price`` (B,); 0 where the chip has no rental market (yet)."""
+    return dyn.rent_prices_rows(np.asarray(week, dtype=np.float64), np.asarray(hbm_price, dtype=np.float64),
+                                params.tables)
+
+
+def capacity_rules(params: Params, state: State, expansion: float, rent_in: float, rent_out: float,
+                   orders: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the compact action's expansion, rent-in and rent-out entries (u in [0, 1], one value for every row)
+    decide in ``state`` with chips ``orders`` (B, K) wanted: (site blocks (B,), chips rented in (B, K), chips
+    let out (B, K))."""
+    B = state.rows.shape[0]
+    return dyn.capacity_rule_rows(np.full(B, float(expansion)), np.full(B, float(rent_in)),
+                                  np.full(B, float(rent_out)), np.asarray(orders, dtype=np.float64).reshape(B, -1),
+                                  state.rows, state.exo_rows, params.tables, params.offsets)
+
+
 def resale_prices(params: Params, state: State) -> np.ndarray:
     """(B, K) what one used chip of each type fetches on the secondary market this week."""
     return dyn.resale_prices_rows(state.week.astype(np.float64), state.hbm_price, state.age_weeks, params.tables)
 
 
 def available_mask(params: Params, week: np.ndarray) -> np.ndarray:
-    """(B, K) True where the chip can be bought at week ``week`` (B,)."""
-    return np.asarray(week, dtype=np.float64)[:, None] >= params.tables.chip[dyn.CHIP.available_week]
+    """(B, K) True where the chip can be bought at week ``week`` (B,): it is on the market and sold (not only
+    rented out as cloud capacity)."""
+    return ((np.asarray(week, dtype=np.float64)[:, None] >= params.tables.chip[dyn.CHIP.available_week])
+            & (params.tables.chip[dyn.CHIP.purchasable] > 0))
 
 
 def demand_with_backlog(params: Params, state: State) -> np.ndarray:
@@ -434,7 +463,12 @@ def action_masks(params: Params, state: State) -> np.ndarray:
         target = np.ones((B, dyn.LEVELS), dtype=bool)
         target[:, 1:] = cost[:, :-1] < headroom[:, None]
         sale = np.ones((B, dyn.LEVELS), dtype=bool)  # selling is always possible
-        masks += [weights.reshape(B, K * dyn.LEVELS), target, sale]
+        # Expansion and renting levels above 0 mean nothing where the scenario has no power cap or rental market.
+        expand = np.ones((B, dyn.LEVELS), dtype=bool)
+        expand[:, 1:] = params.tables.scalar[dyn.SCALAR.power_capped] > 0
+        rent = np.ones((B, dyn.LEVELS), dtype=bool)
+        rent[:, 1:] = params.tables.scalar[dyn.SCALAR.max_rent_chips_per_week] > 0
+        masks += [weights.reshape(B, K * dyn.LEVELS), target, sale, expand, rent, rent.copy()]
     if params.variant != "procurement":
         masks.append(np.ones((B, dyn.N_KNOBS * dyn.LEVELS), dtype=bool))
     return np.concatenate(masks, axis=1)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from envs.dynamics import WEEKS_PER_YEAR
+from envs.dynamics import HOURS_PER_WEEK, WEEKS_PER_YEAR
 from hardware import Workload, build_serving_tables, get_chip, vendor_efficiency
 from hardware.catalog import UnknownNameError, efficiency, get_model
 from hardware.perf import WEIGHT_BYTES
@@ -77,11 +77,21 @@ _CLASS = {
     "train_fraction": (float, 0, 0.95),
 }
 _SHOCKS = {"probability_per_week": (float, 0, 1), "magnitude": (float, 0, 0.99), "weeks": (int, 1, 104)}
+# Site power: with power_cap the site holds what was built; without it, it is built with each order (no limit).
+_SITE = {"initial_grid_mw": (float, 0, 1e5), "expansion_block_mw": (float, 1e-3, 1e4),
+         "expansion_lead_weeks": (int, 0, 520), "max_blocks_per_week": (int, 0, 1000)}
+_SITE_OFF = {"power_cap": False, "initial_grid_mw": 0.0, "expansion_block_mw": 1.0, "expansion_lead_weeks": 0,
+             "max_blocks_per_week": 0}
+# Renting from and to the cloud market (by the week, at the chips' market rent).
+_RENTAL = {"rent_out_fee": (float, 0, 1), "max_chips_per_week": (int, 0, 10_000_000)}
+_RENTAL_OFF = {"enabled": False, "usd_per_chip_hour": {}, "rent_out_fee": 0.0, "max_chips_per_week": 0}
+# Vendors that sell their accelerators only as cloud capacity (TPUs, Trainium, Inferentia): rented, never bought.
+CLOUD_ONLY_VENDORS = ("Google", "AWS")
 _PRECISIONS = tuple(WEIGHT_BYTES)
 _PER_CHIP = ("initial_fleet", "order_unit_chips", "sram_chips_per_week", "system_capex_multiple",
              "system_power_multiple")
 _TOP_KEYS = {"name", "base", "description", "start", "chips", "hbm", "training", "classes", "demand_shocks",
-             "provenance", "drop_classes", *_PER_CHIP, *_TOP}
+             "provenance", "drop_classes", "site", "rental", "selling", *_PER_CHIP, *_TOP}
 
 
 @dataclass(frozen=True)
@@ -277,9 +287,13 @@ def _parse_class(name: str, raw: Mapping) -> ClassParams:
                        **numbers)
 
 
-def _required_provenance(classes: tuple[ClassParams, ...]) -> list[str]:
+def _required_provenance(classes: tuple[ClassParams, ...], site: Mapping, rental: Mapping) -> list[str]:
     keys = [k for k in _TOP if k != "weeks"] + [*_PER_CHIP, "demand_shocks"]
     keys += [f"hbm.{k}" for k in _HBM] + [f"training.{k}" for k in (*_TRAINING, "model")]
+    if site["power_cap"]:
+        keys += [f"site.{k}" for k in _SITE]
+    if rental["enabled"]:
+        keys += [f"rental.{k}" for k in (*_RENTAL, "usd_per_chip_hour")]
     for c in classes:
         keys += [f"classes.{c.name}.{k}" for k in ("input_tokens", "output_tokens", "tpot_slo_s", "ttft_slo_s",
                                                    "input_price_per_mtok_usd", "output_price_per_mtok_usd",
@@ -331,23 +345,68 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
     provenance = raw.get("provenance", {})
     if not isinstance(provenance, Mapping):
         raise ScenarioError(f"provenance: expected a mapping of field to source, got {provenance!r}")
-    for key in _required_provenance(classes):
+    site, rental = _parse_site(raw.get("site")), _parse_rental(raw.get("rental"), chips)
+    selling = raw.get("selling", True)
+    if not isinstance(selling, bool):
+        raise ScenarioError(f"selling: expected true or false, got {selling!r}")
+    for key in _required_provenance(classes, site, rental):
         text = provenance.get(key) or provenance.get(key.split(".")[0])
         if not isinstance(text, str) or not text.strip():
             raise ScenarioError(f"provenance.{key}: every market and demand figure needs a source "
                                 f"(or 'ASSUMPTION: reasoning')")
     initial = np.floor(_chip_mapping(raw, "initial_fleet", chips, 0.0))
-    arrays = _build_arrays(raw, start, top["weeks"], chips, classes, initial)
+    arrays = _build_arrays(raw, start, top["weeks"], chips, classes, initial, rental)
     # A training contract pays its H100-hours (at the training MFU) at market rent times the contract multiple.
     h100_flops_per_hour = get_chip(H100).peak_flops("bf16") * efficiency("training.mfu") * 3600.0
     value_per_job = (training["flops_per_job"] / h100_flops_per_hour * training["rent_usd_per_h100_hour"]
                      * training["contract_rent_multiple"])
     validated = {**raw, **top, "hbm": hbm,
                  "training": {**training, "model": training_model},
-                 "demand_shocks": shocks}
+                 "demand_shocks": shocks, "site": site, "rental": rental, "selling": selling}
     return Scenario(name=str(raw["name"]), description=str(raw.get("description", "")).strip(), raw=validated,
                     start=start, weeks=top["weeks"], chips=chips, classes=classes, arrays=arrays,
                     value_per_job_usd=float(value_per_job))
+
+
+def _flag(section: Mapping, key: str, where: str) -> bool:
+    value = section.get(key)
+    if not isinstance(value, bool):
+        raise ScenarioError(f"{where}{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _parse_site(raw: Mapping | None) -> dict:
+    """The site's power: off (no cap: the site is built with each order) unless ``power_cap: true``."""
+    if raw is None:
+        return dict(_SITE_OFF)
+    _check_keys(raw, {"power_cap", *_SITE}, "site.")
+    if not _flag(raw, "power_cap", "site."):
+        return {**_SITE_OFF, **{k: v for k, v in raw.items() if k in _SITE}, "power_cap": False}
+    return {"power_cap": True, **{k: _number(raw, k, spec, "site.") for k, spec in _SITE.items()}}
+
+
+def _parse_rental(raw: Mapping | None, chips: tuple[str, ...]) -> dict:
+    """The cloud rental market: off unless ``enabled: true``; ``usd_per_chip_hour`` maps chip names to their
+    on-demand rent (chips it does not name have no rental market)."""
+    if raw is None:
+        return dict(_RENTAL_OFF)
+    _check_keys(raw, {"enabled", "usd_per_chip_hour", *_RENTAL}, "rental.")
+    if not _flag(raw, "enabled", "rental."):
+        return dict(_RENTAL_OFF)
+    numbers = {k: _number(raw, k, spec, "rental.") for k, spec in _RENTAL.items()}
+    rents = raw.get("usd_per_chip_hour")
+    if not isinstance(rents, Mapping) or not rents:
+        raise ScenarioError(f"rental.usd_per_chip_hour: expected a mapping of chip name to $ per chip-hour, "
+                            f"got {rents!r}")
+    named = {}
+    for name, value in rents.items():
+        if not _is_count(value) or value <= 0:
+            raise ScenarioError(f"rental.usd_per_chip_hour.{name}: expected a finite number > 0, got {value!r}")
+        try:
+            named[get_chip(name).name] = float(value)
+        except UnknownNameError as exc:
+            raise ScenarioError(f"rental.usd_per_chip_hour.{name}: {exc}") from None
+    return {"enabled": True, "usd_per_chip_hour": {c: named[c] for c in chips if c in named}, **numbers}
 
 
 def _efficiency_by_year(chips: tuple[str, ...], start: dt.date, weeks: int, table_year: float) -> np.ndarray:
@@ -363,7 +422,7 @@ def _efficiency_by_year(chips: tuple[str, ...], start: dt.date, weeks: int, tabl
     return out
 
 
-def _build_arrays(raw, start, weeks, chips, classes, initial):
+def _build_arrays(raw, start, weeks, chips, classes, initial, rental):
     specs = [get_chip(c) for c in chips]
     available = []
     for c in specs:
@@ -394,6 +453,7 @@ def _build_arrays(raw, start, weeks, chips, classes, initial):
         "train_flops_per_chip_s": np.where(training_capable, [c.peak_flops("bf16") for c in specs], 0.0)
         * efficiency("training.mfu"),
         "nvidia_hbm": flagship,
+        "purchasable": np.array([c.vendor not in CLOUD_ONLY_VENDORS for c in specs], dtype=float),
         "fits": tables.fits.astype(float),
         "replica_chips": tables.replica_chips,
         "prefill_rate": tables.prefill_tokens_per_s_per_chip,
@@ -425,6 +485,13 @@ def _build_arrays(raw, start, weeks, chips, classes, initial):
     for name, rate in (("prompt", arrays["prefill_rate"]), ("output", arrays["serving_decode_rate"])):
         arrays[f"chip_s_per_{name}_token"] = np.where(tables.fits, 1.0 / np.where(tables.fits, rate, 1.0), 0.0)
     arrays["efficiency_by_year"] = _efficiency_by_year(chips, start, weeks, table_year)
+    # A chip's weekly rent moves with its deployed price: the quoted rent (at the start of the episode, or at
+    # launch for chips launched later) per dollar of the deployed price then, with no HBM premium.
+    quoted_years = np.maximum(-arrays["available_week"], 0.0) / WEEKS_PER_YEAR
+    quoted_price = (arrays["list_price"] * (1.0 - float(raw.get("price_decline_per_year", 0.0))) ** quoted_years
+                    * arrays["system_capex_multiple"])
+    rent = np.array([rental["usd_per_chip_hour"].get(c, 0.0) for c in chips])
+    arrays["rent_per_price"] = rent * HOURS_PER_WEEK / quoted_price
     for value in arrays.values():
         value.setflags(write=False)
     return arrays

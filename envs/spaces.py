@@ -29,6 +29,14 @@ def observation_space(scenario: Scenario) -> spaces.Box:
     return spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(n,), dtype=np.float32)
 
 
+N_CAPACITY_ENTRIES = 5  # compact entries after the chip weights: target, sale, expansion, rent in, rent out
+
+
+def fine_size(scenario: Scenario) -> int:
+    """Entries of the fine action: orders, sales, rent-in, rent-out (K each), one expansion, then the shares."""
+    return 4 * scenario.n_chips + 1 + n_roles(scenario) * scenario.n_chips
+
+
 def n_roles(scenario: Scenario) -> int:
     """Rows of an allocation: training, then prefill and decode of each class."""
     return 1 + 2 * scenario.n_classes
@@ -38,9 +46,9 @@ def action_space(scenario: Scenario, variant: str, discrete: bool = False) -> sp
     if variant == "fine":
         if discrete:
             raise ValueError("the fine variant has a continuous action only; use discrete=False")
-        return spaces.Box(-1.0, 1.0, shape=(scenario.n_chips * (2 + n_roles(scenario)),), dtype=np.float32)
-    # Compact: K chip weights, the capacity target and the sale entry, then the knobs.
-    n_orders = scenario.n_chips + 2 if variant in ("datacenter", "procurement") else 0
+        return spaces.Box(-1.0, 1.0, shape=(fine_size(scenario),), dtype=np.float32)
+    # Compact: K chip weights, the capacity target, the sale, expansion, rent-in and rent-out entries, then the knobs.
+    n_orders = scenario.n_chips + N_CAPACITY_ENTRIES if variant in ("datacenter", "procurement") else 0
     n_knobs = N_KNOBS if variant in ("datacenter", "scheduling") else 0
     if discrete:
         return spaces.MultiDiscrete([LEVELS] * (n_orders + n_knobs))
@@ -69,14 +77,23 @@ def check_action(action, space: spaces.Space, batch: int | None = None) -> np.nd
 
 
 def fine_action(scenario: Scenario, order_fraction: np.ndarray, shares: np.ndarray,
-                sale_fraction: np.ndarray | None = None) -> np.ndarray:
+                sale_fraction: np.ndarray | None = None, rent_in_fraction: np.ndarray | None = None,
+                rent_out_fraction: np.ndarray | None = None, expansion_fraction: float = 0.0) -> np.ndarray:
     """The fine variant's action that decodes to these order fractions (K,) of the weekly maximum, shares
-    (1+2C, K) of each chip type's fleet, and sale fractions (K,) of each type's fleet (default: none)."""
+    (1+2C, K) of each chip type's serving fleet, sale and rent-out fractions (K,) of each type's fleet,
+    rent-in fractions (K,) of the rental market's weekly depth and an expansion fraction of the weekly
+    maximum of site blocks (default: none of these)."""
     if (shares.sum(0) > 1.0 + 1e-9).any() or (shares < 0).any():
         raise ValueError("each chip type's shares must be >= 0 and sum to at most 1")
-    sales = np.zeros(scenario.n_chips) if sale_fraction is None else np.asarray(sale_fraction, dtype=float)
-    if (sales < 0).any() or (sales > 1).any():
-        raise ValueError("sale fractions must lie in [0, 1]")
+    K = scenario.n_chips
+    parts = []
+    for name, value in (("sale", sale_fraction), ("rent-in", rent_in_fraction), ("rent-out", rent_out_fraction)):
+        fraction = np.zeros(K) if value is None else np.asarray(value, dtype=float)
+        if fraction.shape != (K,) or (fraction < 0).any() or (fraction > 1).any():
+            raise ValueError(f"{name} fractions must be {K} numbers in [0, 1], got {value!r}")
+        parts.append(np.where(fraction > 0, fraction, -1.0))
+    if not 0.0 <= expansion_fraction <= 1.0:
+        raise ValueError(f"the expansion fraction must lie in [0, 1], got {expansion_fraction!r}")
     orders = np.where(order_fraction > 0, order_fraction, -1.0)
-    return np.concatenate([orders, np.where(sales > 0, sales, -1.0), 2.0 * shares.reshape(-1) - 1.0]
-                          ).astype(np.float32)
+    expansion = [expansion_fraction if expansion_fraction > 0 else -1.0]
+    return np.concatenate([orders, *parts, expansion, 2.0 * shares.reshape(-1) - 1.0]).astype(np.float32)

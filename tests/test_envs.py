@@ -121,7 +121,11 @@ def test_discrete_variant_masks_chips_not_on_sale_and_unaffordable_orders():
     b300 = env.scenario.chips.index("B300")  # on sale from 2026
     assert weights[b300].tolist() == [True, False, False, False, False]
     assert weights[:, 0].all() and weights[env.scenario.chips.index("H200")].all()
-    assert target.all() and mask[K * 5 + 5:].all()  # rich enough for any target; knobs are never masked
+    assert target.all() and mask[K * 5 + 5:K * 5 + 10].all()  # rich enough for any target; selling is always open
+    capacity = mask[K * 5 + 10:K * 5 + 25].reshape(3, 5)  # expansion, rent in, rent out
+    assert capacity[0, 1:].all() == env.scenario.site["power_cap"]
+    assert capacity[1:, 1:].all() == env.scenario.rental["enabled"] and capacity[:, 0].all()
+    assert mask[K * 5 + 25:].all()  # knobs are never masked
 
     # Leave $50k of cash plus credit: one order unit of any chip (8 GPUs, 64 LPUs or a wafer) costs more,
     # and the first target level that orders anything already spends it all, so the levels above it are masked.
@@ -292,12 +296,13 @@ def test_fine_variant_decodes_exact_shares_and_orders():
     shares /= shares.sum(0, keepdims=True) * 1.25  # each chip type 80% allocated
     fractions = np.array([0.5, 0.0, 0.25])
     action = fine_action(s, fractions, shares)
-    orders, sales, decoded = decode(env.params, env.state, action[None])
+    orders, sales, decoded, blocks, rent_in, rent_out = decode(env.params, env.state, action[None])
+    assert blocks[0] == 0 and (rent_in == 0).all() and (rent_out == 0).all()
     assert (sales == 0).all()
     np.testing.assert_allclose(decoded[0], shares, atol=1e-6)
     np.testing.assert_allclose(orders[0], fractions * s.max_order_chips_per_week, atol=1e-4)
     with pytest.raises(ValueError, match="sum to at most 1"):
         fine_action(s, fractions, shares * 2)
     # Shares over 1 in an action are normalised per chip type, never exceeding the fleet.
-    _, _, over = decode(env.params, env.state, np.ones((1, env.action_space.shape[0])))
+    _, _, over, *_ = decode(env.params, env.state, np.ones((1, env.action_space.shape[0])))
     np.testing.assert_allclose(over[0].sum(0), 1.0)

@@ -45,8 +45,8 @@ def test_state_fields_follow_the_declaration():
     params = envs.params("default")
     state, obs = envs.reset(params, seed=1, batch=3)
     dims = dyn.scenario_dims(params.scenario)
-    K, C, J, L = dims["K"], dims["C"], dims["J"], dims["L"]
-    shapes = {"": (), "K": (K,), "C": (C,), "J": (J,), "KL": (K, L)}
+    K, C, J, L, E = dims["K"], dims["C"], dims["J"], dims["L"], dims["E"]
+    shapes = {"": (), "K": (K,), "C": (C,), "J": (J,), "KL": (K, L), "E": (E,)}
     for name, dim, kind in dyn.STATE_FIELDS:
         value = getattr(state, name)
         assert value.shape == (3, *shapes[dim]), name

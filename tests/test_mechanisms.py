@@ -917,8 +917,9 @@ def test_compact_sale_entry_sells_a_share_of_the_oldest_chip_type():
     assert state.age_weeks[0].tolist() == [52.0, 60.0]
     sales = []
     for a in (-1.0, 0.0, 0.5, 1.0):
-        act = np.array([[-1.0, -1.0, -1.0, a, 0.0, 0.0, 0.0, 0.0]])  # no chip weight, no target: no orders
-        orders, sold, _ = fn.decode(p, state, act)
+        # no chip weight, no target: no orders; no expansion or renting
+        act = np.array([[-1.0, -1.0, -1.0, a, -1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0]])
+        orders, sold, *_ = fn.decode(p, state, act)
         assert orders.tolist() == [[0.0, 0.0]]
         sales.append(sold[0].tolist())
     # u = 0, 0.5, 0.75, 1: 2u - 1 = -1, 0, 0.5, 1 -> 0, 0, floor(0.5 x 0.25 x 8) = 1, floor(0.25 x 8) = 2 MI300X.
