@@ -21,6 +21,9 @@ from envs.functional import (
 NEUTRAL_KNOBS = np.array([0.6, 0.5, 0.0, 0.5])  # training at 1.2x the pace jobs need; balanced; neutral
 SAFETY = 0.2  # capacity headroom over the demand a rule sizes for
 DEBT_BUFFER = 0.5  # rules spend at most cash + this share of the credit line
+# Rules that buy chips also expand a power-capped site by the compact action's rule: they keep the power built
+# and under construction at 1.5x the IT load of the chips owned, on order and wanted (u x MAX_SITE_MULTIPLE).
+SITE_ENTRY = 0.5
 
 
 class _Sizing(Policy):
@@ -106,7 +109,7 @@ class HomogeneousGPUPolicy(_Sizing):
             wp, wd = self._work(demand)
             if shortfall > 0 and np.isfinite(wp[k] + wd[k]):
                 chips[k] = shortfall * (wp[k] + wd[k])
-        return Plan(self._order(chips), knobs=self._knobs(specialisation=0.0))
+        return Plan(self._order(chips), knobs=self._knobs(specialisation=0.0), expansion=SITE_ENTRY)
 
 
 class DisaggregatedGreedyPolicy(_Sizing):
@@ -138,7 +141,7 @@ class DisaggregatedGreedyPolicy(_Sizing):
                 p, d = int(np.argmin(prefill_cost)), int(np.argmin(decode_cost))
                 chips[p] += shortfall * wp[p]
                 chips[d] += shortfall * wd[d]
-        return Plan(self._order(chips), knobs=self._knobs(self.specialisation))
+        return Plan(self._order(chips), knobs=self._knobs(self.specialisation), expansion=SITE_ENTRY)
 
 
 class ForecastPolicy(DisaggregatedGreedyPolicy):

@@ -25,7 +25,7 @@ from scipy.optimize import linprog
 from agents.base import Plan, Policy
 from agents.heuristics import ForecastPolicy
 from envs.dynamics import J_PER_KWH, WEEK_S, WEEKS_PER_YEAR, _max_prefill_load
-from envs.functional import demand_with_backlog, training_need
+from envs.functional import capacity_rules, demand_with_backlog, rent_prices, training_need
 from envs.scenario import Scenario
 
 EXA = 1e18  # training FLOPs enter the LP in exaFLOPs: HiGHS treats numbers >= 1e20 as infinite
@@ -84,22 +84,31 @@ def peak_cuts(peak: float, points: int = PEAK_CUT_POINTS) -> list[tuple[float, f
 
 
 def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops: float,
-                value_per_flop: float, week: float = 0.0) -> dict[str, np.ndarray]:
-    """Solve one week's allocation LP; returns chips per role and the LP's served tokens/s and objective.
+                value_per_flop: float, week: float = 0.0, rent: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Solve one week's allocation LP; returns chips per role, chips rented in and let out, and the LP's served
+    tokens/s and objective.
 
     ``training_flops`` caps this week's training: jobs are paid only on completion, so training
     faster than their deadlines need earns nothing and costs power. Served tokens of each class are at
     most its capacity (the least of prefill and decode), discounted for the class's peaks by tangent cuts.
+    ``rent`` (K,) is each chip's weekly cloud rent (0: no rental market): chips rented in join the week's
+    fleet at that rent, chips let out leave it for the rent less the marketplace fee, on our power.
     """
     a = scenario.arrays
     K, C = scenario.n_chips, scenario.n_classes
     prefill_out, decode_out, power = serving_rates(scenario, week)
     capable = a["train_flops_per_chip_s"] > 0
-    # Variable layout: t (K) | p (C*K) | d (C*K) | s (C) | x (C) capacity | f (1)
+    rent = np.zeros(K) if rent is None else np.asarray(rent, dtype=float)
+    depth = np.where(rent > 0, float(scenario.rental["max_chips_per_week"]), 0.0)
+    most = fleet + depth  # the most chips of a type the week can serve with
+    # Variable layout: t (K) | p (C*K) | d (C*K) | s (C) | x (C) capacity | f (1) | rented in (K) | let out (K)
     nt, npd = K, C * K
-    n = nt + 2 * npd + 2 * C + 1
+    n = nt + 2 * npd + 2 * C + 1 + 2 * K
     ip, id_, is_, ix, if_ = nt, nt + npd, nt + 2 * npd, nt + 2 * npd + C, nt + 2 * npd + 2 * C
+    ir, io = if_ + 1, if_ + 1 + K
     cost = np.zeros(n)
+    cost[ir:io] = rent
+    cost[io:] = -rent * (1.0 - scenario.rental["rent_out_fee"]) + power
     cost[:nt] = power
     cost[ip:id_] = np.tile(power, C)
     cost[id_:is_] = np.tile(power, C)
@@ -111,6 +120,8 @@ def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops:
         row[k] = 1.0
         row[ip + k:id_:K] = 1.0
         row[id_ + k:is_:K] = 1.0
+        row[ir + k] = -1.0
+        row[io + k] = 1.0
         rows.append(row)
         rhs.append(fleet[k])
     for c in range(C):  # capacity: prefill and decode; served within it, less what the peaks shed
@@ -131,22 +142,24 @@ def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops:
             rows.append(row)
             rhs.append(intercept * demand[c])
     row = np.zeros(n)  # training FLOPs
-    row[if_:] = 1.0
+    row[if_] = 1.0
     row[:nt] = -a["train_flops_per_chip_s"] * WEEK_S / EXA
     rows.append(row)
     rhs.append(0.0)
-    bounds = ([(0, fleet[k] if capable[k] else 0) for k in range(K)]
-              + [(0, fleet[k] if prefill_out[c, k] > 0 else 0) for c in range(C) for k in range(K)]
-              + [(0, fleet[k] if decode_out[c, k] > 0 else 0) for c in range(C) for k in range(K)]
+    bounds = ([(0, most[k] if capable[k] else 0) for k in range(K)]
+              + [(0, most[k] if prefill_out[c, k] > 0 else 0) for c in range(C) for k in range(K)]
+              + [(0, most[k] if decode_out[c, k] > 0 else 0) for c in range(C) for k in range(K)]
               + [(0, demand[c]) for c in range(C)]
               + [(0, None) for c in range(C)]
-              + [(0, max(training_flops, 0.0) / EXA)])
+              + [(0, max(training_flops, 0.0) / EXA)]
+              + [(0, depth[k]) for k in range(K)]
+              + [(0, min(fleet[k], depth[k])) for k in range(K)])
     res = linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), bounds=bounds, method="highs")
     if res.status != 0:
         raise SolverError(f"the weekly scheduling LP failed: HiGHS status {res.status} ({res.message})")
     x = res.x
     return {"train": x[:nt], "prefill": x[ip:id_].reshape(C, K), "decode": x[id_:is_].reshape(C, K),
-            "served": x[is_:ix], "objective": -res.fun}
+            "served": x[is_:ix], "rent_in": x[ir:io], "rent_out": x[io:], "objective": -res.fun}
 
 
 def whole_replica_shares(scenario, fleet: np.ndarray, train: np.ndarray, prefill: np.ndarray,
@@ -193,7 +206,8 @@ class LPSchedulerPolicy(Policy):
     def plan(self) -> Plan:
         env = self.env
         s, scenario = env.state, env.scenario
-        orders = self.procurement.plan().orders
+        procurement = self.procurement.plan()
+        orders = procurement.orders
         incoming = s.pipeline[0, :, 0] if s.pipeline.shape[2] else 0.0
         fleet = s.fleet[0] + incoming
         # Less this week's failures, rounded up.
@@ -204,6 +218,19 @@ class LPSchedulerPolicy(Policy):
         paced = PACE_MARGIN * float(training_need(env.params, s)[0]) * WEEK_S
         # A job is paid only if every week keeps pace, so this week's pace is worth the jobs' whole value.
         value = float(s.job_value[0][active].sum()) / paced if paced > 0 else 0.0
-        lp = schedule_lp(scenario, np.maximum(fleet, 0.0), demand, paced, value, week=float(s.week[0]))
-        shares = whole_replica_shares(scenario, np.maximum(fleet, 0.0), lp["train"], lp["prefill"], lp["decode"])
-        return Plan(orders, shares=shares)
+        fleet = np.maximum(fleet, 0.0)
+        rent = rent_prices(env.params, s.week, s.hbm_price)[0]
+        lp = schedule_lp(scenario, fleet, demand, paced, value, week=float(s.week[0]), rent=rent)
+        # Whole chips: rent in what the LP uses (rounded up), let out only whole idle chips.
+        rent_in, rent_out = np.ceil(lp["rent_in"] - 1e-6), np.floor(lp["rent_out"] + 1e-6)
+        serving = np.maximum(fleet - rent_out, 0.0) + rent_in
+        shares = whole_replica_shares(scenario, serving, lp["train"], lp["prefill"], lp["decode"])
+        return Plan(orders, shares=shares, expansion_blocks=_blocks(env, procurement), rent_in_chips=rent_in,
+                    rent_out_chips=rent_out)
+
+
+def _blocks(env, plan: Plan) -> float:
+    """Site blocks a procurement plan's expansion rule orders this week."""
+    if plan.expansion_blocks is not None:
+        return float(plan.expansion_blocks)
+    return float(capacity_rules(env.params, env.state, plan.expansion, 0.0, 0.0, np.asarray(plan.orders)[None])[0][0])

@@ -37,7 +37,7 @@ from agents.lp_scheduler import EXA, SolverError, peak_cuts, serving_rates, toke
 from envs.datacenter import DatacenterEnv
 from envs.dynamics import BACKLOG_WEEKS, STATE, W_PER_KW, WEEK_S, WEEKS_PER_YEAR
 from envs.exogenous import Exogenous
-from envs.functional import Params, chip_prices, failed_chips, hbm_market_path
+from envs.functional import Params, chip_prices, failed_chips, hbm_market_path, rent_prices
 
 TIME_LIMIT_S = 120.0
 LUMPY_SHARE = 0.005
@@ -101,6 +101,9 @@ class _Program:
 @dataclass(frozen=True)
 class OraclePlan:
     orders: np.ndarray  # (T, K) chips
+    blocks: np.ndarray  # (T,) site expansion blocks ordered (power-capped sites)
+    rent_in: np.ndarray  # (T, K) chips rented from the cloud market
+    rent_out: np.ndarray  # (T, K) chips let out to it
     train: np.ndarray  # (T, K) chips
     prefill: np.ndarray  # (T, C, K) chips
     decode: np.ndarray  # (T, C, K) chips
@@ -164,9 +167,17 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     scale = scenario.reward_scale_usd
     coc = scenario.cost_of_capital_per_year / WEEKS_PER_YEAR
     prices = chip_prices(params, np.arange(T), hbm_price)  # (T, K) deployed price per chip
+    rents = rent_prices(params, np.arange(T), hbm_price) / scale  # (T, K) weekly rent per chip; 0 = no market
+    depth = float(scenario.rental["max_chips_per_week"])
+    fee = scenario.rental["rent_out_fee"]
+    site_cfg = scenario.site
+    capped = bool(site_cfg["power_cap"])
+    E = max(int(site_cfg["expansion_lead_weeks"]), 1)
+    block_kw = site_cfg["expansion_block_mw"] * W_PER_KW / scenario.pue
+    block_cost = block_kw * scenario.facility_capex_usd_per_kw / scale
     allocation = _allocation(params, exo)
     demand = exo.demand[0]
-    on_sale = np.arange(T)[:, None] >= a["available_week"][None, :]
+    on_sale = (np.arange(T)[:, None] >= a["available_week"][None, :]) & (a["purchasable"][None, :] > 0)
     # Rates change only with the episode year (the vendors' software efficiency).
     by_year = {y: serving_rates(scenario, y * WEEKS_PER_YEAR) for y in range(int(np.ceil(T / WEEKS_PER_YEAR)))}
     rates = [by_year[int(t // WEEKS_PER_YEAR)] for t in range(T)]
@@ -204,6 +215,11 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     build = prog.var(T)  # kW built this week
     site_dep = prog.var(T)
     site_book = prog.var(T, -np.inf, np.inf)
+    rin = prog.var((T, K), 0.0, np.where(rents > 0, depth, 0.0))  # chips rented in for the week
+    rout = prog.var((T, K), 0.0, np.where(rents > 0, depth, 0.0))  # chips let out for the week
+    # Site blocks are relaxed to continuous, and their running total rounded up for the replay: whole blocks cost
+    # the MILP minutes, and a block is small beside the fleet (1 MW of IT load, $12M, in the default scenario).
+    blocks = prog.var(T, 0.0, float(site_cfg["max_blocks_per_week"]) if capped else 0.0)
 
     # Training jobs: arrive at step t0, train in steps t0+1 .. t0+deadline, pay on completion.
     tr = scenario.training
@@ -244,7 +260,12 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             const = 0.0 if t else keep * fleet0[k]
             prog.row([(fleet[t, k], 1.0)] + [(c, -keep * v) for c, v in prev + arr], const, const)
             prog.row([(xt[t, k], 1.0)] + [(xp[t, c, k], 1.0) for c in range(C)]
-                     + [(xd[t, c, k], 1.0) for c in range(C)] + [(fleet[t, k], -1.0)], -np.inf, 0.0)
+                     + [(xd[t, c, k], 1.0) for c in range(C)] + [(fleet[t, k], -1.0), (rin[t, k], -1.0),
+                                                                  (rout[t, k], 1.0)], -np.inf, 0.0)
+            prog.row([(rout[t, k], 1.0), (fleet[t, k], -1.0)], -np.inf, 0.0)  # only chips we own are let out
+            # renting: the rent in is paid; chips let out earn the rent less the fee and run on our power
+            prog.add_cost(rin[t, k], rents[t, k])
+            prog.add_cost(rout[t, k], -rents[t, k] * (1.0 - fee) + power[k] / scale)
             # depreciation rate and book value (units of reward_scale), as the env keeps them
             prev = [(dep[t - 1, k], 1.0)] if t else []
             const = 0.0 if t else keep * dep0[k]
@@ -269,14 +290,28 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
         for tau in range(max(t - L + 2, 0), t + 1):
             for k in range(K):
                 prog.add_cost(o[tau, k], coc * prices[tau, k] / scale)
-        # The site grows to the IT load of the chips owned and on order; what is built is paid then and
-        # depreciates over its life.
+        # The site: without a power cap it grows to the IT load of the chips owned and on order, built and paid
+        # with the order. With a cap, expansion blocks ordered (and paid) at week tau are ready E - 1 weeks
+        # later, and chips may be ordered only into the power the site has spare for them.
         prev_site = [(site[t - 1], 1.0)] if t else []
         const_site = 0.0 if t else site0
         prog.row([(site[t], 1.0), (build[t], -1.0)] + [(c, -v) for c, v in prev_site], const_site, const_site)
-        # (the env builds the site with the order, for the chips owned and on order)
-        in_transit = [(o[tau, k], -kw[k]) for tau in range(max(t - L + 2, 0), t + 1) for k in range(K)]
-        prog.row([(site[t], 1.0)] + [(fleet[t, k], -kw[k]) for k in range(K)] + in_transit, 0.0, np.inf)
+        if capped:
+            ready = t - (E - 1)
+            prog.row([(build[t], 1.0)] + ([(blocks[ready], -block_kw)] if ready >= 0 else []), 0.0, 0.0)
+            # Committed load (the fleet before its expected failures, so the replay's luckier fleet still
+            # fits, plus the chips in transit and this week's order) within the power built by last week.
+            committed = [(o[tau, k], kw[k]) for tau in range(max(t - L + 1, 0), t + 1) for k in range(K)]
+            if t:
+                committed += [(fleet[t - 1, k], kw[k] / keep) for k in range(K)] + [(site[t - 1], -1.0)]
+                prog.row(committed, -np.inf, 0.0)
+            else:
+                prog.row(committed, -np.inf, site0 - float(fleet0 @ kw))
+            for tau in range(max(t - E + 2, 0), t + 1):  # blocks paid and still being built
+                prog.add_cost(blocks[tau], coc * block_cost)
+        else:
+            in_transit = [(o[tau, k], -kw[k]) for tau in range(max(t - L + 2, 0), t + 1) for k in range(K)]
+            prog.row([(site[t], 1.0)] + [(fleet[t, k], -kw[k]) for k in range(K)] + in_transit, 0.0, np.inf)
         prev = [(site_dep[t - 1], 1.0)] if t else []
         const = 0.0 if t else site_dep0
         prog.row([(site_dep[t], 1.0), (build[t], -facility / site_weeks)] + [(c, -v) for c, v in prev], const, const)
@@ -315,11 +350,13 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
                    + [(xt[t, k], power[k] / scale) for k in range(K)]
                    + [(xp[t, c, k], power[k] / scale) for c in range(C) for k in range(K)]
                    + [(xd[t, c, k], power[k] / scale) for c in range(C) for k in range(K)]
-                   + [(build[t], facility)])
+                   + [(rin[t, k], rents[t, k]) for k in range(K)]
+                   + [(rout[t, k], power[k] / scale - rents[t, k] * (1.0 - fee)) for k in range(K)]
+                   + ([(blocks[t], block_cost)] if capped else [(build[t], facility)]))
         prog.row([(cash[t], 1.0)] + [(c_, -v) for c_, v in prev_cash + inflow] + capex + outflow,
                  const_cash, const_cash)
-        # the env scales orders down to cash plus credit
-        prog.row(capex + [(c_, -v) for c_, v in prev_cash], -np.inf,
+        # the env scales expansions and orders down to cash plus credit
+        prog.row(capex + ([(blocks[t], block_cost)] if capped else []) + [(c_, -v) for c_, v in prev_cash], -np.inf,
                  const_cash + scenario.credit_limit_usd / scale)
 
     # The end of the horizon settles the books: chips at resale value less book value (each cohort at its own
@@ -337,10 +374,16 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             prog.add_cost(o[tau, k], -survive * resale_now[k] * np.exp(-decay * (last - arrival)))
         for tau in range(max(T - L + 1, 0), T):  # never arrives: refunded in part
             prog.add_cost(o[tau, k], (1.0 - scenario.order_refund_fraction) * prices[tau, k] / scale)
+    if capped:  # site blocks not ready by the horizon are cancelled for the refund fraction too
+        for tau in range(max(T - E + 1, 0), T):
+            prog.add_cost(blocks[tau], (1.0 - scenario.order_refund_fraction) * block_cost)
 
     x = prog.solve(time_limit)
-    return OraclePlan(orders=x[o], train=x[xt], prefill=x[xp], decode=x[xd], served=x[s], allocation=allocation,
-                      objective=prog.objective, solve_seconds=0.0)
+    # Whole blocks: the cumulative plan rounded up, so the site is never later or smaller than planned.
+    whole_blocks = np.diff(np.ceil(np.cumsum(x[blocks]) - 1e-6), prepend=0.0)
+    return OraclePlan(orders=x[o], blocks=whole_blocks, rent_in=x[rin], rent_out=x[rout], train=x[xt],
+                      prefill=x[xp], decode=x[xd], served=x[s], allocation=allocation, objective=prog.objective,
+                      solve_seconds=0.0)
 
 
 class OraclePolicy(Policy):
@@ -387,8 +430,13 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
     arriving = s.fleet[0] + s.pipeline[0, :, 0]
     p_fail = scenario.failure_rate_per_year / WEEKS_PER_YEAR
     fleet = arriving - failed_chips(arriving, p_fail, env.exogenous.failure_u[0, t])
-    shares = whole_replica_shares(scenario, fleet, plan.train[t], plan.prefill[t], plan.decode[t])
-    return Plan(np.where(orders > 0, orders + 1e-6 * unit, 0.0), shares=shares)
+    # Whole chips: rent in what the plan uses (rounded up), let out whole chips of those the fleet has.
+    rent_in = np.ceil(plan.rent_in[t] - 1e-6)
+    rent_out = np.minimum(np.floor(plan.rent_out[t] + 1e-6), fleet)
+    serving = fleet - rent_out + rent_in
+    shares = whole_replica_shares(scenario, serving, plan.train[t], plan.prefill[t], plan.decode[t])
+    return Plan(np.where(orders > 0, orders + 1e-6 * unit, 0.0), shares=shares, expansion_blocks=plan.blocks[t],
+                rent_in_chips=rent_in, rent_out_chips=rent_out)
 
 
 def _allocation(params: Params, exo: Exogenous) -> np.ndarray:
