@@ -119,11 +119,14 @@ def test_lp_allocation_is_feasible_and_at_least_as_profitable_that_week_as_the_g
     assert (plan.shares >= 0).all() and (plan.shares.sum(0) <= 1 + 1e-9).all()
     # Same orders for both, so only the allocation differs.
     greedy_plan = greedy_policy.plan()
-    lp_action = agents.to_action(lp_env, agents.Plan(greedy_plan.orders, shares=plan.shares))
+    # (the LP's weekly renting too: its shares are of the fleet less chips let out plus chips rented in)
+    lp_plan = agents.Plan(greedy_plan.orders, shares=plan.shares, expansion_blocks=plan.expansion_blocks,
+                          rent_in_chips=plan.rent_in_chips, rent_out_chips=plan.rent_out_chips)
+    lp_action = agents.to_action(lp_env, lp_plan)
     _, lp_reward, _, _, lp_info = lp_env.step(lp_action)
     _, greedy_reward, *_ = greedy_env.step(agents.to_action(greedy_env, greedy_plan))
     chips = lp_info["train_chips"] + lp_info["prefill_chips"].sum(0) + lp_info["decode_chips"].sum(0)
-    assert (chips <= lp_info["fleet"] + 1e-9).all()
+    assert (chips <= lp_info["fleet"] - lp_info["rented_out"] + lp_info["rented_in"] + 1e-9).all()
     assert (lp_info["served"] <= lp_info["demand"] + 1e-6).all()
     assert lp_reward >= greedy_reward - 1e-3 * abs(greedy_reward)
 

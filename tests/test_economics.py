@@ -34,7 +34,10 @@ assert (SMALL.facility_capex_usd_per_kw, SMALL.facility_life_years) == (12_000, 
 
 
 def _scenario(**overrides) -> envs.Scenario:
-    return envs.load_scenario({"base": "small", "name": "small-test", **overrides})
+    """``small`` with its site built with each order and no rental market (the economics tested here), unless
+    ``overrides`` say otherwise."""
+    return envs.load_scenario({"base": "small", "name": "small-test", "site": {"power_cap": False},
+                               "rental": {"enabled": False}, **overrides})
 
 
 def _exogenous(s: envs.Scenario, seed: int) -> envs.Exogenous:

@@ -153,7 +153,9 @@ def test_orders_for_chips_not_on_sale_are_dropped_and_reported():
 def test_compact_orders_reach_the_capacity_target_on_chips_on_sale():
     from envs.functional import coverage, owned_and_ordered
 
-    env = gym.make("ChipAlloc/Datacenter-v0")
+    # (a site without a power cap, so the order is the target rule's alone)
+    uncapped = load_scenario({"base": "default", "name": "uncapped", "site": {"power_cap": False}})
+    env = envs.DatacenterEnv(scenario=uncapped, variant="datacenter")
     env.reset(seed=0)
     u = env.unwrapped
     s, K = u.scenario, u.scenario.n_chips
@@ -200,8 +202,13 @@ def test_invariants_hold_under_random_action_sequences(seed, actions):
         assert (info["served"] <= info["demand"] + 1e-6).all()
         assert (info["served"] <= np.minimum(info["prefill_capacity"], info["decode_capacity"]) + 1e-6).all()
         assert info["hbm_drawn"] <= info["hbm_allocation"] + 1e-6 <= info["hbm_supply"] + 1e-6
-        revenue = info["revenue_per_class"].sum() + info["revenue_training"]
+        revenue = info["revenue_per_class"].sum() + info["revenue_training"] + info["rent_income"]
         assert np.isclose(info["revenue"], revenue)
+        # power: the committed IT load fits the site built; renting stays within the market and the fleet
+        assert info["site_committed_kw"] <= info["site_kw"] + 1e-6
+        assert (info["rented_in"] <= SMALL.rental["max_chips_per_week"]).all()
+        assert (info["rented_out"] <= info["fleet"] + info["sold"] + info["failed"] + 1e-9).all()
+        assert info["rent_cost"] == pytest.approx((info["rented_in"] * info["rent_price"]).sum())
         a = SMALL.arrays
         price = a["output_price_per_token"] + a["input_price_per_token"] * a["input_tokens"] / a["output_tokens"]
         ceiling = (info["served"] * price).sum() * WEEK_S

@@ -55,7 +55,17 @@ TINY = {
     "drop_classes": ["agents", "batch"],
     "hbm": {"our_allocation_share": 0.001},
     "training": {"flops_per_job": 1e21, "deadline_weeks": 3, "slots": 2},
+    # The site is built with each order and nothing is rented unless a test turns the power cap or the
+    # rental market on (tests of those mechanisms below).
+    "site": {"power_cap": False},
+    "rental": {"enabled": False},
 }
+# The power cap and rental market the tests of those mechanisms turn on: a site of 42 kW of IT load
+# (0.0525 MW at the meter / PUE 1.25), blocks of 20 kW (0.025 MW / 1.25) ready 3 weeks after they are
+# ordered, at most 2 a week; H100s rent at $2.40 an hour, at most 64 a week, and a let-out chip pays a 20% fee.
+POWER_CAP = {"power_cap": True, "initial_grid_mw": 0.0525, "expansion_block_mw": 0.025, "expansion_lead_weeks": 3,
+             "max_blocks_per_week": 2}
+RENTAL = {"enabled": True, "usd_per_chip_hour": {"H100-SXM": 2.40}, "rent_out_fee": 0.2, "max_chips_per_week": 64}
 
 # TINY's initial fleet, bought 52 weeks before the start at the deployed price of then (42,075 an H100,
 # 22,500 an MI300X), booked at cost less 52 of 260 weeks of straight-line depreciation; and its site.
@@ -105,17 +115,20 @@ def paths(s: envs.Scenario, *, demand=None, hbm_supply=1e5, other_hbm_demand=1e5
                      job_flops=_path(job_flops, T, ()), failure_u=_path(failure_u, T, (K,)))
 
 
-def action(s: envs.Scenario, order=None, train=None, prefill=None, decode=None, sell=None) -> np.ndarray:
+def action(s: envs.Scenario, order=None, train=None, prefill=None, decode=None, sell=None, rent_in=None,
+           rent_out=None, expand=0.0) -> np.ndarray:
     """The fine action ordering ``order`` (K,) x the weekly maximum, selling ``sell`` (K,) of each chip type's
-    fleet and giving each type's fleet the shares ``train``, ``prefill`` and ``decode`` (K,) of the scenario's
-    one class (zeros by default)."""
+    fleet, renting in ``rent_in`` (K,) x the rental market's depth, letting out ``rent_out`` (K,) of each type's
+    fleet, ordering ``expand`` x the weekly maximum of site blocks and giving each type's serving fleet the
+    shares ``train``, ``prefill`` and ``decode`` (K,) of the scenario's one class (zeros by default)."""
     assert s.n_classes == 1
     K = s.n_chips
 
     def row(x):
         return np.zeros(K) if x is None else np.asarray(x, dtype=float)
 
-    return fine_action(s, row(order), np.stack([row(train), row(prefill), row(decode)]), row(sell))
+    return fine_action(s, row(order), np.stack([row(train), row(prefill), row(decode)]), row(sell), row(rent_in),
+                       row(rent_out), expand)
 
 
 def start(s: envs.Scenario, exo: Exogenous) -> envs.DatacenterEnv:
@@ -1004,3 +1017,97 @@ def test_vendor_efficiency_by_year_scales_serving_capacity():
         assert rho_max * prefill_cap < decode_cap
         assert info["served"][0] == pytest.approx(rho_max * prefill_cap, rel=REL)
     assert infos[52]["served"][0] > infos[51]["served"][0] == infos[0]["served"][0]
+
+
+def test_power_cap_scales_orders_down_to_the_spare_power():
+    """With a power cap the site holds what was built: 42 kW of IT load, 30.96 of it the initial fleet's, leaves
+    11.04 kW spare. An order of 64 H100s (64 x 1.26 kW = 80.64 kW) is scaled to 11.04 / 80.64 of it, 8.76 chips,
+    then down to whole servers: 8 H100s, and 56 are cut for power. No site is built with the order."""
+    s = tiny(site=POWER_CAP)
+    env = start(s, paths(s))
+    assert env.state.site_kw[0] == pytest.approx(0.0525 * 1000 / 1.25, rel=REL)  # 42 kW
+    info = env.step(action(s, order=[1.0, 0.0]))[4]
+    assert info["ordered"].tolist() == [8.0, 0.0]
+    assert info["power_clipped"].tolist() == [56.0, 0.0]
+    assert info["facility_capex"] == 0.0 and info["site_kw"] == pytest.approx(42.0, rel=REL)
+    assert info["site_committed_kw"] == pytest.approx(30.96 + 8 * 1.26, rel=REL)
+    # The committed load now leaves 42 - 41.04 = 0.96 kW: not one more H100 fits, whatever is ordered.
+    info = env.step(action(s, order=[1.0, 1.0]))[4]
+    assert info["ordered"].tolist() == [0.0, 0.0] and info["power_clipped"].tolist() == [64.0, 64.0]
+
+
+def test_site_expansion_is_paid_when_ordered_and_ready_after_its_lead_time():
+    """Two blocks of 20 kW (the weekly maximum, expansion entry a = 1) cost 2 x 20 x 12,000 = 480,000 at once.
+    They are built over 3 weeks: ready at the end of week 2 (slot lead - 1 = 2 shifts twice), booked then and
+    depreciated over 15 years (480,000 / 780 a week) from that week. While building, their cost is prepaid
+    capital and carries the capital charge."""
+    s = tiny(site=POWER_CAP)
+    env = start(s, paths(s))
+    cash0 = env.state.cash[0]
+    infos = [env.step(action(s, expand=1.0 if t == 0 else 0.0))[4] for t in range(4)]
+    assert infos[0]["site_blocks_ordered"] == 2 and infos[0]["facility_capex"] == pytest.approx(480_000, rel=REL)
+    assert [i["site_building_kw"] for i in infos] == pytest.approx([40.0, 40.0, 0.0, 0.0], rel=REL)
+    assert [i["site_kw"] for i in infos] == pytest.approx([42.0, 42.0, 82.0, 82.0], rel=REL)
+    assert infos[0]["cash"] < cash0 - 480_000 + 1e-6  # paid now (the week's other flows are small and negative)
+    # Capital employed: chips' book + prepaid site + site book. Week 0: the site book is the initial one after a
+    # week's depreciation; week 2: the new blocks are booked and their first week's depreciation taken.
+    site0, site_dep0 = 42.0 * 12_000 * (1 - 52 / 780), 42.0 * 12_000 / 780
+    state = env.state
+    assert state.site_book_value[0] == pytest.approx(site0 - 4 * site_dep0 + 480_000 - 2 * 480_000 / 780, rel=REL)
+    chips_book = [i["capital_employed"] - i["site_building_kw"] * 12_000 for i in infos]
+    assert infos[0]["capital_employed"] - chips_book[0] == pytest.approx(480_000, rel=REL)
+    assert infos[0]["capital_charge"] == pytest.approx(CC * infos[0]["capital_employed"], rel=REL)
+
+
+def test_a_site_block_not_ready_by_the_horizon_is_refunded_in_part():
+    """A block ordered in the last week never powers anything: the settlement refunds half of it (the order
+    refund fraction), so the episode's profit carries the other half, 0.5 x 240,000, as a loss."""
+    s = tiny(site=POWER_CAP, weeks=4)
+    plain, expanded = (start(s, paths(s)) for _ in range(2))
+    for t in range(4):
+        a = plain.step(action(s))[4]
+        b = expanded.step(action(s, expand=0.5 if t == 3 else 0.0))[4]
+    assert b["site_blocks_ordered"] == 1
+    # The block's cost, less its refund, plus a week of capital charge on it, is the whole difference.
+    assert a["profit"] - b["profit"] == pytest.approx(0.5 * 240_000 + CC * 240_000, rel=1e-6)
+
+
+def test_renting_in_and_out_by_the_week():
+    """H100s rent at $2.40 an hour: 2.40 x 168 = 403.20 a week at the start (the quoted rent; it moves with the
+    chip's deployed price). Renting in 10 (a = 10 / 64 of the market's depth) costs 4,032; letting out 4 of the
+    16 owned (a = 0.25) earns 4 x 403.20 x 0.8 = 1,290.24 and runs them flat out on our power: 4 x 1.26 kW x 1.25
+    PUE x 168 h x $0.08 = 84.672. The week's serving fleet is 16 - 4 + 10 = 22 H100s."""
+    s = tiny(rental=RENTAL)
+    env = start(s, paths(s))
+    week = 403.2
+    # (the MI300X keeps the base scenario's $1.80 an hour: 302.40 a week)
+    assert fn.rent_prices(env.params, np.array([0.0]), np.array([1.0]))[0].tolist() == pytest.approx([week, 302.4])
+    info = env.step(action(s, train=[1.0, 0.0], rent_in=[10 / 64, 0.0], rent_out=[0.25, 0.0]))[4]
+    assert info["rented_in"].tolist() == [10.0, 0.0] and info["rented_out"].tolist() == [4.0, 0.0]
+    assert info["rent_cost"] == pytest.approx(10 * week, rel=REL)
+    assert info["rent_income"] == pytest.approx(4 * week * 0.8, rel=REL)
+    assert info["train_chips"].tolist() == [22.0, 0.0]
+    assert info["power_cost"] == pytest.approx(4 * 1.26 * 1.25 * 168 * 0.08, rel=1e-9)  # nothing else is busy
+    assert info["revenue"] == pytest.approx(4 * week * 0.8, rel=REL)  # no demand served: chat shares are 0
+    # The rent moves with the deployed price: a year on the market (x 0.85) and an HBM index of 2 (x 1.45).
+    assert fn.rent_prices(env.params, np.array([52.0]), np.array([2.0]))[0, 0] == pytest.approx(week * 0.85 * 1.45)
+
+
+def test_cloud_only_chips_are_rented_never_bought():
+    """TPUs and Trainium are sold only as cloud capacity: an order for them is refused as unavailable, but they
+    can be rented once their rental market opens."""
+    s = tiny(chips=["H100-SXM", "Trainium2"], initial_fleet={"H100-SXM": 16, "Trainium2": 0},
+             rental={**RENTAL, "usd_per_chip_hour": {"H100-SXM": 2.40, "Trainium2": 2.24}})
+    assert s.arrays["purchasable"].tolist() == [1.0, 0.0]
+    env = start(s, paths(s))
+    info = env.step(action(s, order=[0.0, 0.5], rent_in=[0.0, 0.5]))[4]
+    assert info["orders_unavailable"].tolist() == [0.0, 32.0] and info["ordered"].tolist() == [0.0, 0.0]
+    assert info["rented_in"].tolist() == [0.0, 32.0]
+    assert info["rent_cost"] == pytest.approx(32 * 2.24 * 168, rel=REL)
+
+
+def test_selling_can_be_switched_off():
+    """``selling: false`` (the ablation's switch) ignores every sale."""
+    s = tiny(selling=False)
+    info = start(s, paths(s)).step(action(s, sell=[0.5, 0.5]))[4]
+    assert info["sold"].tolist() == [0.0, 0.0] and info["sale_proceeds"] == 0.0
