@@ -102,13 +102,14 @@ def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops:
     depth = np.where(rent > 0, float(scenario.rental["max_chips_per_week"]), 0.0)
     most = fleet + depth  # the most chips of a type the week can serve with
     # Variable layout: t (K) | p (C*K) | d (C*K) | s (C) | x (C) capacity | f (1) | rented in (K) | let out (K)
+    # | y (C*K) each chip type's own capacity (used only without disaggregated serving)
     nt, npd = K, C * K
-    n = nt + 2 * npd + 2 * C + 1 + 2 * K
+    n = nt + 2 * npd + 2 * C + 1 + 2 * K + npd
     ip, id_, is_, ix, if_ = nt, nt + npd, nt + 2 * npd, nt + 2 * npd + C, nt + 2 * npd + 2 * C
-    ir, io = if_ + 1, if_ + 1 + K
+    ir, io, iy = if_ + 1, if_ + 1 + K, if_ + 1 + 2 * K
     cost = np.zeros(n)
     cost[ir:io] = rent
-    cost[io:] = -rent * (1.0 - scenario.rental["rent_out_fee"]) + power
+    cost[io:iy] = -rent * (1.0 - scenario.rental["rent_out_fee"]) + power
     cost[:nt] = power
     cost[ip:id_] = np.tile(power, C)
     cost[id_:is_] = np.tile(power, C)
@@ -125,16 +126,31 @@ def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops:
         rows.append(row)
         rhs.append(fleet[k])
     for c in range(C):  # capacity: prefill and decode; served within it, less what the peaks shed
-        row = np.zeros(n)
-        row[ix + c] = 1.0
-        row[ip + c * K:ip + (c + 1) * K] = -prefill_out[c]
-        rows.append(row)
-        rhs.append(0.0)
-        row = np.zeros(n)
-        row[ix + c] = 1.0
-        row[id_ + c * K:id_ + (c + 1) * K] = -decode_out[c]
-        rows.append(row)
-        rhs.append(0.0)
+        if scenario.disaggregation:
+            row = np.zeros(n)
+            row[ix + c] = 1.0
+            row[ip + c * K:ip + (c + 1) * K] = -prefill_out[c]
+            rows.append(row)
+            rhs.append(0.0)
+            row = np.zeros(n)
+            row[ix + c] = 1.0
+            row[id_ + c * K:id_ + (c + 1) * K] = -decode_out[c]
+            rows.append(row)
+            rhs.append(0.0)
+        else:
+            # Colocated only: capacity y_ck of each chip type is the least of its own prefill and decode.
+            row = np.zeros(n)
+            row[ix + c] = 1.0
+            row[iy + c * K:iy + (c + 1) * K] = -1.0
+            rows.append(row)
+            rhs.append(0.0)
+            for k in range(K):
+                for first, rate in ((ip, prefill_out), (id_, decode_out)):
+                    row = np.zeros(n)
+                    row[iy + c * K + k] = 1.0
+                    row[first + c * K + k] = -rate[c, k]
+                    rows.append(row)
+                    rhs.append(0.0)
         for slope, intercept in peak_cuts(float(a["peak_to_mean"][c])):
             row = np.zeros(n)
             row[is_ + c] = 1.0
@@ -153,13 +169,14 @@ def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops:
               + [(0, None) for c in range(C)]
               + [(0, max(training_flops, 0.0) / EXA)]
               + [(0, depth[k]) for k in range(K)]
-              + [(0, min(fleet[k], depth[k])) for k in range(K)])
+              + [(0, min(fleet[k], depth[k])) for k in range(K)]
+              + [(0, None) for _ in range(npd)])
     res = linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), bounds=bounds, method="highs")
     if res.status != 0:
         raise SolverError(f"the weekly scheduling LP failed: HiGHS status {res.status} ({res.message})")
     x = res.x
     return {"train": x[:nt], "prefill": x[ip:id_].reshape(C, K), "decode": x[id_:is_].reshape(C, K),
-            "served": x[is_:ix], "rent_in": x[ir:io], "rent_out": x[io:], "objective": -res.fun}
+            "served": x[is_:ix], "rent_in": x[ir:io], "rent_out": x[io:iy], "objective": -res.fun}
 
 
 def whole_replica_shares(scenario, fleet: np.ndarray, train: np.ndarray, prefill: np.ndarray,

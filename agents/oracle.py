@@ -207,6 +207,9 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     xd = prog.var((T, C, K), 0.0, np.where(decode_any > 0, np.inf, 0.0))
     s = prog.var((T, C), 0.0, np.inf)
     xcap = prog.var((T, C), 0.0, np.inf)  # capacity of each class: the least of prefill and decode
+    colocated = not scenario.disaggregation
+    # Without disaggregated serving, each chip type's capacity is the least of its own prefill and decode.
+    ycap = prog.var((T, C, K), 0.0, np.inf) if colocated else None
     backlog = prog.var((T, C), 0.0, np.where(a["carry_over"] > 0, BACKLOG_WEEKS * demand, 0.0))
     cash = prog.var(T, -scenario.credit_limit_usd / scale, np.inf)  # in units of reward_scale
     dep = prog.var((T, K))
@@ -325,8 +328,14 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
         for c in range(C):
             carried = [(backlog[t - 1, c], 1.0)] if t else []
             prog.row([(s[t, c], 1.0)] + [(cb, -1.0) for cb, _ in carried], -np.inf, demand[t, c])
-            prog.row([(xcap[t, c], 1.0)] + [(xp[t, c, k], -prefill_out[c, k]) for k in range(K)], -np.inf, 0.0)
-            prog.row([(xcap[t, c], 1.0)] + [(xd[t, c, k], -decode_out[c, k]) for k in range(K)], -np.inf, 0.0)
+            if colocated:
+                prog.row([(xcap[t, c], 1.0)] + [(ycap[t, c, k], -1.0) for k in range(K)], -np.inf, 0.0)
+                for k in range(K):
+                    prog.row([(ycap[t, c, k], 1.0), (xp[t, c, k], -prefill_out[c, k])], -np.inf, 0.0)
+                    prog.row([(ycap[t, c, k], 1.0), (xd[t, c, k], -decode_out[c, k])], -np.inf, 0.0)
+            else:
+                prog.row([(xcap[t, c], 1.0)] + [(xp[t, c, k], -prefill_out[c, k]) for k in range(K)], -np.inf, 0.0)
+                prog.row([(xcap[t, c], 1.0)] + [(xd[t, c, k], -decode_out[c, k]) for k in range(K)], -np.inf, 0.0)
             # Peaks: the share of demand served is concave in capacity (tangent cuts; the env's own formula).
             wanted = [(s[t, c], 1.0)]
             for slope, intercept in peak_cuts(float(a["peak_to_mean"][c])):

@@ -12,7 +12,8 @@ from envs.functional import Params, State, observe, params, reset, step
 from envs.scenario import SCENARIO_NAMES, Scenario, ScenarioError, load_scenario
 
 # The ID suffix of each registered scenario (envs/scenarios/<name>.yaml).
-SCENARIO_SUFFIXES = {"default": "", "hbm_shortage": "-HBMShortage", "agent_surge": "-AgentSurge", "small": "-Small"}
+SCENARIO_SUFFIXES = {"default": "", "hbm_shortage": "-HBMShortage", "agent_surge": "-AgentSurge", "small": "-Small",
+                     "power_limited": "-PowerLimited", "realtime_agents": "-RealtimeAgents"}
 _VARIANTS = {"Datacenter": ("datacenter", False), "Procurement": ("procurement", False),
              "Scheduling": ("scheduling", False), "DatacenterDiscrete": ("datacenter", True),
              "DatacenterFine": ("fine", False)}

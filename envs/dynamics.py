@@ -125,6 +125,7 @@ SCALAR_SOURCES = {
     "max_rent_chips_per_week": lambda s: s.rental["max_chips_per_week"] if s.rental["enabled"] else 0.0,
     "rent_out_fee": lambda s: s.rental["rent_out_fee"],
     "selling": lambda s: float(s.selling),
+    "disaggregation": lambda s: float(s.disaggregation),
     "fleet_scale": fleet_scale,
 }
 
@@ -885,6 +886,8 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
             link += prefill[c * K + k]
         link *= link_rate
         crossing = min(max(1.0 - overlap, 0.0), 1.0)  # share of KV caches that move between chip types
+        if ps[SCALAR.disaggregation] == 0.0:
+            crossing = 0.0  # colocated only: each chip type serves the requests it prefills (capacity below)
         transfer_cap = link / max(crossing * kv_req, 1e-9) * pc[CLASS.output_tokens, c] if crossing > 0 else np.inf
         transfer_s = crossing * kv_req / link_rate
         # Admission control: each chip type's prefill replicas take load only up to where their M/D/1 mean
@@ -897,6 +900,18 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
             if cap_k > 0:
                 admissible += cap_k * _max_prefill_load(pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k], budget)
         capacity = min(min(admissible, decode_ok), transfer_cap)
+        if ps[SCALAR.disaggregation] == 0.0:
+            # Without disaggregated serving a request's decode runs on the chip type that prefilled it, so each
+            # type serves at most the lesser of its own admissible prefill and its own SLO-meeting decode.
+            capacity = 0.0
+            for k in range(K):
+                cap_k = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] * out_per_in
+                own_p = cap_k * _max_prefill_load(pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k], budget) \
+                    if cap_k > 0 else 0.0
+                own_d = 0.0
+                if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
+                    own_d = decode[c * K + k] * pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k]
+                capacity += min(own_p, own_d)
         served = _served_with_peaks(capacity, dem_eff, pc[CLASS.peak_to_mean, c])
         # Load spreads over chip types in proportion to their admissible capacity, so each runs at the same
         # fraction of its own load limit; the reported TTFT is their load-weighted mean.

@@ -26,7 +26,7 @@ from hardware.perf import WEIGHT_BYTES
 H100 = "H100-SXM"  # training contracts are priced per H100-hour of market rent
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
-SCENARIO_NAMES = ("default", "hbm_shortage", "agent_surge", "small")
+SCENARIO_NAMES = ("default", "hbm_shortage", "agent_surge", "small", "power_limited", "realtime_agents")
 GROWTH_KINDS = ("exponential", "logistic")
 
 
@@ -91,7 +91,7 @@ _PRECISIONS = tuple(WEIGHT_BYTES)
 _PER_CHIP = ("initial_fleet", "order_unit_chips", "sram_chips_per_week", "system_capex_multiple",
              "system_power_multiple")
 _TOP_KEYS = {"name", "base", "description", "start", "chips", "hbm", "training", "classes", "demand_shocks",
-             "provenance", "drop_classes", "site", "rental", "selling", *_PER_CHIP, *_TOP}
+             "provenance", "drop_classes", "site", "rental", "selling", "disaggregation", *_PER_CHIP, *_TOP}
 
 
 @dataclass(frozen=True)
@@ -346,9 +346,10 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
     if not isinstance(provenance, Mapping):
         raise ScenarioError(f"provenance: expected a mapping of field to source, got {provenance!r}")
     site, rental = _parse_site(raw.get("site")), _parse_rental(raw.get("rental"), chips)
-    selling = raw.get("selling", True)
-    if not isinstance(selling, bool):
-        raise ScenarioError(f"selling: expected true or false, got {selling!r}")
+    switches = {name: raw.get(name, True) for name in ("selling", "disaggregation")}
+    for name, value in switches.items():
+        if not isinstance(value, bool):
+            raise ScenarioError(f"{name}: expected true or false, got {value!r}")
     for key in _required_provenance(classes, site, rental):
         text = provenance.get(key) or provenance.get(key.split(".")[0])
         if not isinstance(text, str) or not text.strip():
@@ -362,7 +363,7 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
                      * training["contract_rent_multiple"])
     validated = {**raw, **top, "hbm": hbm,
                  "training": {**training, "model": training_model},
-                 "demand_shocks": shocks, "site": site, "rental": rental, "selling": selling}
+                 "demand_shocks": shocks, "site": site, "rental": rental, **switches}
     return Scenario(name=str(raw["name"]), description=str(raw.get("description", "")).strip(), raw=validated,
                     start=start, weeks=top["weeks"], chips=chips, classes=classes, arrays=arrays,
                     value_per_job_usd=float(value_per_job))
