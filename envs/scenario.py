@@ -153,12 +153,13 @@ class Scenario:
         raise AttributeError(key)
 
 
-def _merge(base: dict, override: Mapping) -> dict:
+def merge_override(base: dict, override: Mapping) -> dict:
+    """``base`` with ``override`` merged in: nested mappings merge, a growth path or any other value is replaced."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         # A growth path is replaced whole: its keys depend on its kind, so merging could mix two kinds.
         if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key != "growth":
-            out[key] = _merge(out[key], value)
+            out[key] = merge_override(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -190,7 +191,7 @@ def _read(spec: str | Path | Mapping | None, seen: tuple[str, ...] = ()) -> dict
                             f"got {base!r}")
     if base in seen:
         raise ScenarioError(f"scenario 'base' chain loops: {' -> '.join((*seen, base))}")
-    merged = _merge(_read(base, (*seen, str(base))), {k: v for k, v in raw.items() if k != "base"})
+    merged = merge_override(_read(base, (*seen, str(base))), {k: v for k, v in raw.items() if k != "base"})
     dropped = raw.get("drop_classes", [])
     if not isinstance(dropped, list) or not all(isinstance(name, str) for name in dropped):
         raise ScenarioError(f"drop_classes: expected a list of class names, got {dropped!r}")
