@@ -101,6 +101,7 @@ class _Program:
 @dataclass(frozen=True)
 class OraclePlan:
     orders: np.ndarray  # (T, K) chips
+    sales: np.ndarray  # (T, K) chips of the initial fleet sold
     blocks: np.ndarray  # (T,) site expansion blocks ordered (power-capped sites)
     rent_in: np.ndarray  # (T, K) chips rented from the cloud market
     rent_out: np.ndarray  # (T, K) chips let out to it
@@ -250,6 +251,16 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     site0, site_book0, site_dep0 = initial("site_kw")[0], initial("site_book_value")[0], initial(
         "site_depreciation_rate")[0]
     prog.constant += p_fail * book0.sum()  # write-off of initial chips failing in week 0 (a cost)
+    # Selling: chips of the initial fleet may be sold on the secondary market (after the week's arrivals, before
+    # its failures, as the env does), at the resale price of their age, carrying their own book value with them.
+    decay = scenario.resale_age_decay_per_year / WEEKS_PER_YEAR
+    age0 = float(scenario.initial_fleet_age_weeks)
+    per_chip = fleet0 > 0
+    book_pc = np.where(per_chip, book0 / np.maximum(fleet0, 1.0), 0.0)
+    dep_pc = np.where(per_chip, dep0 / np.maximum(fleet0, 1.0), 0.0)
+    sell = prog.var((T, K), 0.0, np.where(per_chip & bool(scenario.selling), fleet0, 0.0)[None, :].repeat(T, 0))
+    last = T - 1
+    resale_now = chip_prices(params, np.array([float(last)]), hbm_price[last:last + 1])[0] / scale
     for t in range(T):
         prefill_out, decode_out, power = rates[t]
         # HBM allocation: nothing waits in the queue.
@@ -261,7 +272,16 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             # fleet after arrivals and expected failures
             prev = [(fleet[t - 1, k], 1.0)] if t else []
             const = 0.0 if t else keep * fleet0[k]
-            prog.row([(fleet[t, k], 1.0)] + [(c, -keep * v) for c, v in prev + arr], const, const)
+            prog.row([(fleet[t, k], 1.0), (sell[t, k], keep)] + [(c, -keep * v) for c, v in prev + arr], const, const)
+            if per_chip[k]:
+                # no more of the initial cohort is sold than survives; each sale gains its resale less its book
+                prog.row([(sell[tau, k], 1.0) for tau in range(t + 1)], -np.inf, fleet0[k] * keep ** t)
+                book_now = max(book_pc[k] - t * dep_pc[k], 0.0)
+                resale = prices[t, k] / scale * np.exp(-decay * (age0 + t))
+                # (and gives up the chip's mark at the horizon, which the constant below counts for every
+                # initial chip expected to survive)
+                lost_mark = keep ** (T - t) * resale_now[k] * np.exp(-decay * (age0 + T - 1))
+                prog.add_cost(sell[t, k], book_now * (1.0 - p_fail) - resale + lost_mark)
             prog.row([(xt[t, k], 1.0)] + [(xp[t, c, k], 1.0) for c in range(C)]
                      + [(xd[t, c, k], 1.0) for c in range(C)] + [(fleet[t, k], -1.0), (rin[t, k], -1.0),
                                                                   (rout[t, k], 1.0)], -np.inf, 0.0)
@@ -272,12 +292,12 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             # depreciation rate and book value (units of reward_scale), as the env keeps them
             prev = [(dep[t - 1, k], 1.0)] if t else []
             const = 0.0 if t else keep * dep0[k]
-            prog.row([(dep[t, k], 1.0)] + [(c, -keep * v) for c, v in prev]
+            prog.row([(dep[t, k], 1.0), (sell[t, k], -keep * dep_pc[k])] + [(c, -keep * v) for c, v in prev]
                      + [(c, -keep * v / dep_weeks) for c, v in arr_value], const, const)
             prev = [(book[t - 1, k], 1.0)] if t else []
             const = 0.0 if t else keep * book0[k]
-            prog.row([(book[t, k], 1.0), (dep[t, k], 1.0)] + [(c, -keep * v) for c, v in prev + arr_value],
-                     const, const)
+            prog.row([(book[t, k], 1.0), (dep[t, k], 1.0), (sell[t, k], keep * max(book_pc[k] - t * dep_pc[k], 0.0))]
+                     + [(c, -keep * v) for c, v in prev + arr_value], const, const)
             # economic profit: maintenance, power, depreciation, write-off of this week's failures, and the
             # capital charge on the chips' book value
             prog.add_cost(fleet[t, k], maintenance[k] / scale)
@@ -353,7 +373,8 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
         prev_cash = [(cash[t - 1], 1.0)] if t else []
         const_cash = 0.0 if t else scenario.initial_cash_usd / scale
         capex = [(o[t, k], prices[t, k] / scale) for k in range(K)]
-        inflow = ([(s[t, c], price[c] * WEEK_S / scale) for c in range(C)]
+        inflow = ([(sell[t, k], prices[t, k] / scale * np.exp(-decay * (age0 + t))) for k in range(K)]
+                  + [(s[t, c], price[c] * WEEK_S / scale) for c in range(C)]
                   + [(z, value) for _, window, z, value in jobs if window[-1] == t])
         outflow = ([(fleet[t, k], maintenance[k] / scale) for k in range(K)]
                    + [(xt[t, k], power[k] / scale) for k in range(K)]
@@ -370,10 +391,6 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
 
     # The end of the horizon settles the books: chips at resale value less book value (each cohort at its own
     # age, a relaxation of the env's mean age), orders still in transit refunded in part.
-    last = T - 1
-    resale_now = chip_prices(params, np.array([float(last)]), hbm_price[last:last + 1])[0] / scale
-    decay = scenario.resale_age_decay_per_year / WEEKS_PER_YEAR
-    age0 = float(scenario.initial_fleet_age_weeks)
     prog.constant -= float(np.sum(fleet0 * keep ** T * resale_now * np.exp(-decay * (age0 + T - 1))))  # a gain
     for k in range(K):
         prog.add_cost(book[last, k], 1.0)
@@ -390,7 +407,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     x = prog.solve(time_limit)
     # Whole blocks: the cumulative plan rounded up, so the site is never later or smaller than planned.
     whole_blocks = np.diff(np.ceil(np.cumsum(x[blocks]) - 1e-6), prepend=0.0)
-    return OraclePlan(orders=x[o], blocks=whole_blocks, rent_in=x[rin], rent_out=x[rout], train=x[xt],
+    return OraclePlan(orders=x[o], sales=x[sell], blocks=whole_blocks, rent_in=x[rin], rent_out=x[rout], train=x[xt],
                       prefill=x[xp], decode=x[xd], served=x[s], allocation=allocation, objective=prog.objective,
                       solve_seconds=0.0)
 
@@ -444,8 +461,11 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
     rent_out = np.minimum(np.floor(plan.rent_out[t] + 1e-6), fleet)
     serving = fleet - rent_out + rent_in
     shares = whole_replica_shares(scenario, serving, plan.train[t], plan.prefill[t], plan.decode[t])
-    return Plan(np.where(orders > 0, orders + 1e-6 * unit, 0.0), shares=shares, expansion_blocks=plan.blocks[t],
-                rent_in_chips=rent_in, rent_out_chips=rent_out)
+    # Sales are whole chips, a fraction of the fleet at the start of the week (as the fine action reads them).
+    sold = np.round(plan.sales[t])
+    sales = np.where(s.fleet[0] > 0, np.minimum(sold * (1 + 1e-6) / np.maximum(s.fleet[0], 1.0), 1.0), 0.0)
+    return Plan(np.where(orders > 0, orders + 1e-6 * unit, 0.0), shares=shares, sales_fraction=sales,
+                expansion_blocks=plan.blocks[t], rent_in_chips=rent_in, rent_out_chips=rent_out)
 
 
 def _allocation(params: Params, exo: Exogenous) -> np.ndarray:
