@@ -7,16 +7,17 @@ training FLOPs per job and a binary "job completed" per job, to maximise the epi
 profit with the environment's own accounting (revenue at each class's input and output token prices,
 power, maintenance, straight-line depreciation of chips and site, failure write-offs, the capital
 charge on chips at book value, orders in transit and the site, and the terminal settlement at resale
-value) and its constraints (cash >= -credit, chips on sale, lead time, HBM allocation and SRAM wafer
-caps, SLO-admissible prefill and decode capacity, the share of load served under each class's peaks).
+value) and its constraints (cash >= -credit, chips on sale, lead time, each HBM generation's allocation
+and SRAM wafer caps, SLO-admissible prefill and decode capacity, the share of load served under each
+class's peaks).
 
 Relaxations, stated: orders and chips are continuous (the replay rounds orders to whole order
-units); failures take their expected value (the env rounds stochastically); the HBM price path
-is computed from the plan's own HBM draw and the program solved again; training-job slots are
+units); failures take their expected value (the env rounds stochastically); each HBM generation's
+price path is computed from the plan's own HBM draw and the program solved again; training-job slots are
 not limited; the share served under peaks is approximated from above by tangents; the KV-transfer
 link is not modelled; chips are sold only at the horizon, each cohort at its own age (the env
 marks a chip type at its mean age); the oracle never sells chips during the episode. Orders are
-kept within each week's HBM allocation, so nothing waits in the HBM queue. The program's objective
+kept within each week's HBM allocation of their generation, so nothing waits in the HBM queue. The program's objective
 is therefore an estimate of the best return for the seed; ``tests/test_agents.py`` checks that the
 replayed plan earns it to within 3% on the default scenario and 15% on the small one (whose 26
 weeks and 256 chips make expected failures and whole replicas cost 7-13% there, measured on seeds 1-5).
@@ -37,7 +38,7 @@ from agents.lp_scheduler import EXA, SolverError, peak_cuts, serving_rates, toke
 from envs.datacenter import DatacenterEnv
 from envs.dynamics import BACKLOG_WEEKS, STATE, W_PER_KW, WEEK_S, WEEKS_PER_YEAR
 from envs.exogenous import Exogenous
-from envs.functional import Params, chip_prices, failed_chips, hbm_market_path
+from envs.functional import Params, chip_prices, failed_chips, generation_stacks, hbm_market_path
 
 TIME_LIMIT_S = 120.0
 LUMPY_SHARE = 0.005
@@ -105,14 +106,16 @@ class OraclePlan:
     prefill: np.ndarray  # (T, C, K) chips
     decode: np.ndarray  # (T, C, K) chips
     served: np.ndarray  # (T, C) tokens/s
-    allocation: np.ndarray  # (T,) HBM stacks our orders may draw each week (the plan keeps within it)
+    allocation: np.ndarray  # (T, G) HBM stacks of each generation our orders may draw each week (the plan keeps
+    #   within it)
     objective: float  # predicted return (sum of rewards)
     solve_seconds: float
 
 
 def _hbm_price_path(params: Params, exo: Exogenous, orders: np.ndarray) -> np.ndarray:
-    """HBM price index at the start of each week, given our orders (they join the HBM demand)."""
-    stacks = orders @ params.scenario.arrays["hbm_stacks"]
+    """(T, G) each HBM generation's price index at the start of each week, given our orders (they join the
+    demand for their generation)."""
+    stacks = orders @ generation_stacks(params)
     return hbm_market_path(params, exo.hbm_supply[0], exo.other_hbm_demand[0], stacks)[1]
 
 
@@ -165,6 +168,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     coc = scenario.cost_of_capital_per_year / WEEKS_PER_YEAR
     prices = chip_prices(params, np.arange(T), hbm_price)  # (T, K) deployed price per chip
     allocation = _allocation(params, exo)
+    pools = generation_stacks(params)  # (K, G) stacks each chip draws from each generation
     demand = exo.demand[0]
     on_sale = np.arange(T)[:, None] >= a["available_week"][None, :]
     # Rates change only with the episode year (the vendors' software efficiency).
@@ -233,8 +237,11 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     prog.constant += p_fail * book0.sum()  # write-off of initial chips failing in week 0 (a cost)
     for t in range(T):
         prefill_out, decode_out, power = rates[t]
-        # HBM allocation: nothing waits in the queue.
-        prog.row([(o[t, k], a["hbm_stacks"][k]) for k in range(K)], -np.inf, allocation[t])
+        # Each HBM generation's allocation: nothing waits in the queue.
+        for g in range(pools.shape[1]):
+            drawing = np.flatnonzero(pools[:, g])
+            if drawing.size:
+                prog.row([(o[t, k], pools[k, g]) for k in drawing], -np.inf, allocation[t, g])
         src = t - (L - 1)
         for k in range(K):
             arr = [(o[src, k], 1.0)] if src >= 0 else []
@@ -377,12 +384,13 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
     t = int(s.week[0])
     unit = scenario.arrays["order_unit"]
     orders = np.round(plan.orders[t] / unit) * unit
-    # Whole order units may overshoot the week's HBM allocation; trim the largest HBM order until they fit.
-    allocation = plan.allocation[t]
-    stacks = scenario.arrays["hbm_stacks"]
-    while orders @ stacks > allocation + 1e-6:
-        k = int(np.argmax(orders * stacks))
-        orders[k] -= unit[k]
+    # Whole order units may overshoot a generation's HBM allocation this week; trim that generation's largest
+    # order until they fit.
+    pools = generation_stacks(env.params)
+    for g in range(pools.shape[1]):
+        while orders @ pools[:, g] > plan.allocation[t, g] + 1e-6:
+            k = int(np.argmax(orders * pools[:, g]))
+            orders[k] -= unit[k]
     # The failure draws are part of the exogenous path, so this week's fleet is known exactly.
     arriving = s.fleet[0] + s.pipeline[0, :, 0]
     p_fail = scenario.failure_rate_per_year / WEEKS_PER_YEAR
@@ -392,6 +400,7 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
 
 
 def _allocation(params: Params, exo: Exogenous) -> np.ndarray:
-    """(T,) HBM stacks our orders may draw each week of the episode (the transition's allocation rule)."""
+    """(T, G) HBM stacks of each generation our orders may draw each week of the episode (the transition's
+    allocation rule)."""
     supply = exo.hbm_supply[0]
     return hbm_market_path(params, supply, exo.other_hbm_demand[0], np.zeros_like(supply))[0]
