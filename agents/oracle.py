@@ -42,6 +42,7 @@ from envs.functional import Params, chip_prices, failed_chips, generation_stacks
 
 TIME_LIMIT_S = 120.0
 LUMPY_SHARE = 0.005
+LUMPY_STACKS = 0.1  # an HBM chip whose order unit needs more than this share of its generation's weekly allocation
 MIP_GAP = 1e-3  # relative optimality gap at which HiGHS stops; the bound it proves is reported beside the plan
 JOB_MARGIN = 1.03  # plan 3% more FLOPs than a job needs: whole chips and failures shave the replay's rate
 
@@ -189,6 +190,14 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     unit = a["order_unit"]
     fleet_value = max(float(a["initial_fleet"] @ a["list_price"]), 1.0)
     lumpy = unit * a["list_price"] > LUMPY_SHARE * fleet_value
+    # So are orders of chips whose order unit takes a large bite of their HBM generation's weekly allocation
+    # (eight MI300X need 64 stacks of an HBM3 allocation of a few hundred): rounding a relaxed plan to whole units
+    # within the allocation would lose much of it every week.
+    for k in range(K):
+        g = int(a["hbm_generation"][k])
+        weekly = allocation[on_sale[:, k], g] if g >= 0 else np.zeros(0)
+        if weekly.size and unit[k] * a["hbm_stacks"][k] > LUMPY_STACKS * np.median(weekly):
+            lumpy[k] = True
     o = prog.var((T, K), 0.0, order_high)
     for k in np.flatnonzero(lumpy):
         units = prog.var(T, 0.0, np.floor(order_high[:, k] / unit[k]), integer=True)
