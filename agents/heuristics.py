@@ -14,6 +14,7 @@ from envs.functional import (
     chip_prices,
     coverage,
     demand_with_backlog,
+    generation_stacks,
     owned_and_ordered,
     prefill_and_decode_chips,
 )
@@ -147,7 +148,7 @@ class DisaggregatedGreedyPolicy(_Sizing):
 class ForecastPolicy(DisaggregatedGreedyPolicy):
     """Order-up-to procurement: Holt's linear-trend smoothing forecasts demand over the effective lead
     time (base lead + the HBM queue's wait), the target adds safety stock of z sigma of the forecast
-    errors, and HBM chips' cost carries the expected wait while the queue is long."""
+    errors, and HBM chips' cost carries the expected wait of their generation's queue while it is long."""
 
     name = "forecast"
     alpha, beta, z = 0.5, 0.2, 1.65
@@ -161,12 +162,19 @@ class ForecastPolicy(DisaggregatedGreedyPolicy):
         self.errors: list[np.ndarray] = []
         self._decided: tuple | None = None  # (episode path, week, target) of the last decision
 
-    def _lead_weeks(self) -> float:
+    def _queue(self) -> tuple[np.ndarray, np.ndarray]:
+        """(stacks queued, stacks a week our share of the scheduled supply brings) of each HBM generation: the
+        scenario's starting world output x the generation's share of it this week (no foresight of shocks)."""
         scenario, s = self.env.scenario, self.env.state
-        a, hbm = scenario.arrays, scenario.hbm
-        queued = float(np.sum(s.queue[0] * a["hbm_stacks"]))
-        allocation = hbm["our_allocation_share"] * hbm["supply_stacks_per_week"]
-        return float(scenario.base_lead_weeks) + queued / max(allocation, 1.0)
+        hbm = scenario.hbm
+        queued = s.queue[0] @ generation_stacks(self.env.params)
+        week = min(int(s.week[0]), scenario.weeks - 1)
+        allocation = hbm["our_allocation_share"] * hbm["supply_stacks_per_week"] * scenario.arrays["hbm_mix"][week]
+        return queued, allocation
+
+    def _lead_weeks(self) -> float:
+        queued, allocation = self._queue()
+        return float(self.env.scenario.base_lead_weeks) + float(queued.sum()) / max(float(allocation.sum()), 1.0)
 
     def _demand_target(self, demand: np.ndarray) -> np.ndarray:
         path, week = id(self.env.exogenous), int(self.env.state.week[0])
@@ -192,6 +200,9 @@ class ForecastPolicy(DisaggregatedGreedyPolicy):
         return target
 
     def _cost_factor(self) -> np.ndarray:
-        # Capital waiting in the HBM queue earns nothing: charge 1% of the price per week of expected wait.
-        wait = self._lead_weeks() - float(self.env.scenario.base_lead_weeks)
-        return 1.0 + 0.01 * wait * (self.env.scenario.arrays["hbm_stacks"] > 0)
+        # Capital waiting in the HBM queue earns nothing: charge 1% of the price per week of expected wait in the
+        # queue of the chip's generation.
+        queued, allocation = self._queue()
+        wait = queued / np.maximum(allocation, 1.0)  # (G,)
+        generation = self.env.scenario.arrays["hbm_generation"].astype(int)
+        return 1.0 + 0.01 * np.where(generation >= 0, wait[np.maximum(generation, 0)], 0.0)

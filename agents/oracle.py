@@ -7,16 +7,17 @@ training FLOPs per job and a binary "job completed" per job, to maximise the epi
 profit with the environment's own accounting (revenue at each class's input and output token prices,
 power, maintenance, straight-line depreciation of chips and site, failure write-offs, the capital
 charge on chips at book value, orders in transit and the site, and the terminal settlement at resale
-value) and its constraints (cash >= -credit, chips on sale, lead time, HBM allocation and SRAM wafer
-caps, SLO-admissible prefill and decode capacity, the share of load served under each class's peaks).
+value) and its constraints (cash >= -credit, chips on sale, lead time, each HBM generation's allocation
+and SRAM wafer caps, SLO-admissible prefill and decode capacity, the share of load served under each
+class's peaks).
 
 Relaxations, stated: orders and chips are continuous (the replay rounds orders to whole order
-units); failures take their expected value (the env rounds stochastically); the HBM price path
-is computed from the plan's own HBM draw and the program solved again; training-job slots are
+units); failures take their expected value (the env rounds stochastically); each HBM generation's
+price path is computed from the plan's own HBM draw and the program solved again; training-job slots are
 not limited; the share served under peaks is approximated from above by tangents; the KV-transfer
 link is not modelled; chips are sold only at the horizon, each cohort at its own age (the env
 marks a chip type at its mean age); the oracle never sells chips during the episode. Orders are
-kept within each week's HBM allocation, so nothing waits in the HBM queue. The program's objective
+kept within each week's HBM allocation of their generation, so nothing waits in the HBM queue. The program's objective
 is therefore an estimate of the best return for the seed; ``tests/test_agents.py`` checks that the
 replayed plan earns it to within 3% on the default scenario and 15% on the small one (whose 26
 weeks and 256 chips make expected failures and whole replicas cost 7-13% there, measured on seeds 1-5).
@@ -37,10 +38,11 @@ from agents.lp_scheduler import EXA, SolverError, peak_cuts, serving_rates, toke
 from envs.datacenter import DatacenterEnv
 from envs.dynamics import BACKLOG_WEEKS, STATE, W_PER_KW, WEEK_S, WEEKS_PER_YEAR
 from envs.exogenous import Exogenous
-from envs.functional import Params, chip_prices, failed_chips, hbm_market_path, rent_prices
+from envs.functional import Params, chip_prices, failed_chips, generation_stacks, hbm_market_path, rent_prices
 
 TIME_LIMIT_S = 120.0
 LUMPY_SHARE = 0.005
+LUMPY_STACKS = 0.1  # an HBM chip whose order unit needs more than this share of its generation's weekly allocation
 MIP_GAP = 1e-3  # relative optimality gap at which HiGHS stops; the bound it proves is reported beside the plan
 JOB_MARGIN = 1.03  # plan 3% more FLOPs than a job needs: whole chips and failures shave the replay's rate
 
@@ -109,14 +111,16 @@ class OraclePlan:
     prefill: np.ndarray  # (T, C, K) chips
     decode: np.ndarray  # (T, C, K) chips
     served: np.ndarray  # (T, C) tokens/s
-    allocation: np.ndarray  # (T,) HBM stacks our orders may draw each week (the plan keeps within it)
+    allocation: np.ndarray  # (T, G) HBM stacks of each generation our orders may draw each week (the plan keeps
+    #   within it)
     objective: float  # predicted return (sum of rewards)
     solve_seconds: float
 
 
 def _hbm_price_path(params: Params, exo: Exogenous, orders: np.ndarray) -> np.ndarray:
-    """HBM price index at the start of each week, given our orders (they join the HBM demand)."""
-    stacks = orders @ params.scenario.arrays["hbm_stacks"]
+    """(T, G) each HBM generation's price index at the start of each week, given our orders (they join the
+    demand for their generation)."""
+    stacks = orders @ generation_stacks(params)
     return hbm_market_path(params, exo.hbm_supply[0], exo.other_hbm_demand[0], stacks)[1]
 
 
@@ -177,6 +181,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     block_kw = site_cfg["expansion_block_mw"] * W_PER_KW / scenario.pue
     block_cost = block_kw * scenario.facility_capex_usd_per_kw / scale
     allocation = _allocation(params, exo)
+    pools = generation_stacks(params)  # (K, G) stacks each chip draws from each generation
     demand = exo.demand[0]
     on_sale = (np.arange(T)[:, None] >= a["available_week"][None, :]) & (a["purchasable"][None, :] > 0)
     # Rates change only with the episode year (the vendors' software efficiency).
@@ -197,6 +202,14 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     unit = a["order_unit"]
     fleet_value = max(float(a["initial_fleet"] @ a["list_price"]), 1.0)
     lumpy = unit * a["list_price"] > LUMPY_SHARE * fleet_value
+    # So are orders of chips whose order unit takes a large bite of their HBM generation's weekly allocation
+    # (eight MI300X need 64 stacks of an HBM3 allocation of a few hundred): rounding a relaxed plan to whole units
+    # within the allocation would lose much of it every week.
+    for k in range(K):
+        g = int(a["hbm_generation"][k])
+        weekly = allocation[on_sale[:, k], g] if g >= 0 else np.zeros(0)
+        if weekly.size and unit[k] * a["hbm_stacks"][k] > LUMPY_STACKS * np.median(weekly):
+            lumpy[k] = True
     o = prog.var((T, K), 0.0, order_high)
     for k in np.flatnonzero(lumpy):
         units = prog.var(T, 0.0, np.floor(order_high[:, k] / unit[k]), integer=True)
@@ -263,8 +276,11 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     resale_now = chip_prices(params, np.array([float(last)]), hbm_price[last:last + 1])[0] / scale
     for t in range(T):
         prefill_out, decode_out, power = rates[t]
-        # HBM allocation: nothing waits in the queue.
-        prog.row([(o[t, k], a["hbm_stacks"][k]) for k in range(K)], -np.inf, allocation[t])
+        # Each HBM generation's allocation: nothing waits in the queue.
+        for g in range(pools.shape[1]):
+            drawing = np.flatnonzero(pools[:, g])
+            if drawing.size:
+                prog.row([(o[t, k], pools[k, g]) for k in drawing], -np.inf, allocation[t, g])
         src = t - (L - 1)
         for k in range(K):
             arr = [(o[src, k], 1.0)] if src >= 0 else []
@@ -446,12 +462,13 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
     t = int(s.week[0])
     unit = scenario.arrays["order_unit"]
     orders = np.round(plan.orders[t] / unit) * unit
-    # Whole order units may overshoot the week's HBM allocation; trim the largest HBM order until they fit.
-    allocation = plan.allocation[t]
-    stacks = scenario.arrays["hbm_stacks"]
-    while orders @ stacks > allocation + 1e-6:
-        k = int(np.argmax(orders * stacks))
-        orders[k] -= unit[k]
+    # Whole order units may overshoot a generation's HBM allocation this week; trim that generation's largest
+    # order until they fit.
+    pools = generation_stacks(env.params)
+    for g in range(pools.shape[1]):
+        while orders @ pools[:, g] > plan.allocation[t, g] + 1e-6:
+            k = int(np.argmax(orders * pools[:, g]))
+            orders[k] -= unit[k]
     # The failure draws are part of the exogenous path, so this week's fleet is known exactly.
     arriving = s.fleet[0] + s.pipeline[0, :, 0]
     p_fail = scenario.failure_rate_per_year / WEEKS_PER_YEAR
@@ -469,6 +486,7 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
 
 
 def _allocation(params: Params, exo: Exogenous) -> np.ndarray:
-    """(T,) HBM stacks our orders may draw each week of the episode (the transition's allocation rule)."""
+    """(T, G) HBM stacks of each generation our orders may draw each week of the episode (the transition's
+    allocation rule)."""
     supply = exo.hbm_supply[0]
     return hbm_market_path(params, supply, exo.other_hbm_demand[0], np.zeros_like(supply))[0]

@@ -21,11 +21,13 @@ class DatacenterEnv(gym.Env):
     Each step is one week of a scenario (default: 156 weeks from 2025-01). The operator owns a
     fleet of chips, orders more (paid at order, delivered after HBM or wafer allocation plus a
     base lead time), and splits the fleet into training, prefill and decode replicas for each
-    inference class (chat, agents, batch, video, RL students). Demand, HBM supply and shocks
-    follow seeded exogenous paths; SLO attainment and throughput come from tables precomputed
-    by ``hardware``. The dynamics are :mod:`envs.dynamics` (compiled with Numba), reached through
-    the functional API of :mod:`envs.functional`; this class adds Gymnasium's interface, seeding
-    and rendering.
+    inference class (chat, agents, batch, video, RL students). Each HBM chip waits for stacks of its
+    own HBM generation (HBM2e, HBM3, HBM3e, HBM4: the scenario's ``hbm.generation_mix``), so a
+    shortage of one generation spares chips of another (``hbm.pooled_generations: true`` pools
+    them). Demand, each generation's HBM supply and shocks follow seeded exogenous paths; SLO
+    attainment and throughput come from tables precomputed by ``hardware``. The dynamics are
+    :mod:`envs.dynamics` (compiled with Numba), reached through the functional API of
+    :mod:`envs.functional`; this class adds Gymnasium's interface, seeding and rendering.
 
     ## Action Space
     ``Box(-1, 1, (K + 6,), float32)`` for ``variant="datacenter"``; each entry maps [-1, 1] to
@@ -48,8 +50,12 @@ class DatacenterEnv(gym.Env):
     they need) are scaled down; both are reported in ``info`` (``orders_unavailable``, ``orders_clipped``).
 
     ## Observation Space
-    ``Box(-10, 10, (4 + 6K + 4C + 6,), float32)``, each block scaled to order one; see
-    :func:`envs.dynamics._observe` for the layout.
+    ``Box(-10, 10, (4 + 6K + 4C + 4G + 2,), float32)`` for K chips, C classes and G HBM generations
+    (``scenario.hbm_generations``; 96 in the default scenario, G = 4), each block scaled to order
+    one: time, cash and demand coverage (4) | per chip: fleet, on order, on sale, price,
+    utilisation, age (6K) | per class: demand, its growth, served fraction, admissible prefill load
+    (4C) | per HBM generation: price index, supply, our queued stacks, shock flag (4G) | training:
+    remaining work, nearest deadline (2). See :func:`envs.dynamics._observe` for the scaling.
 
     ## Rewards
     Weekly economic profit divided by the scenario's ``reward_scale_usd``: revenue - energy -
@@ -62,11 +68,14 @@ class DatacenterEnv(gym.Env):
     settlement add up to the change in net worth less the capital charges. ``info`` decomposes
     every term (``revenue``, ``power_cost``, ``maintenance``, ``depreciation``, ``write_off``,
     ``sale_gain``, ``capital_charge``, ``terminal_settlement``, ``profit``) and reports KPIs (served
-    share per class, utilisation per chip, $ per million tokens, HBM exposure, unmet demand).
+    share per class, utilisation per chip, $ per million tokens, HBM exposure, unmet demand). The HBM
+    market is reported per generation (``hbm_supply``, ``hbm_allocation``, ``hbm_drawn``,
+    ``hbm_price``: (G,) arrays) and as ``hbm_price_mean``, the supply-weighted mean index.
 
     ## Starting State
     The scenario's cash and initial fleet (``initial_fleet_age_weeks`` old, booked at what it cost
-    less depreciation since), a site sized to it; no orders in flight; HBM price index 1.
+    less depreciation since), a site sized to it; no orders in flight; every HBM generation's price
+    index 1.
 
     ## Episode End
     Terminated when cash falls below minus the credit limit (bankruptcy). Truncated at the

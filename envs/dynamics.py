@@ -5,7 +5,7 @@ dynamics comes from this module. It holds:
 
 * the model's named constants (time units, caps and floors, the compact action's encoding);
 * the one declaration of every table the kernels read: the scenario's parameters (per chip, per
-  class and chip, per class, scalars), the state of a datacenter, the info it reports, and the
+  class and chip, per class, per HBM generation, scalars), the state of a datacenter, the info it reports, and the
   columns of its exogenous path. Row offsets and index names are generated from these
   declarations; no index is numbered by hand;
 * the Numba kernels: action decoding, the transition and the observation for one datacenter,
@@ -76,12 +76,16 @@ def _index(name: str, names: tuple[str, ...]) -> Any:
 # Parameter tables, one row per name: per chip (P, K), per class and chip (P, C, K), per class (P, C).
 # Each name is a key of ``Scenario.arrays``.
 CHIP_FIELDS = ("available_week", "list_price", "system_capex_multiple", "system_power_w", "hbm_stacks", "order_unit",
-               "sram_cap", "train_flops_per_chip_s", "nvidia_hbm", "purchasable", "rent_per_price")
+               "sram_cap", "train_flops_per_chip_s", "nvidia_hbm", "purchasable", "rent_per_price",
+               "hbm_generation")  # hbm_generation: HBM pool index, -1: no HBM
 CLASS_CHIP_FIELDS = ("fits", "replica_chips", "prefill_rate", "serving_decode_rate", "prefill_latency_s", "tpot_s",
                      "kv_bytes_per_request", "chip_s_per_prompt_token", "chip_s_per_output_token")
 CLASS_FIELDS = ("input_tokens", "output_tokens", "tpot_slo_s", "ttft_slo_s", "input_price_per_token",
                 "output_price_per_token", "price_decline_per_year", "peak_to_mean", "demand0", "carry_over",
                 "latency_class", "median_prefill_rate", "median_decode_rate")
+# Per HBM generation (P, G): the supply the observation divides by (the world's starting output x the
+# generation's largest share of it in the episode).
+GENERATION_FIELDS = ("hbm_supply_scale",)
 
 
 def fleet_scale(scenario: Any) -> float:
@@ -129,7 +133,8 @@ SCALAR_SOURCES = {
     "fleet_scale": fleet_scale,
 }
 
-# One row per datacenter: (name, shape in terms of K chips, C classes, J job slots, L transit weeks, kind).
+# One row per datacenter: (name, shape in terms of K chips, C classes, J job slots, L transit weeks, G HBM
+# generations, kind).
 # The kind says how Python views the field: float ("f"), int ("i") or bool ("b").
 STATE_FIELDS = (
     ("week", "", "i"),  # weeks elapsed
@@ -142,7 +147,7 @@ STATE_FIELDS = (
     ("pipeline_value", "KL", "f"),
     ("book_value", "K", "f"),
     ("depreciation_rate", "K", "f"),  # $ per week
-    ("hbm_price", "", "f"),  # HBM contract price index, 1 = start of episode
+    ("hbm_price", "G", "f"),  # HBM contract price index of each generation, 1 = start of episode
     ("site_kw", "", "f"),  # facility capacity built, kW of IT load
     ("site_book_value", "", "f"),
     ("site_depreciation_rate", "", "f"),  # $ per week
@@ -164,13 +169,14 @@ INFO_FIELDS = (
     ("write_off", "", "f"), ("sale_proceeds", "", "f"), ("sale_gain", "", "f"), ("capital_charge", "", "f"),
     ("capital_employed", "", "f"), ("facility_cost", "", "f"), ("terminal_settlement", "", "f"),
     ("accounting_profit", "", "f"),
-    ("profit", "", "f"), ("cash", "", "f"), ("net_worth", "", "f"), ("hbm_supply", "", "f"),
-    ("hbm_allocation", "", "f"), ("hbm_drawn", "", "f"), ("hbm_price", "", "f"), ("hbm_exposure", "", "f"),
+    ("profit", "", "f"), ("cash", "", "f"), ("net_worth", "", "f"), ("hbm_price_mean", "", "f"),
+    ("hbm_exposure", "", "f"),
     ("usd_per_mtok", "", "f"), ("training_flops_done", "", "f"), ("training_jobs_completed", "", "i"),
     ("training_jobs_missed", "", "i"), ("training_jobs_accepted", "", "b"), ("training_jobs_rejected", "", "b"),
     ("bankrupt", "", "b"), ("reward", "", "f"), ("site_kw", "", "f"), ("site_building_kw", "", "f"),
     ("site_committed_kw", "", "f"), ("site_blocks_ordered", "", "i"), ("rent_cost", "", "f"),
     ("rent_income", "", "f"),
+    ("hbm_supply", "G", "f"), ("hbm_allocation", "G", "f"), ("hbm_drawn", "G", "f"), ("hbm_price", "G", "f"),
     ("revenue_per_class", "C", "f"), ("demand", "C", "f"), ("served", "C", "f"), ("unmet", "C", "f"),
     ("prefill_capacity", "C", "f"), ("decode_capacity", "C", "f"), ("slo_attainment", "C", "f"),
     ("ttft_s", "C", "f"), ("kv_crossing", "C", "f"), ("utilisation", "K", "f"), ("fleet", "K", "f"),
@@ -184,9 +190,9 @@ INFO_FIELDS = (
 # The exogenous path of one datacenter, one row per week (the fields of envs.exogenous.Exogenous).
 EXO_FIELDS = (
     ("demand", "C", "f"),  # tokens/s per class
-    ("hbm_supply", "", "f"),  # stacks/week reaching the market
-    ("other_hbm_demand", "", "f"),  # stacks/week everyone else wants
-    ("hbm_shock", "", "f"),  # 1 during a supply shock
+    ("hbm_supply", "G", "f"),  # stacks/week of each generation reaching the market
+    ("other_hbm_demand", "G", "f"),  # stacks/week of each generation everyone else wants
+    ("hbm_shock", "G", "f"),  # 1 while a supply shock hits the generation
     ("job_arrival", "", "f"),  # 1 if a training job arrives
     ("job_flops", "", "f"),
     ("failure_u", "K", "f"),  # uniforms for the stochastic rounding of failures
@@ -195,6 +201,7 @@ EXO_FIELDS = (
 CHIP = _index("ChipParams", CHIP_FIELDS)
 CLASS_CHIP = _index("ClassChipParams", CLASS_CHIP_FIELDS)
 CLASS = _index("ClassParams", CLASS_FIELDS)
+GENERATION = _index("GenerationParams", GENERATION_FIELDS)
 SCALAR = _index("ScalarParams", tuple(SCALAR_SOURCES))
 STATE = _index("StateFields", tuple(f[0] for f in STATE_FIELDS))
 INFO = _index("InfoFields", tuple(f[0] for f in INFO_FIELDS))
@@ -210,6 +217,7 @@ class Tables(NamedTuple):
     cls: np.ndarray  # (len(CLASS_FIELDS), C)
     scalar: np.ndarray  # (len(SCALAR_SOURCES),)
     efficiency: np.ndarray  # (2, K, Y): prefill and decode rate multipliers of each chip in each year of the episode
+    generation: np.ndarray  # (len(GENERATION_FIELDS), G)
 
 
 class Offsets(NamedTuple):
@@ -218,14 +226,15 @@ class Offsets(NamedTuple):
     state: np.ndarray
     info: np.ndarray
     exo: np.ndarray
-    dims: np.ndarray  # K, C, J, L, E
+    dims: np.ndarray  # K, C, J, L, E, G
 
 
 def scenario_dims(scenario: Any) -> dict[str, int]:
     """The sizes the declarations are written in: K chips, C classes, J job slots, L transit weeks, E weeks
-    to build a site expansion."""
+    to build a site expansion, G HBM generations (one pool each; 1 with ``hbm.pooled_generations``)."""
     return {"K": scenario.n_chips, "C": scenario.n_classes, "J": int(scenario.training["slots"]),
-            "L": max(int(scenario.base_lead_weeks), 1), "E": max(int(scenario.site["expansion_lead_weeks"]), 1)}
+            "L": max(int(scenario.base_lead_weeks), 1), "E": max(int(scenario.site["expansion_lead_weeks"]), 1),
+            "G": scenario.n_hbm_generations}
 
 
 def layout(fields: tuple, dims: dict[str, int]) -> tuple[np.ndarray, list[tuple[int, ...]]]:
@@ -242,13 +251,14 @@ def scenario_tables(scenario: Any) -> Tables:
                   np.stack([a[k] for k in CLASS_CHIP_FIELDS]).astype(np.float64),
                   np.stack([a[k] for k in CLASS_FIELDS]).astype(np.float64),
                   np.array([float(read(scenario)) for read in SCALAR_SOURCES.values()], dtype=np.float64),
-                  np.ascontiguousarray(a["efficiency_by_year"], dtype=np.float64))
+                  np.ascontiguousarray(a["efficiency_by_year"], dtype=np.float64),
+                  np.stack([a[k] for k in GENERATION_FIELDS]).astype(np.float64))
 
 
 def scenario_offsets(scenario: Any) -> Offsets:
     dims = scenario_dims(scenario)
     return Offsets(layout(STATE_FIELDS, dims)[0], layout(INFO_FIELDS, dims)[0], layout(EXO_FIELDS, dims)[0],
-                   np.array([dims[d] for d in "KCJLE"], dtype=np.int64))
+                   np.array([dims[d] for d in "KCJLEG"], dtype=np.int64))
 
 
 # --- Kernels for one datacenter ----------------------------------------------------------------
@@ -319,11 +329,13 @@ def _available(week, pk, k):
 @njit(cache=True)
 def _chip_price(week, hbm_price, pk, ps, k):
     """Deployed price of one chip k: its chip price (the list price falling with time on the market, the HBM
-    share moving with HBM prices) times the system multiple of its form factor (server, network, storage)."""
+    share moving with its HBM generation's price index, of ``hbm_price`` (G,)) times the system multiple of
+    its form factor (server, network, storage)."""
     years = max(week - pk[CHIP.available_week, k], 0.0) / WEEKS_PER_YEAR
     price = pk[CHIP.list_price, k] * (1.0 - ps[SCALAR.price_decline_per_year]) ** years
-    hbm_chip = 1.0 if pk[CHIP.hbm_stacks, k] > 0 else 0.0
-    return price * (1.0 + ps[SCALAR.hbm_cost_share] * (hbm_price - 1.0) * hbm_chip) * pk[CHIP.system_capex_multiple, k]
+    g = int(pk[CHIP.hbm_generation, k])
+    index = hbm_price[g] if g >= 0 else 1.0
+    return price * (1.0 + ps[SCALAR.hbm_cost_share] * (index - 1.0)) * pk[CHIP.system_capex_multiple, k]
 
 
 @njit(cache=True)
@@ -341,14 +353,18 @@ def _resale_price(week, hbm_price, age_weeks, pk, ps, k):
 
 @njit(cache=True)
 def _hbm_allocation(supply, other, ps):
-    """HBM stacks our orders may draw this week: our share of supply, shrunk when the market is short."""
+    """HBM stacks of one generation our orders may draw this week: our share of its supply, shrunk when its
+    market is short."""
     fill = min(supply / max(other, 1.0), 1.0)
     return ps[SCALAR.our_allocation_share] * supply * fill
 
 
 @njit(cache=True)
 def _next_hbm_price(hbm_price, supply, other, stacks_needed, ps):
-    """The HBM price index a week later: it moves toward its excess-demand target (with a floor)."""
+    """One generation's HBM price index a week later: it moves toward its excess-demand target (with a floor).
+    A generation with neither supply nor demand (not yet made, or no longer) has no market: its index holds."""
+    if supply <= 0.0 and other + stacks_needed <= 0.0:
+        return hbm_price
     excess = (other + stacks_needed) / max(supply, 1.0) - 1.0
     target = max(1.0 + ps[SCALAR.price_elasticity] * excess, HBM_PRICE_FLOOR)
     return hbm_price + ps[SCALAR.price_smoothing] * (target - hbm_price)
@@ -545,12 +561,12 @@ def _expansion_blocks(u, row, so, orders, pk, ps, K, L, E):
 
 
 @njit(cache=True)
-def _rent_in_chips(u, row, so, dem, work, pk, ps, K):
+def _rent_in_chips(u, row, so, hbm_price, dem, work, pk, ps, K):
     """(K,) chips the compact rent-in entry ``u`` rents for the week: the shortfall between u x MAX_RENT_COVERAGE
     of demand ``dem`` and the coverage of the fleet, from the rentable chip with the lowest rent per unit of
     coverage (the next cheapest past the market's weekly depth)."""
     rent = np.zeros(K)
-    week, hbm_price = row[so[STATE.week]], row[so[STATE.hbm_price]]
+    week = row[so[STATE.week]]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     shortfall = u * MAX_RENT_COVERAGE - _coverage(fleet, dem, work)
     if not (shortfall > 0 and math.isfinite(shortfall)):
@@ -570,11 +586,11 @@ def _rent_in_chips(u, row, so, dem, work, pk, ps, K):
 
 
 @njit(cache=True)
-def _rent_out_chips(u, row, so, pk, ps, K):
+def _rent_out_chips(u, row, so, hbm_price, pk, ps, K):
     """(K,) chips the compact rent-out entry ``u`` lets out: u x the idle chips (last week's unused share of the
     fleet) of each type that has a rental market, within the market's weekly depth."""
     out = np.zeros(K)
-    week, hbm_price = row[so[STATE.week]], row[so[STATE.hbm_price]]
+    week = row[so[STATE.week]]
     for k in range(K):
         if _weekly_rent(week, hbm_price, pk, ps, k) > 0:
             idle = row[so[STATE.fleet] + k] * max(1.0 - row[so[STATE.last_utilisation] + k], 0.0)
@@ -654,8 +670,9 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
             # Only the upper half of the entry's range sells, so a neutral (zero) action keeps the fleet.
             sales[oldest] = _whole(max(2.0 * u[K + 1] - 1.0, 0.0) * SELL_MAX_SHARE * row[so[STATE.fleet] + oldest])
         blocks = _expansion_blocks(u[K + 2], row, so, orders, pk, ps, K, L, E)
-        rent_in = _rent_in_chips(u[K + 3], row, so, dem, work, pk, ps, K)
-        rent_out = _rent_out_chips(u[K + 4], row, so, pk, ps, K)
+        hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + dims[5]]
+        rent_in = _rent_in_chips(u[K + 3], row, so, hbm_price, dem, work, pk, ps, K)
+        rent_out = _rent_out_chips(u[K + 4], row, so, hbm_price, pk, ps, K)
     knobs = PROCUREMENT_KNOBS.copy() if variant == VARIANT.procurement else u[u.shape[0] - N_KNOBS:]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     shares = _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d)
@@ -679,6 +696,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
     pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
     so, io, xo = o.state, o.info, o.exo
     K, C, J, L, E = o.dims[0], o.dims[1], o.dims[2], o.dims[3], o.dims[4]
+    G = o.dims[5]
     T = exo.shape[0]
     week = row[so[STATE.week]]
     t = min(int(week), T - 1)
@@ -691,7 +709,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
     pipeline_value = new[so[STATE.pipeline_value]:so[STATE.pipeline_value] + K * L].reshape((K, L))
     book = new[so[STATE.book_value]:so[STATE.book_value] + K]
     dep = new[so[STATE.depreciation_rate]:so[STATE.depreciation_rate] + K]
-    cash, hbm_price = row[so[STATE.cash]], row[so[STATE.hbm_price]]
+    cash, hbm_price = row[so[STATE.cash]], row[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
 
     # 1. Orders: whole order units of chips on sale, paid now at the deployed price. Without a power cap the
     #    site capacity they will need (the facility capex per kW of IT load beyond what the site holds for
@@ -772,20 +790,27 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
         new[so[STATE.site_book_value]] += booked
         new[so[STATE.site_depreciation_rate]] += booked / (ps[SCALAR.facility_life_years] * WEEKS_PER_YEAR)
 
-    # 2. Supply: HBM allocation shrinks in a short market; SRAM chips have a wafer cap.
-    supply, other = x[xo[EXO.hbm_supply]], x[xo[EXO.other_hbm_demand]]
-    allocation = _hbm_allocation(supply, other, ps)
-    stacks_needed = 0.0
+    # 2. Supply: each HBM generation's allocation shrinks when its market is short, and the queued chips of a
+    #    generation are released in proportion to it; SRAM chips have a wafer cap.
+    supply = x[xo[EXO.hbm_supply]:xo[EXO.hbm_supply] + G]
+    other = x[xo[EXO.other_hbm_demand]:xo[EXO.other_hbm_demand] + G]
+    allocation, stacks_needed, hbm_share, hbm_drawn = np.empty(G), np.zeros(G), np.empty(G), np.zeros(G)
     for k in range(K):
-        stacks_needed += queue[k] * pk[CHIP.hbm_stacks, k]
-    hbm_share = min(allocation / max(stacks_needed, 1e-9), 1.0)
+        g = int(pk[CHIP.hbm_generation, k])
+        if g >= 0:
+            stacks_needed[g] += queue[k] * pk[CHIP.hbm_stacks, k]
+    for g in range(G):
+        allocation[g] = _hbm_allocation(supply[g], other[g], ps)
+        hbm_share[g] = min(allocation[g] / max(stacks_needed[g], 1e-9), 1.0)
     slot = max(int(ps[SCALAR.base_lead_weeks]) - 1, 0)
-    hbm_drawn, write_off, sale_proceeds, sale_gain = 0.0, 0.0, 0.0, 0.0
+    write_off, sale_proceeds, sale_gain = 0.0, 0.0, 0.0
     p_fail = ps[SCALAR.failure_rate_per_year] / WEEKS_PER_YEAR
     for k in range(K):
         stacks = pk[CHIP.hbm_stacks, k]
-        release = math.floor(queue[k] * hbm_share) if stacks > 0 else min(queue[k], pk[CHIP.sram_cap, k])
-        hbm_drawn += release * stacks
+        g = int(pk[CHIP.hbm_generation, k])
+        release = math.floor(queue[k] * hbm_share[g]) if g >= 0 else min(queue[k], pk[CHIP.sram_cap, k])
+        if g >= 0:
+            hbm_drawn[g] += release * stacks
         released_value = queue_value[k] * (release / max(queue[k], 1e-9) if queue[k] > 0 else 0.0)
         queue[k] -= release
         queue_value[k] -= released_value
@@ -826,8 +851,15 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
         info[io[INFO.in_queue] + k] = queue[k]
         info[io[INFO.in_transit] + k] = _in_transit(new, so, L, k)
 
-    # 6. The HBM price index moves toward its excess-demand target.
-    new_hbm_price = _next_hbm_price(hbm_price, supply, other, stacks_needed, ps)
+    # 6. Each generation's HBM price index moves toward its excess-demand target.
+    new_hbm_price = np.empty(G)
+    price_mean, supply_total = 0.0, 0.0
+    for g in range(G):
+        new_hbm_price[g] = _next_hbm_price(hbm_price[g], supply[g], other[g], stacks_needed[g], ps)
+        price_mean += new_hbm_price[g] * supply[g]
+        supply_total += supply[g]
+    # (the market's average index, weighted by this week's supply of each generation)
+    price_mean = price_mean / supply_total if supply_total > 0 else np.mean(new_hbm_price)
 
     # 7. Renting: chips rented in serve beside the fleet for the week at the cloud's weekly rent; chips let out
     #    leave it for the week and earn that rent less the marketplace's fee (their power is still ours).
@@ -1063,7 +1095,12 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
     tokens *= WEEK_S
     new[so[STATE.week]] = week + 1.0
     new[so[STATE.cash]] = new_cash
-    new[so[STATE.hbm_price]] = new_hbm_price
+    for g in range(G):
+        new[so[STATE.hbm_price] + g] = new_hbm_price[g]
+        info[io[INFO.hbm_supply] + g] = supply[g]
+        info[io[INFO.hbm_allocation] + g] = allocation[g]
+        info[io[INFO.hbm_drawn] + g] = hbm_drawn[g]
+        info[io[INFO.hbm_price] + g] = new_hbm_price[g]
     new[so[STATE.bankrupt]] = 1.0 if bankrupt else 0.0
     exposure = fleet_stacks / max(fleet_total * ps[SCALAR.max_hbm_stacks], 1.0)
     cost_of_tokens = opex + depreciation + capital_charge
@@ -1079,8 +1116,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
                        (INFO.profit, profit), (INFO.cash, new_cash), (INFO.net_worth, net_worth)):
         info[io[key]] = value
     # (two tuples: Python builds a literal this long through a list, which Numba cannot type)
-    for key, value in ((INFO.hbm_supply, supply), (INFO.hbm_allocation, allocation), (INFO.hbm_drawn, hbm_drawn),
-                       (INFO.hbm_price, new_hbm_price), (INFO.hbm_exposure, exposure),
+    for key, value in ((INFO.hbm_price_mean, price_mean), (INFO.hbm_exposure, exposure),
                        (INFO.usd_per_mtok, usd_per_mtok), (INFO.training_flops_done, train_used),
                        (INFO.training_jobs_completed, completed_n), (INFO.training_jobs_missed, missed_n),
                        (INFO.training_jobs_accepted, 1.0 if can_take else 0.0),
@@ -1103,14 +1139,17 @@ def _observe(row, obs, o, exo, p):
     each / fleet_scale, on sale now (0/1), deployed price / list price, utilisation last week, mean
     age / depreciation life | per class: this week's demand / (10 x initial demand), its growth over
     four weeks (log ratio x 10), served fraction and admissible prefill load (share of the queueing
-    cap) last week | HBM: price index, supply / initial supply, our queued stacks / (10 x the initial
-    weekly allocation), shock flag | training: remaining FLOPs / (slots x job size), nearest deadline /
+    cap) last week | per HBM generation: price index, supply / its supply scale (the initial world
+    supply x the generation's largest share of it in the episode), our queued stacks / (10 x our share
+    of that scale), shock flag | training: remaining FLOPs / (slots x job size), nearest deadline /
     deadline weeks | site: spare power (built less committed IT load) and power under construction, each /
     the site's built power.
     """
     pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
     so, xo = o.state, o.exo
     K, C, J, L = o.dims[0], o.dims[1], o.dims[2], o.dims[3]
+    G = o.dims[5]
+    hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
     T = exo.shape[0]
     week = row[so[STATE.week]]
     t = min(int(week), T - 1)
@@ -1124,16 +1163,18 @@ def _observe(row, obs, o, exo, p):
     out[1] = row[so[STATE.cash]] / ps[SCALAR.credit_limit_usd]
     out[2] = min(_coverage(fleet, wanted, work), OBS_CLIP) / MAX_COVERAGE
     out[3] = min(_coverage(_owned_and_ordered(row, so, K, L), wanted, work), OBS_CLIP) / MAX_COVERAGE
-    queued_stacks = 0.0
+    queued_stacks = np.zeros(G)
     life = ps[SCALAR.depreciation_years] * WEEKS_PER_YEAR
     for k in range(K):
         out[4 + k] = fleet[k] / ps[SCALAR.fleet_scale]
         out[4 + K + k] = (row[so[STATE.queue] + k] + _in_transit(row, so, L, k)) / ps[SCALAR.fleet_scale]
         out[4 + 2 * K + k] = 1.0 if _available(week, pk, k) else 0.0
-        out[4 + 3 * K + k] = _chip_price(week, row[so[STATE.hbm_price]], pk, ps, k) / pk[CHIP.list_price, k]
+        out[4 + 3 * K + k] = _chip_price(week, hbm_price, pk, ps, k) / pk[CHIP.list_price, k]
         out[4 + 4 * K + k] = row[so[STATE.last_utilisation] + k]
         out[4 + 5 * K + k] = row[so[STATE.age_weeks] + k] / life
-        queued_stacks += row[so[STATE.queue] + k] * pk[CHIP.hbm_stacks, k]
+        g = int(pk[CHIP.hbm_generation, k])
+        if g >= 0:
+            queued_stacks[g] += row[so[STATE.queue] + k] * pk[CHIP.hbm_stacks, k]
     i = 4 + 6 * K
     for c in range(C):
         out[i + c] = x[xo[EXO.demand] + c] / (10.0 * max(pc[CLASS.demand0, c], 1.0))
@@ -1146,22 +1187,25 @@ def _observe(row, obs, o, exo, p):
         remaining += row[so[STATE.job_flops] + j]
         if row[so[STATE.job_flops] + j] > 0:
             nearest = min(nearest, row[so[STATE.job_weeks_left] + j])
-    out[i] = row[so[STATE.hbm_price]]
-    out[i + 1] = x[xo[EXO.hbm_supply]] / ps[SCALAR.supply_stacks_per_week]
-    out[i + 2] = queued_stacks / max(ps[SCALAR.our_allocation_share] * ps[SCALAR.supply_stacks_per_week], 1.0) / 10.0
-    out[i + 3] = x[xo[EXO.hbm_shock]]
-    out[i + 4] = remaining / (ps[SCALAR.slots] * ps[SCALAR.flops_per_job])
-    out[i + 5] = (nearest if nearest < np.inf else ps[SCALAR.deadline_weeks]) / ps[SCALAR.deadline_weeks]
+    for g in range(G):
+        scale = max(p.generation[GENERATION.hbm_supply_scale, g], 1.0)
+        out[i + g] = hbm_price[g]
+        out[i + G + g] = x[xo[EXO.hbm_supply] + g] / scale
+        out[i + 2 * G + g] = queued_stacks[g] / max(ps[SCALAR.our_allocation_share] * scale, 1.0) / 10.0
+        out[i + 3 * G + g] = x[xo[EXO.hbm_shock] + g]
+    i += 4 * G
+    out[i] = remaining / (ps[SCALAR.slots] * ps[SCALAR.flops_per_job])
+    out[i + 1] = (nearest if nearest < np.inf else ps[SCALAR.deadline_weeks]) / ps[SCALAR.deadline_weeks]
     site_kw = max(row[so[STATE.site_kw]], 1.0)
-    out[i + 6] = (row[so[STATE.site_kw]] - _committed_kw(row, so, pk, K, L)) / site_kw
-    out[i + 7] = _site_building_kw(row, so, o.dims[4]) / site_kw
+    out[i + 2] = (row[so[STATE.site_kw]] - _committed_kw(row, so, pk, K, L)) / site_kw
+    out[i + 3] = _site_building_kw(row, so, o.dims[4]) / site_kw
     for n in range(obs.shape[0]):
         obs[n] = min(max(out[n], -OBS_CLIP), OBS_CLIP)
 
 
 def observation_size(dims: dict[str, int]) -> int:
     """Length of the observation for sizes ``dims`` (see :func:`_observe` for the blocks)."""
-    return 4 + 6 * dims["K"] + 4 * dims["C"] + 4 + 2 + 2
+    return 4 + 6 * dims["K"] + 4 * dims["C"] + 4 * dims["G"] + 2 + 2
 
 
 @njit(cache=True)
@@ -1222,8 +1266,8 @@ def observe_rows(state, exo, p, o, rows, obs):
 # --- Batched helpers for policies (called from Python through envs.functional) ------------------
 @njit(cache=True)
 def rent_prices_rows(week, hbm_price, p):
-    """(B, K) $ a week to rent one chip of each type at weeks ``week`` (B,) and HBM price indices (B,); 0 where the
-    chip has no rental market (yet)."""
+    """(B, K) $ a week to rent one chip of each type at weeks ``week`` (B,) and HBM price indices (B, G); 0 where
+    the chip has no rental market (yet)."""
     pk, ps = p.chip, p.scalar
     out = np.empty((week.shape[0], pk.shape[1]))
     for b in range(week.shape[0]):
@@ -1234,7 +1278,7 @@ def rent_prices_rows(week, hbm_price, p):
 
 @njit(cache=True)
 def chip_prices_rows(week, hbm_price, p):
-    """(B, K) deployed prices per chip at weeks ``week`` (B,) and HBM price indices ``hbm_price`` (B,)."""
+    """(B, K) deployed prices per chip at weeks ``week`` (B,) and HBM price indices ``hbm_price`` (B, G)."""
     pk, ps = p.chip, p.scalar
     out = np.empty((week.shape[0], pk.shape[1]))
     for b in range(week.shape[0]):
@@ -1245,8 +1289,8 @@ def chip_prices_rows(week, hbm_price, p):
 
 @njit(cache=True)
 def resale_prices_rows(week, hbm_price, age_weeks, p):
-    """(B, K) what one used chip of each type fetches at weeks ``week`` (B,), HBM price ``hbm_price`` (B,)
-    and mean ages ``age_weeks`` (B, K)."""
+    """(B, K) what one used chip of each type fetches at weeks ``week`` (B,), HBM price indices ``hbm_price``
+    (B, G) and mean ages ``age_weeks`` (B, K)."""
     pk, ps = p.chip, p.scalar
     out = np.empty((week.shape[0], pk.shape[1]))
     for b in range(week.shape[0]):
@@ -1342,16 +1386,17 @@ def served_with_peaks_array(capacity, demand, peak):
 
 @njit(cache=True)
 def hbm_market_path(supply, other, stacks_ordered, p):
-    """(allocation (T,), price index at the start of each week (T,)) of the HBM market over weeks of
-    ``supply``, ``other`` demand and our ``stacks_ordered`` (all (T,)), starting from an index of 1."""
+    """(allocation (T, G), price index at the start of each week (T, G)) of each HBM generation's market over
+    weeks of ``supply``, ``other`` demand and our ``stacks_ordered`` (all (T, G)), starting from an index of 1."""
     ps = p.scalar
-    T = supply.shape[0]
-    allocation, price = np.empty(T), np.empty(T)
-    index = 1.0
-    for t in range(T):
-        allocation[t] = _hbm_allocation(supply[t], other[t], ps)
-        price[t] = index
-        index = _next_hbm_price(index, supply[t], other[t], stacks_ordered[t], ps)
+    T, G = supply.shape[0], supply.shape[1]
+    allocation, price = np.empty((T, G)), np.empty((T, G))
+    for g in range(G):
+        index = 1.0
+        for t in range(T):
+            allocation[t, g] = _hbm_allocation(supply[t, g], other[t, g], ps)
+            price[t, g] = index
+            index = _next_hbm_price(index, supply[t, g], other[t, g], stacks_ordered[t, g], ps)
     return allocation, price
 
 
@@ -1371,6 +1416,7 @@ def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o
         eff_p, eff_d = _efficiency(row[so[STATE.week]], p.efficiency)
         work = _chips_for_demand(dem, p.class_chip, p.cls, eff_p, eff_d)
         blocks[b] = _expansion_blocks(u_expand[b], row, so, orders[b], p.chip, p.scalar, K, L, E)
-        rent_in[b] = _rent_in_chips(u_rent_in[b], row, so, dem, work, p.chip, p.scalar, K)
-        rent_out[b] = _rent_out_chips(u_rent_out[b], row, so, p.chip, p.scalar, K)
+        hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + o.dims[5]]
+        rent_in[b] = _rent_in_chips(u_rent_in[b], row, so, hbm_price, dem, work, p.chip, p.scalar, K)
+        rent_out[b] = _rent_out_chips(u_rent_out[b], row, so, hbm_price, p.chip, p.scalar, K)
     return blocks, rent_in, rent_out

@@ -1,6 +1,11 @@
 """The exogenous paths of an episode: demand, HBM supply, other buyers' HBM demand, shocks, training
 jobs and failure draws, all sampled at reset from one seeded ``numpy.random.Generator``.
 
+HBM comes in generations (the scenario's ``hbm.generation_mix``): the supply of generation g is the
+world output times g's share of it that week, and other buyers want their total times the same
+shares (they buy the same products), so without shocks every generation's market is as tight as the
+whole. A supply shock hits one generation, drawn in proportion to the generations' shares that week.
+
 Drawing everything up front fixes the whole path by the seed, so every policy can face the same one
 (common random numbers), and the oracle can read it. The draw order is fixed: a seed gives identical
 paths on every machine.
@@ -31,16 +36,16 @@ class Exogenous:
     """Paths of shape (B, T, ...) fixed at reset by the seed; the fields follow ``envs.dynamics.EXO_FIELDS``."""
 
     demand: np.ndarray  # (B, T, C) tokens/s
-    hbm_supply: np.ndarray  # (B, T) stacks/week reaching the market
-    other_hbm_demand: np.ndarray  # (B, T) stacks/week everyone else wants
-    hbm_shock: np.ndarray  # (B, T) 1 during a supply shock
+    hbm_supply: np.ndarray  # (B, T, G) stacks/week of each HBM generation reaching the market
+    other_hbm_demand: np.ndarray  # (B, T, G) stacks/week of each generation everyone else wants
+    hbm_shock: np.ndarray  # (B, T, G) 1 while a supply shock hits the generation
     job_arrival: np.ndarray  # (B, T) 1 if a training job arrives
     job_flops: np.ndarray  # (B, T)
     failure_u: np.ndarray  # (B, T, K) uniforms for stochastic rounding of failures
 
     def pack(self) -> np.ndarray:
-        """(B, T, C + 5 + K) float64: the paths in the kernels' column order."""
-        B, T = self.hbm_supply.shape
+        """(B, T, C + 3G + 2 + K) float64: the paths in the kernels' column order."""
+        B, T = self.hbm_supply.shape[:2]
         return np.concatenate([np.asarray(getattr(self, f.name), dtype=np.float64).reshape(B, T, -1)
                                for f in fields(self)], axis=2)
 
@@ -88,11 +93,10 @@ def draw_exogenous(scenario: Scenario, rng: np.random.Generator, batch: int) -> 
     demand = a["demand0"] * growth * np.exp(noise) * np.clip(1.0 + ds["magnitude"] * shock, DEMAND_SHOCK_FLOOR, None)
 
     hbm = scenario.hbm
+    mix = scenario.arrays["hbm_mix"]  # (T, G) each generation's share of world output
     base_supply = hbm["supply_stacks_per_week"] * (1.0 + hbm["supply_growth_per_year"]) ** years
     shock_hits = rng.random((batch, T)) < hbm["shock_probability_per_week"]
-    in_shock = (_trailing_sum(shock_hits.astype(float), hbm["shock_weeks"]) > 0).astype(float)
-    supply = (base_supply * (1.0 - hbm["shock_depth"] * in_shock)
-              * np.exp(HBM_SUPPLY_NOISE * rng.standard_normal((batch, T))))
+    supply_noise = np.exp(HBM_SUPPLY_NOISE * rng.standard_normal((batch, T)))
     other = (hbm["supply_stacks_per_week"] * hbm["other_demand_ratio"]
              * (1.0 + hbm["other_demand_growth_per_year"]) ** years
              * np.exp(OTHER_HBM_DEMAND_NOISE * rng.standard_normal((batch, T))))
@@ -100,6 +104,18 @@ def draw_exogenous(scenario: Scenario, rng: np.random.Generator, batch: int) -> 
     arrival = (rng.random((batch, T)) < tr["arrivals_per_week"]).astype(float)
     job_flops = tr["flops_per_job"] * np.exp(JOB_SIZE_LOG_SIGMA * rng.standard_normal((batch, T)))
     failure_u = rng.random((batch, T, K))
-    return Exogenous(demand=demand, hbm_supply=np.broadcast_to(supply, (batch, T)).copy(),
-                     other_hbm_demand=other, hbm_shock=in_shock, job_arrival=arrival, job_flops=job_flops,
-                     failure_u=failure_u)
+    # Which generation each shock hits, drawn last so that the paths above are the same whatever the pools
+    # (and not at all with one pool, whose paths are then those of the model before generations).
+    G = mix.shape[1]
+    hit = np.zeros((batch, T, G))
+    if G == 1:
+        hit[:, :, 0] = shock_hits
+    else:
+        cumulative = np.cumsum(mix, axis=1)  # (T, G)
+        u = rng.random((batch, T)) * cumulative[:, -1]
+        which = np.minimum((u[:, :, None] >= cumulative[None]).sum(axis=2), G - 1)
+        np.put_along_axis(hit, which[:, :, None], (shock_hits & (cumulative[:, -1] > 0))[:, :, None], axis=2)
+    in_shock = (_trailing_sum(hit, hbm["shock_weeks"]) > 0).astype(float)
+    supply = (base_supply[:, None] * mix)[None] * (1.0 - hbm["shock_depth"] * in_shock) * supply_noise[:, :, None]
+    return Exogenous(demand=demand, hbm_supply=supply, other_hbm_demand=other[:, :, None] * mix[None],
+                     hbm_shock=in_shock, job_arrival=arrival, job_flops=job_flops, failure_u=failure_u)

@@ -85,7 +85,7 @@ def _initial_row(scenario: Scenario, offsets: dyn.Offsets, tables: dyn.Tables) -
     """The state row of a datacenter at the start of an episode: the scenario's cash; the initial fleet,
     ``initial_fleet_age_weeks`` old, booked at what it cost then less straight-line depreciation since;
     a site sized to its IT load (or, with a power cap, to the scenario's grid power / PUE), as old; no orders
-    in flight; HBM price index 1; every class served."""
+    in flight; every HBM generation's price index 1; every class served."""
     a, o = scenario.arrays, offsets.state
     row = np.zeros(int(o[-1]))
 
@@ -95,7 +95,7 @@ def _initial_row(scenario: Scenario, offsets: dyn.Offsets, tables: dyn.Tables) -
 
     age = float(scenario.initial_fleet_age_weeks)
     fleet = a["initial_fleet"]
-    paid = fleet * dyn.chip_prices_rows(np.array([-age]), np.array([1.0]), tables)[0]
+    paid = fleet * dyn.chip_prices_rows(np.array([-age]), np.ones((1, scenario.n_hbm_generations)), tables)[0]
     life = scenario.depreciation_years * dyn.WEEKS_PER_YEAR
     site_kw = float(fleet @ a["system_power_w"]) / dyn.W_PER_KW
     if scenario.site["power_cap"]:
@@ -176,6 +176,11 @@ def reset(params: Params, seed: int | np.random.Generator | None = None, exogeno
     elif seed is not None:
         raise ValueError("give reset() either a seed or exogenous paths, not both")
     B = exogenous.hbm_supply.shape[0]
+    G = params.scenario.n_hbm_generations
+    if exogenous.hbm_supply.shape[2:] != (G,):
+        raise ValueError(f"exogenous HBM paths have shape {exogenous.hbm_supply.shape}; scenario "
+                         f"{params.scenario.name!r} has {G} HBM pools {params.scenario.hbm_generations}, "
+                         f"so they must be (B, T, {G})")
     state = State(np.tile(params.initial_row, (B, 1)), exogenous.pack(), exogenous, params)
     return state, observe(params, state)
 
@@ -320,18 +325,32 @@ def info_dict(params: Params, info: np.ndarray) -> dict[str, np.ndarray]:
 
 
 # --- Helpers policies share with the dynamics (the same compiled code) ----------------------------
+def _hbm_indices(params: Params, hbm_price: Any, batch: int) -> np.ndarray:
+    """(B, G) HBM price indices from (B, G), a scalar for all, or (B,) when there is one pool."""
+    G = params.scenario.n_hbm_generations
+    arr = np.asarray(hbm_price, dtype=np.float64)
+    if arr.ndim == 1 and G == 1:
+        arr = arr[:, None]
+    if arr.ndim not in (0, 2) or (arr.ndim == 2 and arr.shape[0] not in (1, batch)) \
+            or (arr.ndim == 2 and arr.shape[1] != G):
+        raise ValueError(f"hbm_price: expected one index per HBM generation {params.scenario.hbm_generations}, "
+                         f"shape ({batch}, {G}), or a scalar; got shape {arr.shape}")
+    return np.ascontiguousarray(np.broadcast_to(arr, (batch, G)))
+
+
 def chip_prices(params: Params, week: np.ndarray, hbm_price: np.ndarray) -> np.ndarray:
     """(B, K) deployed price of one chip (chip, server, network and storage) at weeks ``week`` (B,) and HBM
-    price indices ``hbm_price`` (B,): what an order pays per chip."""
-    return dyn.chip_prices_rows(np.asarray(week, dtype=np.float64), np.asarray(hbm_price, dtype=np.float64),
-                                params.tables)
+    price indices ``hbm_price`` (B, G), one per HBM generation (``state.hbm_price``): what an order pays per
+    chip. Each HBM chip's price moves with its own generation's index."""
+    week = np.asarray(week, dtype=np.float64).reshape(-1)
+    return dyn.chip_prices_rows(week, _hbm_indices(params, hbm_price, week.shape[0]), params.tables)
 
 
 def rent_prices(params: Params, week: np.ndarray, hbm_price: np.ndarray) -> np.ndarray:
     """(B, K) $ a week to rent one chip of each type in the cloud at weeks ``week`` (B,) and HBM price indices
-    ``hbm_price`` (B,); 0 where the chip has no rental market (yet)."""
-    return dyn.rent_prices_rows(np.asarray(week, dtype=np.float64), np.asarray(hbm_price, dtype=np.float64),
-                                params.tables)
+    ``hbm_price`` (B, G); 0 where the chip has no rental market (yet)."""
+    week = np.asarray(week, dtype=np.float64).reshape(-1)
+    return dyn.rent_prices_rows(week, _hbm_indices(params, hbm_price, week.shape[0]), params.tables)
 
 
 def capacity_rules(params: Params, state: State, expansion: float, rent_in: float, rent_out: float,
@@ -426,11 +445,23 @@ def failed_chips(fleet: np.ndarray, p_fail: float, u: np.ndarray) -> np.ndarray:
 
 def hbm_market_path(params: Params, supply: np.ndarray, other: np.ndarray,
                     stacks_ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(our HBM allocation (T,), HBM price index at the start of each week (T,)) over a path of HBM
-    ``supply``, ``other`` buyers' demand and our ``stacks_ordered`` each week, from an index of 1."""
+    """(our HBM allocation (T, G), HBM price index at the start of each week (T, G)) of each HBM generation
+    over a path of its ``supply``, ``other`` buyers' demand and our ``stacks_ordered`` each week (all (T, G),
+    e.g. ``exogenous.hbm_supply[0]``; see :func:`generation_stacks`), from an index of 1."""
     f64 = np.float64
-    return dyn.hbm_market_path(np.asarray(supply, dtype=f64), np.asarray(other, dtype=f64),
-                               np.asarray(stacks_ordered, dtype=f64), params.tables)
+    return dyn.hbm_market_path(np.ascontiguousarray(supply, dtype=f64), np.ascontiguousarray(other, dtype=f64),
+                               np.ascontiguousarray(stacks_ordered, dtype=f64), params.tables)
+
+
+def generation_stacks(params: Params) -> np.ndarray:
+    """(K, G) HBM stacks each chip draws from each generation's pool (one nonzero entry per HBM chip; SRAM
+    and GDDR chips' rows are zero): ``orders @ generation_stacks(params)`` is the stacks orders need per pool."""
+    a = params.scenario.arrays
+    generation = a["hbm_generation"].astype(int)
+    out = np.zeros((params.scenario.n_chips, params.scenario.n_hbm_generations))
+    hbm = generation >= 0
+    out[np.flatnonzero(hbm), generation[hbm]] = a["hbm_stacks"][hbm]
+    return out
 
 
 def action_masks(params: Params, state: State) -> np.ndarray:

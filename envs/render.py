@@ -14,7 +14,10 @@ def dashboard(scenario: Scenario, history: list[dict[str, Any]]) -> str:
         return f"{scenario.name}: week 0 of {scenario.weeks}, nothing has happened yet\n"
     h = history[-1]
     lines = [f"{scenario.name}  week {h['week']}/{scenario.weeks}  cash ${h['cash'] / 1e6:,.1f}M  "
-             f"profit ${h['profit'] / 1e6:,.2f}M  HBM price x{h['hbm_price']:.2f}"]
+             f"profit ${h['profit'] / 1e6:,.2f}M  HBM price x{h['hbm_price_mean']:.2f}"]
+    if scenario.n_hbm_generations > 1:
+        lines.append("HBM price  " + "  ".join(f"{g} x{p:.2f}" for g, p in zip(scenario.hbm_generations,
+                                                                                h["hbm_price"])))
     lines.append("chip          fleet  on order  util")
     for k, chip in enumerate(scenario.chips):
         lines.append(f"{chip:<12} {h['fleet'][k]:6.0f} {h['in_queue'][k] + h['in_transit'][k]:9.0f} "
@@ -43,9 +46,11 @@ def figure(scenario: Scenario, history: list[dict[str, Any]]) -> np.ndarray:
         served = np.array([h["served"] for h in history]).sum(1)
         axes[1].plot(weeks, demand, label="demand")
         axes[1].plot(weeks, served, label="served")
-        axes[2].plot(weeks, [h["hbm_price"] for h in history], label="HBM price index")
-        axes[2].plot(weeks, [h["hbm_supply"] / scenario.hbm["supply_stacks_per_week"] for h in history],
-                     label="supply / initial")
+        prices = np.array([h["hbm_price"] for h in history])  # (weeks, G)
+        for g, name in enumerate(scenario.hbm_generations):
+            axes[2].plot(weeks, prices[:, g], label=f"{name} price index" if len(prices[0]) > 1 else "HBM price index")
+        axes[2].plot(weeks, [np.sum(h["hbm_supply"]) / scenario.hbm["supply_stacks_per_week"] for h in history],
+                     "k:", label="world supply / initial")
     for ax, title in zip(axes, ("fleet (chips)", "tokens/s", "HBM market")):
         ax.set_title(title)
         ax.set_xlabel("week")

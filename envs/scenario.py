@@ -20,7 +20,7 @@ import yaml
 
 from envs.dynamics import HOURS_PER_WEEK, WEEKS_PER_YEAR
 from hardware import Workload, build_serving_tables, get_chip, vendor_efficiency
-from hardware.catalog import UnknownNameError, efficiency, get_model
+from hardware.catalog import MEMORY_KINDS, UnknownNameError, efficiency, get_model
 from hardware.perf import WEIGHT_BYTES
 
 H100 = "H100-SXM"  # training contracts are priced per H100-hour of market rent
@@ -28,6 +28,11 @@ H100 = "H100-SXM"  # training contracts are priced per H100-hour of market rent
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 SCENARIO_NAMES = ("default", "hbm_shortage", "agent_surge", "small", "power_limited", "realtime_agents")
 GROWTH_KINDS = ("exponential", "logistic")
+# HBM generations a scenario's ``hbm.generation_mix`` may name: the catalog's HBM memory kinds, newest last
+# ("HBM" alone, a chip whose generation its sources do not state, is not a generation).
+HBM_GENERATIONS = tuple(k for k in MEMORY_KINDS if k.startswith("HBM") and k != "HBM")
+POOLED = "pooled"  # the one generation of a scenario with ``hbm.pooled_generations: true``
+MIX_YEARS = (2000.0, 2100.0)  # the years a generation mix may list
 
 
 class _Loader(yaml.SafeLoader):
@@ -131,6 +136,7 @@ class Scenario:
     classes: tuple[ClassParams, ...]
     arrays: Mapping[str, np.ndarray]
     value_per_job_usd: float  # a training contract of flops_per_job FLOPs pays this (derived from market rent)
+    hbm_generations: tuple[str, ...] = (POOLED,)  # the HBM pools, in the order of the dynamics' G axis
 
     @property
     def training(self) -> Mapping[str, Any]:
@@ -145,6 +151,10 @@ class Scenario:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def n_hbm_generations(self) -> int:
+        return len(self.hbm_generations)
+
     def __getattr__(self, key: str) -> Any:
         # Scalars of the scenario file read as attributes: scenario.credit_limit_usd, scenario.hbm["..."]
         raw = object.__getattribute__(self, "raw")
@@ -153,12 +163,17 @@ class Scenario:
         raise AttributeError(key)
 
 
+# A growth path is replaced whole (its keys depend on its kind, so merging could mix two kinds), and so is a
+# generation mix (its shares add up across generations, so a variant gives the whole mix).
+_REPLACED_WHOLE = ("growth", "generation_mix")
+
+
 def merge_override(base: dict, override: Mapping) -> dict:
-    """``base`` with ``override`` merged in: nested mappings merge, a growth path or any other value is replaced."""
+    """``base`` with ``override`` merged in: nested mappings merge; a growth path, a generation mix or any other
+    value is replaced."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        # A growth path is replaced whole: its keys depend on its kind, so merging could mix two kinds.
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key != "growth":
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key not in _REPLACED_WHOLE:
             out[key] = merge_override(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
@@ -288,9 +303,95 @@ def _parse_class(name: str, raw: Mapping) -> ClassParams:
                        **numbers)
 
 
-def _required_provenance(classes: tuple[ClassParams, ...], site: Mapping, rental: Mapping) -> list[str]:
+def _year(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+            and MIX_YEARS[0] <= value <= MIX_YEARS[1])
+
+
+def _check_generation_mix(mix: object) -> dict[str, dict[float, float]]:
+    """The mix ``{generation: {year: share}}`` checked: known generations, years, shares in [0, 1], and the
+    shares of any one time adding up to at most 1 (the rest is output of generations the scenario leaves out)."""
+    where = "hbm.generation_mix"
+    if not isinstance(mix, Mapping) or not mix:
+        raise ScenarioError(f"{where}: expected a mapping of HBM generation to {{year: share of world HBM output}}, "
+                            f"e.g. {{HBM3e: {{2025: 0.9, 2027: 0.3}}}}; got {mix!r}")
+    out = {}
+    for name, points in mix.items():
+        if name not in HBM_GENERATIONS:
+            raise ScenarioError(f"{where}.{name}: unknown HBM generation; allowed: {list(HBM_GENERATIONS)}")
+        if not isinstance(points, Mapping) or not points:
+            raise ScenarioError(f"{where}.{name}: expected a mapping of year to share (e.g. {{2025: 0.9}}), "
+                                f"got {points!r}")
+        for year, share in points.items():
+            if not _year(year):
+                raise ScenarioError(f"{where}.{name}: {year!r} is not a year between {MIX_YEARS[0]:.0f} and "
+                                    f"{MIX_YEARS[1]:.0f} (2026 is 1 Jan 2026, 2026.5 mid-2026)")
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not np.isfinite(share):
+                raise ScenarioError(f"{where}.{name}.{year}: expected a finite number, got {share!r}")
+            if not 0.0 <= share <= 1.0:
+                raise ScenarioError(f"{where}.{name}.{year}: {share!r} is outside the allowed range [0, 1]")
+        out[name] = {float(y): float(v) for y, v in sorted(points.items())}
+    for year in sorted({y for points in out.values() for y in points}):
+        total = sum(_share_at(points, year) for points in out.values())
+        if total > 1.0 + 1e-9:
+            raise ScenarioError(f"{where}: the shares add up to {total:.4g} at {year:g}; the generations' shares of "
+                                f"one time must add up to at most 1")
+    return out
+
+
+def _share_at(points: Mapping[float, float], years: float | np.ndarray) -> np.ndarray:
+    """A generation's share at ``years``: linear between the listed years, the first and last value outside them."""
+    return np.interp(years, list(points), list(points.values()))
+
+
+def _hbm_generations(section: Mapping, chips: tuple[str, ...], start: dt.date,
+                     weeks: int) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, dict]:
+    """The HBM pools of a scenario: (their names, (T, G) share of world HBM output of each in each week, (K,) each
+    chip's pool (-1 for chips without HBM), the validated ``generation_mix`` and ``pooled_generations`` fields).
+
+    Every HBM chip draws from its memory generation's pool; ``pooled_generations: true`` puts them all in one
+    pool holding the whole world output (the model before generations, kept for ablations).
+    """
+    pooled = section.get("pooled_generations", False)
+    if not isinstance(pooled, bool):
+        raise ScenarioError(f"hbm.pooled_generations: expected true or false, got {pooled!r}")
+    fields: dict[str, Any] = {"pooled_generations": pooled}
+    mix = None
+    if "generation_mix" in section:
+        mix = _check_generation_mix(section["generation_mix"])
+        fields["generation_mix"] = section["generation_mix"]
+    specs = [get_chip(c) for c in chips]
+    if pooled:
+        return (POOLED,), np.ones((weeks, 1)), np.array([0.0 if c.uses_hbm else -1.0 for c in specs]), fields
+    if mix is None:
+        raise ScenarioError("hbm.generation_mix: missing (required unless hbm.pooled_generations is true); give "
+                            "each HBM generation's share of world HBM output by year, e.g. {HBM3e: {2025: 0.9}}")
+    names = tuple(g for g in HBM_GENERATIONS if g in mix)
+    years = start.year + (start.month - 1) / 12.0 + np.arange(weeks) / WEEKS_PER_YEAR
+    shares = np.stack([_share_at(mix[g], years) for g in names], axis=1)
+    generation = []
+    for c in specs:
+        if not c.uses_hbm:
+            generation.append(-1.0)
+            continue
+        if c.memory_kind not in HBM_GENERATIONS:
+            raise ScenarioError(f"chips: {c.name} has memory_kind {c.memory_kind!r} (its generation is not stated), "
+                                f"so it has no generation's pool to draw from; set hbm.pooled_generations: true or "
+                                f"drop the chip")
+        if c.memory_kind not in names or shares[:, names.index(c.memory_kind)].max() <= 0.0:
+            raise ScenarioError(f"hbm.generation_mix.{c.memory_kind}: chip {c.name} uses {c.memory_kind}, which has "
+                                f"no supply in the scenario's weeks ({years[0]:.2f}-{years[-1]:.2f}); give "
+                                f"{c.memory_kind} a share above 0 in those years, or drop the chip")
+        generation.append(float(names.index(c.memory_kind)))
+    return names, shares, np.array(generation), fields
+
+
+def _required_provenance(classes: tuple[ClassParams, ...], site: Mapping, rental: Mapping,
+                         generation_mix: bool = False) -> list[str]:
     keys = [k for k in _TOP if k != "weeks"] + [*_PER_CHIP, "demand_shocks"]
     keys += [f"hbm.{k}" for k in _HBM] + [f"training.{k}" for k in (*_TRAINING, "model")]
+    if generation_mix:
+        keys.append("hbm.generation_mix")
     if site["power_cap"]:
         keys += [f"site.{k}" for k in _SITE]
     if rental["enabled"]:
@@ -329,8 +430,10 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
         raise ScenarioError(f"chips: {exc}") from None
     if len(set(chips)) != len(chips):
         raise ScenarioError(f"chips: a chip is listed twice: {list(chips)}")
-    _check_keys(raw["hbm"], set(_HBM), "hbm.")
+    _check_keys(raw["hbm"], {*_HBM, "generation_mix", "pooled_generations"}, "hbm.")
     hbm = {k: _number(raw["hbm"], k, spec, "hbm.") for k, spec in _HBM.items()}
+    generations, mix, chip_generation, hbm_raw = _hbm_generations(raw["hbm"], chips, start, top["weeks"])
+    hbm.update(hbm_raw)
     _check_keys(raw["training"], {"model", *_TRAINING}, "training.")
     training = {k: _number(raw["training"], k, spec, "training.") for k, spec in _TRAINING.items()}
     try:
@@ -351,13 +454,19 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
     for name, value in switches.items():
         if not isinstance(value, bool):
             raise ScenarioError(f"{name}: expected true or false, got {value!r}")
-    for key in _required_provenance(classes, site, rental):
+    for key in _required_provenance(classes, site, rental, "generation_mix" in hbm):
         text = provenance.get(key) or provenance.get(key.split(".")[0])
         if not isinstance(text, str) or not text.strip():
             raise ScenarioError(f"provenance.{key}: every market and demand figure needs a source "
                                 f"(or 'ASSUMPTION: reasoning')")
     initial = np.floor(_chip_mapping(raw, "initial_fleet", chips, 0.0))
     arrays = _build_arrays(raw, start, top["weeks"], chips, classes, initial, rental)
+    # The HBM pools: each chip's generation (-1 without HBM), each generation's share of world output each week,
+    # and the largest supply each generation reaches at the starting world output (the observation's scale).
+    arrays = {**arrays, "hbm_generation": chip_generation, "hbm_mix": mix,
+              "hbm_supply_scale": hbm["supply_stacks_per_week"] * mix.max(axis=0)}
+    for value in arrays.values():
+        value.setflags(write=False)
     # A training contract pays its H100-hours (at the training MFU) at market rent times the contract multiple.
     h100_flops_per_hour = get_chip(H100).peak_flops("bf16") * efficiency("training.mfu") * 3600.0
     value_per_job = (training["flops_per_job"] / h100_flops_per_hour * training["rent_usd_per_h100_hour"]
@@ -367,7 +476,7 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
                  "demand_shocks": shocks, "site": site, "rental": rental, **switches}
     return Scenario(name=str(raw["name"]), description=str(raw.get("description", "")).strip(), raw=validated,
                     start=start, weeks=top["weeks"], chips=chips, classes=classes, arrays=arrays,
-                    value_per_job_usd=float(value_per_job))
+                    value_per_job_usd=float(value_per_job), hbm_generations=generations)
 
 
 def _flag(section: Mapping, key: str, where: str) -> bool:

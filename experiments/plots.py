@@ -64,12 +64,15 @@ def plots(rows: list[dict], summary: dict, scenario: Scenario, runs: list[str], 
     save(fig, "demand_vs_capacity.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    weeks = np.arange(len(t["hbm_price"]))
-    ax.plot(weeks, t["hbm_price"], label="HBM price index")
-    ax.plot(weeks, t["hbm_supply"] / scenario.hbm["supply_stacks_per_week"], label="world supply / start")
+    prices = t["hbm_price"].reshape(len(t["hbm_price"]), -1)  # (weeks, G): one index per HBM generation
+    weeks = np.arange(len(prices))
+    for g, name in enumerate(scenario.hbm_generations):
+        ax.plot(weeks, prices[:, g], label=f"{name} price index" if prices.shape[1] > 1 else "HBM price index")
+    supply = t["hbm_supply"].reshape(len(weeks), -1).sum(1)
+    ax.plot(weeks, supply / scenario.hbm["supply_stacks_per_week"], "k--", label="world supply / start")
     ax2 = ax.twinx()
-    ax2.plot(weeks, t["hbm_allocation"], "k:", label="our allocation (stacks)")
-    ax2.plot(weeks, t["hbm_drawn"], "k-", alpha=0.4, label="our draw (stacks)")
+    ax2.plot(weeks, t["hbm_allocation"].reshape(len(weeks), -1).sum(1), "k:", label="our allocation (stacks)")
+    ax2.plot(weeks, t["hbm_drawn"].reshape(len(weeks), -1).sum(1), "k-", alpha=0.4, label="our draw (stacks)")
     ax.set_xlabel("week")
     ax.legend(fontsize=7, loc="upper left")
     ax2.legend(fontsize=7, loc="upper right")

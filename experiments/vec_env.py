@@ -14,7 +14,8 @@ from envs.datacenter import DatacenterVectorEnv
 
 # Per-step info terms averaged over a rollout for TensorBoard (see ``rollout_metrics``).
 _SCALARS = ("profit", "revenue", "revenue_training", "capex", "facility_capex", "opex", "power_cost", "depreciation",
-            "write_off", "sale_gain", "capital_charge", "capital_employed", "usd_per_mtok", "hbm_exposure", "hbm_price")
+            "write_off", "sale_gain", "capital_charge", "capital_employed", "usd_per_mtok", "hbm_exposure",
+            "hbm_price_mean")
 
 
 class NativeVecEnv(VecEnv):

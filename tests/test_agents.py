@@ -38,7 +38,10 @@ def test_policy_runs_whole_episodes_where_it_can_act(name, env_id):
         return
     episode = run_episode(env, _make(name, env), seed=3)
     assert np.isfinite(episode.episode_return)
-    assert episode.weeks == env.unwrapped.scenario.weeks or name == "random"
+    # Random actions may go bankrupt, and so may `constant` here: its token budget (the best of ~30 random
+    # actions on one seed) is a random action too (with HBM generations, one that buys HBM3 chips in 2026 waits
+    # in their queue and went bankrupt on agent_surge); tests/test_constant.py checks what tuning achieves.
+    assert episode.weeks == env.unwrapped.scenario.weeks or name in ("random", "constant")
 
 
 @functools.cache

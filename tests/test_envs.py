@@ -1,5 +1,6 @@
 """The Gymnasium environments: API compliance, determinism, vector equality, invariants, bad input."""
 
+import copy
 import pickle
 
 import gymnasium as gym
@@ -13,6 +14,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import envs
 from envs import ENV_IDS, ScenarioError, load_scenario
 from envs.dynamics import WEEK_S
+from envs.functional import generation_stacks
 
 SMALL_ACTION = gym.make("ChipAlloc/Datacenter-Small-v0").action_space.shape[0]  # the discrete variant's too
 
@@ -186,8 +188,10 @@ def test_invariants_hold_under_random_action_sequences(seed, actions):
     env.reset(seed=seed)
     ordered = env.state.fleet.sum()
     gone = 0.0
+    pools = generation_stacks(env.params)  # (K, G) stacks each chip draws from each HBM generation
     for act in actions:
         cash_before = float(env.state.cash[0])
+        queued_before = env.state.queue[0].copy()
         _, _, term, trunc, info = env.step(np.asarray(act, dtype=np.float32))
         s = env.state
         ordered += info["ordered"].sum()
@@ -201,7 +205,12 @@ def test_invariants_hold_under_random_action_sequences(seed, actions):
         assert info["cash"] >= -SMALL.credit_limit_usd or info["bankrupt"]
         assert (info["served"] <= info["demand"] + 1e-6).all()
         assert (info["served"] <= np.minimum(info["prefill_capacity"], info["decode_capacity"]) + 1e-6).all()
-        assert info["hbm_drawn"] <= info["hbm_allocation"] + 1e-6 <= info["hbm_supply"] + 1e-6
+        # Per HBM generation: we draw at most our allocation, which is at most the supply, and the stacks drawn
+        # are those of the chips of that generation released from the queue.
+        assert (info["hbm_drawn"] <= info["hbm_allocation"] + 1e-6).all()
+        assert (info["hbm_allocation"] <= info["hbm_supply"] + 1e-6).all()
+        released = queued_before + info["ordered"] - info["in_queue"]
+        np.testing.assert_allclose(info["hbm_drawn"], released @ pools)
         revenue = info["revenue_per_class"].sum() + info["revenue_training"] + info["rent_income"]
         assert np.isclose(info["revenue"], revenue)
         # power: the committed IT load fits the site built; renting stays within the market and the fleet
@@ -246,6 +255,25 @@ def test_render_modes():
     ({"initial_fleet": -5}, r"initial_fleet: expected a finite number >= 0"),
     ({"order_unit_chips": {"H100-SXM": float("nan")}}, r"order_unit_chips\.H100-SXM: expected a finite number"),
     ({"sram_chips_per_week": float("inf")}, r"sram_chips_per_week: expected a finite number >= 0"),
+    # HBM generation mixes (small offers H100-SXM and MI300X, both HBM3)
+    ({"hbm": {"generation_mix": {"HBM5": {2025: 1.0}}}},
+     r"hbm\.generation_mix\.HBM5: unknown HBM generation; allowed: \['HBM2', 'HBM2e', 'HBM3', 'HBM3e', 'HBM4'\]"),
+    ({"hbm": {"generation_mix": {"HBM3": {2025: 1.5}}}},
+     r"hbm\.generation_mix\.HBM3\.2025: 1\.5 is outside the allowed range \[0, 1\]"),
+    ({"hbm": {"generation_mix": {"HBM3": {2025: -0.1}}}}, r"HBM3\.2025: -0\.1 is outside the allowed range \[0, 1\]"),
+    ({"hbm": {"generation_mix": {"HBM3": {2025: "most"}}}}, r"HBM3\.2025: expected a finite number, got 'most'"),
+    ({"hbm": {"generation_mix": {"HBM3": {"soon": 0.5}}}}, r"HBM3: 'soon' is not a year between 2000 and 2100"),
+    ({"hbm": {"generation_mix": {"HBM3": 0.5}}}, r"HBM3: expected a mapping of year to share"),
+    ({"hbm": {"generation_mix": [0.5]}}, r"hbm\.generation_mix: expected a mapping of HBM generation"),
+    ({"hbm": {"generation_mix": {"HBM3": {2025: 0.7, 2027: 0.5}, "HBM3e": {2026: 0.6}}}},
+     r"hbm\.generation_mix: the shares add up to 1\.3 at 2025; .* at most 1"),
+    ({"hbm": {"generation_mix": {"HBM3e": {2025: 1.0}}}},
+     r"hbm\.generation_mix\.HBM3: chip H100-SXM uses HBM3, which has no supply in the scenario's weeks"),
+    ({"hbm": {"generation_mix": {"HBM3": {2020: 0.5, 2024: 0.0}, "HBM3e": {2020: 0.5, 2025: 1.0}}}},
+     r"hbm\.generation_mix\.HBM3: chip H100-SXM uses HBM3, which has no supply"),
+    ({"chips": ["H100-SXM", "TPU-v6e"], "initial_fleet": {"TPU-v6e": 0}},
+     r"chips: TPU-v6e has memory_kind 'HBM' \(its generation is not stated\).*pooled_generations: true"),
+    ({"hbm": {"pooled_generations": "yes"}}, r"hbm\.pooled_generations: expected true or false, got 'yes'"),
 ])
 def test_invalid_scenarios_name_the_field(patch, message):
     with pytest.raises(ScenarioError, match=message):
@@ -267,6 +295,66 @@ def test_a_figure_without_provenance_is_rejected():
     raw["provenance"].pop("hbm.shock_depth")
     with pytest.raises(ScenarioError, match=r"provenance\.hbm\.shock_depth"):
         load_scenario(raw)
+
+
+def test_generation_mix_needs_provenance_and_is_required_unless_pooled():
+    import yaml
+
+    from envs.scenario import SCENARIO_DIR, _Loader
+
+    raw = yaml.load((SCENARIO_DIR / "default.yaml").read_text(), Loader=_Loader)
+    no_source = copy.deepcopy(raw)
+    no_source["provenance"].pop("hbm.generation_mix")
+    with pytest.raises(ScenarioError, match=r"provenance\.hbm\.generation_mix"):
+        load_scenario(no_source)
+    raw["hbm"].pop("generation_mix")
+    with pytest.raises(ScenarioError, match=r"hbm\.generation_mix: missing \(required unless hbm\.pooled_generations"):
+        load_scenario(raw)
+    raw["hbm"]["pooled_generations"] = True
+    pooled = load_scenario(raw)
+    assert pooled.hbm_generations == ("pooled",) and pooled.arrays["hbm_mix"].tolist() == [[1.0]] * pooled.weeks
+    # In one pool every HBM chip draws from it, even one whose generation its sources do not state.
+    one_pool = load_scenario({"base": "small", "chips": ["H100-SXM", "TPU-v6e"], "hbm": {"pooled_generations": True}})
+    assert one_pool.arrays["hbm_generation"].tolist() == [0.0, 0.0]
+
+
+def test_generation_mix_is_interpolated_and_a_variant_replaces_it_whole():
+    s = load_scenario({"base": "small", "name": "mix", "start": "2025-07", "weeks": 52,
+                       "hbm": {"generation_mix": {"HBM3": {2025.5: 0.2, 2026.5: 0.0}, "HBM3e": {2025.5: 0.8}}}})
+    assert s.hbm_generations == ("HBM3", "HBM3e")  # only the listed generations, oldest first
+    mix = s.arrays["hbm_mix"]
+    # Week t is 2025.5 + t / 52: linear between the listed years, flat after the last.
+    np.testing.assert_allclose(mix[:, 0], 0.2 * (1 - np.arange(52) / 52))
+    np.testing.assert_allclose(mix[:, 1], 0.8)
+    np.testing.assert_allclose(s.arrays["hbm_supply_scale"], [0.2 * 1.4e6, 0.8 * 1.4e6])
+    assert s.arrays["hbm_generation"].tolist() == [0.0, 0.0, -1.0]  # H100 and MI300X use HBM3; Groq has none
+
+
+def test_hbm_paths_per_generation_follow_the_mix_and_shocks_hit_one_generation():
+    s = load_scenario("default")
+    exo = envs.draw_exogenous(s, np.random.default_rng(7), 64)
+    mix, hbm = s.arrays["hbm_mix"], s.hbm
+    B, T, G = exo.hbm_supply.shape
+    assert exo.hbm_supply.shape == (B, s.weeks, 4) and exo.other_hbm_demand.shape == exo.hbm_shock.shape == (B, T, G)
+    used = mix > 0
+    # Others buy the same products: their demand for each generation is their total times its share.
+    total = exo.other_hbm_demand.sum(2, keepdims=True)
+    np.testing.assert_allclose(exo.other_hbm_demand, total * mix / mix.sum(1)[:, None])
+    # Supply is the world output times the share, less shock_depth while a shock hits the generation.
+    per_share = np.where(used, exo.hbm_supply / np.where(used, mix, 1.0), np.nan)
+    unshocked = per_share / (1 - hbm["shock_depth"] * exo.hbm_shock)
+    np.testing.assert_allclose(np.nanmax(unshocked, 2), np.nanmin(unshocked, 2))
+    # Each shock starts on one generation, one that is made that week.
+    starts = np.diff(exo.hbm_shock, axis=1, prepend=0.0) > 0
+    assert starts.any() and (starts.sum(2) <= 1).all() and used[None].repeat(B, 0)[starts].all()
+    # The other paths do not depend on the pools: pooled, they are the same draws.
+    pooled = envs.draw_exogenous(load_scenario({"base": "default", "hbm": {"pooled_generations": True}}),
+                                 np.random.default_rng(7), 64)
+    np.testing.assert_array_equal(pooled.demand, exo.demand)
+    np.testing.assert_array_equal(pooled.failure_u, exo.failure_u)
+    np.testing.assert_allclose(pooled.other_hbm_demand[:, :, 0], exo.other_hbm_demand.sum(2))
+    calm = (pooled.hbm_shock[:, :, 0] == 0) & (exo.hbm_shock.sum(2) == 0)
+    np.testing.assert_allclose(pooled.hbm_supply[:, :, 0][calm], exo.hbm_supply.sum(2)[calm])
 
 
 def test_scenario_from_path_and_unknown_path(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 import envs
 from envs import dynamics as dyn
 from envs import functional as fn
+from hardware import get_chip
 
 SMALL = envs.load_scenario("small")
 
@@ -45,8 +46,8 @@ def test_state_fields_follow_the_declaration():
     params = envs.params("default")
     state, obs = envs.reset(params, seed=1, batch=3)
     dims = dyn.scenario_dims(params.scenario)
-    K, C, J, L, E = dims["K"], dims["C"], dims["J"], dims["L"], dims["E"]
-    shapes = {"": (), "K": (K,), "C": (C,), "J": (J,), "KL": (K, L), "E": (E,)}
+    K, C, J, L, E, G = dims["K"], dims["C"], dims["J"], dims["L"], dims["E"], dims["G"]
+    shapes = {"": (), "K": (K,), "C": (C,), "J": (J,), "KL": (K, L), "E": (E,), "G": (G,)}
     for name, dim, kind in dyn.STATE_FIELDS:
         value = getattr(state, name)
         assert value.shape == (3, *shapes[dim]), name
@@ -54,7 +55,7 @@ def test_state_fields_follow_the_declaration():
     assert state.rows.shape == (3, int(params.offsets.state[-1]))
     assert obs.shape == (3, *params.observation_space.shape) and obs.dtype == np.float32
     np.testing.assert_array_equal(state.fleet[0], params.scenario.arrays["initial_fleet"])
-    assert state.cash[0] == params.scenario.initial_cash_usd and state.hbm_price[0] == 1.0
+    assert state.cash[0] == params.scenario.initial_cash_usd and state.hbm_price[0].tolist() == [1.0] * G
     # Info: every declared field, with its declared type, and nothing else.
     _, _, _, info = envs.step(params, state, np.zeros((3, *params.action_space.shape), dtype=np.float32))
     assert set(info) == {name for name, _, _ in dyn.INFO_FIELDS} - {"reward"}
@@ -100,7 +101,7 @@ def test_helpers_compute_the_documented_formulas():
     params = envs.params("default")
     s, a = params.scenario, params.scenario.arrays
     week, hbm = np.array([0.0, 60.0]), np.array([1.0, 1.5])
-    prices = fn.chip_prices(params, week, hbm)
+    prices = fn.chip_prices(params, week, np.repeat(hbm[:, None], s.n_hbm_generations, axis=1))
     years = np.maximum(week[:, None] - a["available_week"], 0.0) / 52.0
     expected = a["list_price"] * (1 - s.price_decline_per_year) ** years
     expected = expected * (1 + s.hbm["hbm_cost_share"] * (hbm[:, None] - 1) * (a["hbm_stacks"] > 0))
@@ -124,10 +125,39 @@ def test_helpers_compute_the_documented_formulas():
 
 def test_hbm_market_path_follows_the_allocation_and_price_rules():
     params = envs.params("small")
-    hbm = params.scenario.hbm
-    supply, other, ours = np.array([1000.0, 1000.0, 500.0]), np.array([800.0, 1250.0, 2000.0]), np.zeros(3)
-    allocation, price = fn.hbm_market_path(params, supply, other, ours)
+    hbm, G = params.scenario.hbm, params.scenario.n_hbm_generations
+    supply, other = np.array([1000.0, 1000.0, 500.0]), np.array([800.0, 1250.0, 2000.0])
+    # Generation 0 sees this market; generation 1 twice the supply, the same demand and our 300 stacks a week.
+    supply_g, other_g, ours = np.ones((3, G)), np.zeros((3, G)), np.zeros((3, G))
+    supply_g[:, 0], other_g[:, 0] = supply, other
+    supply_g[:, 1], other_g[:, 1], ours[:, 1] = 2 * supply, other, 300.0
+    allocation, price = fn.hbm_market_path(params, supply_g, other_g, ours)
+    assert allocation.shape == price.shape == (3, G)
     fill = np.minimum(supply / other, 1.0)
-    np.testing.assert_allclose(allocation, hbm["our_allocation_share"] * supply * fill)
+    np.testing.assert_allclose(allocation[:, 0], hbm["our_allocation_share"] * supply * fill)
+    np.testing.assert_allclose(allocation[:, 1], hbm["our_allocation_share"] * 2 * supply
+                               * np.minimum(2 * supply / other, 1.0))
     target0 = max(1 + hbm["price_elasticity"] * (800 / 1000 - 1), dyn.HBM_PRICE_FLOOR)
-    assert price[0] == 1.0 and price[1] == pytest.approx(1 + hbm["price_smoothing"] * (target0 - 1))
+    assert price[0, 0] == 1.0 and price[1, 0] == pytest.approx(1 + hbm["price_smoothing"] * (target0 - 1))
+    target1 = max(1 + hbm["price_elasticity"] * ((800 + 300) / 2000 - 1), dyn.HBM_PRICE_FLOOR)
+    assert price[0, 1] == 1.0 and price[1, 1] == pytest.approx(1 + hbm["price_smoothing"] * (target1 - 1))
+    # A generation with neither supply nor demand (not made yet) has no market: its index holds.
+    supply_g[:, 2] = other_g[:, 2] = 0.0
+    assert fn.hbm_market_path(params, supply_g, other_g, ours)[1][:, 2].tolist() == [1.0] * 3
+
+
+def test_chip_prices_move_with_their_own_generations_index():
+    params = envs.params("default")
+    a, generations = params.scenario.arrays, params.scenario.hbm_generations
+    week = np.zeros(1)
+    base = fn.chip_prices(params, week, 1.0)[0]
+    index = np.ones((1, len(generations)))
+    index[0, generations.index("HBM3e")] = 2.0
+    moved = fn.chip_prices(params, week, index)[0]
+    hbm3e = np.array([get_chip(c).memory_kind == "HBM3e" for c in params.scenario.chips])
+    assert hbm3e.any() and (~hbm3e).any()
+    np.testing.assert_allclose(moved[hbm3e], base[hbm3e] * (1 + params.scenario.hbm["hbm_cost_share"]))
+    np.testing.assert_array_equal(moved[~hbm3e], base[~hbm3e])  # other generations' and SRAM chips' prices
+    assert (a["hbm_generation"][a["hbm_stacks"] == 0] == -1).all()
+    with pytest.raises(ValueError, match=r"hbm_price: expected one index per HBM generation"):
+        fn.chip_prices(params, week, np.ones(1))

@@ -21,7 +21,9 @@ Figures used throughout (TINY's initial fleet: 16 H100, 8 MI300X, bought at week
   371,520 x (1 - 52 / 780) and depreciated at 371,520 / 780 a week; an order builds the kW its chips need
   beyond what the site holds for the chips owned, queued and in transit, paid and booked the week it is placed
   (8 H100: 8 x 1.26 kW x 12,000 = 120,960), and depreciated from that week;
-* capital charge: 0.11 / 52 x (chips' book + prepaid orders + site book) at the end of each week.
+* capital charge: 0.11 / 52 x (chips' book + prepaid orders + site book) at the end of each week;
+* HBM: the default scenario's generation mix gives four pools, HBM2e, HBM3, HBM3e, HBM4 (the G axis of
+  the HBM paths, state and info, in that order); H100 and MI300X use HBM3, H200 HBM3e.
 
 Only the public surface is used: ``envs.DatacenterEnv`` (fine variant), ``envs.load_scenario``,
 ``envs.Exogenous``, ``envs.spaces.fine_action``, ``envs.functional``'s helpers, the ``info`` dict and the
@@ -104,14 +106,15 @@ def paths(s: envs.Scenario, *, demand=None, hbm_supply=1e5, other_hbm_demand=1e5
           job_arrival=0.0, job_flops=None, failure_u=0.0) -> Exogenous:
     """Exogenous paths (batch of one) for scenario ``s``. A scalar holds for every week; a sequence gives
     weeks 0, 1, ... (its last entry repeats to the horizon), each entry a scalar or one value per class
-    (demand) or per chip (failure_u). Defaults: demand at the scenario's initial level, a balanced HBM
-    market of 1e5 stacks a week, no shocks, no training jobs, failure uniforms 0."""
-    T, C, K = s.weeks, s.n_classes, s.n_chips
+    (demand), per HBM generation (the HBM paths) or per chip (failure_u). Defaults: demand at the
+    scenario's initial level, a balanced HBM market of 1e5 stacks a week in every generation, no shocks,
+    no training jobs, failure uniforms 0."""
+    T, C, K, G = s.weeks, s.n_classes, s.n_chips, s.n_hbm_generations
     demand = [s.arrays["demand0"]] if demand is None else demand
     job_flops = s.training["flops_per_job"] if job_flops is None else job_flops
     return Exogenous(demand=_path(demand, T, (C,)),
-                     hbm_supply=_path(hbm_supply, T, ()), other_hbm_demand=_path(other_hbm_demand, T, ()),
-                     hbm_shock=_path(hbm_shock, T, ()), job_arrival=_path(job_arrival, T, ()),
+                     hbm_supply=_path(hbm_supply, T, (G,)), other_hbm_demand=_path(other_hbm_demand, T, (G,)),
+                     hbm_shock=_path(hbm_shock, T, (G,)), job_arrival=_path(job_arrival, T, ()),
                      job_flops=_path(job_flops, T, ()), failure_u=_path(failure_u, T, (K,)))
 
 
@@ -188,6 +191,7 @@ def test_tiny_scenario_figures_used_by_the_hand_arithmetic():
     assert (s.order_refund_fraction, s.resale_age_decay_per_year) == (0.5, 0.27)
     assert (s.hbm["price_elasticity"], s.hbm["price_smoothing"], s.hbm["hbm_cost_share"]) == (1.5, 0.2, 0.45)
     assert s.reward_scale_usd == 1e5
+    assert s.hbm_generations == ("HBM2e", "HBM3", "HBM3e", "HBM4") and a["hbm_generation"].tolist() == [1.0, 1.0]
     assert (s.training["rent_usd_per_h100_hour"], s.training["contract_rent_multiple"]) == (2.40, 0.83)
 
 
@@ -220,7 +224,7 @@ def test_initial_state_books_the_aged_fleet_and_its_site():
     assert st.site_book_value[0] == pytest.approx(30.96 * 12_000 * (1 - 52 / 780), rel=REL)
     assert st.site_depreciation_rate[0] == pytest.approx(30.96 * 12_000 / 780, rel=REL)
     assert st.queue.sum() == st.queue_value.sum() == st.pipeline.sum() == st.pipeline_value.sum() == 0.0
-    assert st.hbm_price[0] == 1.0
+    assert st.hbm_price[0].tolist() == [1.0] * 4  # one index per HBM generation
     # (the admissible-load observation starts at the most the dynamics report, the queueing cap 0.99)
     assert st.last_served_fraction[0].tolist() == [1.0] and st.last_admissible_load[0].tolist() == [0.99]
 
@@ -239,11 +243,16 @@ def test_initial_state_books_the_aged_fleet_and_its_site():
     assert info["depreciation"] == pytest.approx(16 * 1.26 * 12_000 / 780, rel=REL)
 
 
+HBM3 = 1  # the HBM3 pool's place on the G axis (H100, MI300X)
+HBM3E = 2  # (H200)
+
+
 def test_hbm_rationing_release_and_price_index():
-    """Our HBM allocation is share x supply x min(supply / other demand, 1); each HBM chip type releases
-    floor(queue x min(allocation / stacks needed, 1)); the price index moves by ``price_smoothing`` toward
-    max(1 + elasticity x excess, 0.5), excess = (other + our stacks needed) / supply - 1; and the HBM
-    part of a chip's price (``hbm_cost_share``) moves with the index."""
+    """Our HBM allocation of a generation is share x its supply x min(supply / other demand, 1); each HBM chip
+    type releases floor(queue x min(allocation / stacks its generation's queue needs, 1)); the generation's price
+    index moves by ``price_smoothing`` toward max(1 + elasticity x excess, 0.5), excess = (other + our stacks
+    needed) / supply - 1; and the HBM part of a chip's price (``hbm_cost_share``) moves with the index of its
+    generation. Here every generation sees the same market; both chips use HBM3."""
     s = tiny()
     env = start(s, paths(s, hbm_supply=[100_000.0, 100_000.0, 200_000.0], other_hbm_demand=[125_000.0, 10_000.0]))
 
@@ -255,18 +264,20 @@ def test_hbm_rationing_release_and_price_index():
                                           rel=REL)
     stacks_needed = 32 * 5 + 16 * 8  # 288 stacks for the queue
     allocation = 0.001 * 100_000 * (100_000 / 125_000)  # the market is short: 80 stacks
-    assert info["hbm_supply"] == 100_000.0
-    assert info["hbm_allocation"] == pytest.approx(80.0, rel=REL) == allocation
+    assert info["hbm_supply"].tolist() == [100_000.0] * 4
+    assert info["hbm_allocation"][HBM3] == pytest.approx(80.0, rel=REL) == allocation
     share = allocation / stacks_needed  # 0.2778 of the queue
     released = [math.floor(32 * share), math.floor(16 * share)]
     assert released == [8, 4]
-    assert info["hbm_drawn"] == 8 * 5 + 4 * 8
+    assert info["hbm_drawn"].tolist() == [0.0, 8 * 5 + 4 * 8, 0.0, 0.0]
     assert info["in_queue"].tolist() == [24.0, 12.0]
     assert env.unwrapped.state.queue[0].tolist() == [24.0, 12.0]
     excess = (125_000 + stacks_needed) / 100_000 - 1
     price0 = 1 + 0.2 * (max(1 + 1.5 * excess, 0.5) - 1)  # 1.075864
-    assert info["hbm_price"] == pytest.approx(price0, rel=REL)
-    assert env.unwrapped.state.hbm_price[0] == pytest.approx(price0, rel=REL)
+    assert info["hbm_price"][HBM3] == pytest.approx(price0, rel=REL)
+    assert env.unwrapped.state.hbm_price[0, HBM3] == pytest.approx(price0, rel=REL)
+    # The other generations' markets are short by others' demand alone: 1 + 0.2 x 1.5 x (125,000 / 100,000 - 1).
+    assert info["hbm_price"][[0, 2, 3]].tolist() == pytest.approx([1 + 0.2 * 1.5 * 0.25] * 3, rel=REL)
 
     # Week 1: order 8 more H100, now with the HBM share of the price (45%) up with the index.
     info = env.step(action(s, order=[0.125, 0.0]))[4]
@@ -274,18 +285,73 @@ def test_hbm_rationing_release_and_price_index():
     assert info["capex"] == pytest.approx(8 * h100_price, rel=REL)
     stacks_needed = (24 + 8) * 5 + 12 * 8  # 256
     allocation = 0.001 * 100_000 * 1.0  # others want less than supply: the fill is capped at 1
-    assert info["hbm_allocation"] == pytest.approx(allocation, rel=REL)
+    assert info["hbm_allocation"][HBM3] == pytest.approx(allocation, rel=REL)
     share = allocation / stacks_needed  # 0.390625
     assert [math.floor(32 * share), math.floor(12 * share)] == [12, 4]
-    assert info["hbm_drawn"] == 12 * 5 + 4 * 8
+    assert info["hbm_drawn"][HBM3] == 12 * 5 + 4 * 8
     assert info["in_queue"].tolist() == [20.0, 8.0]
     excess = (10_000 + stacks_needed) / 100_000 - 1  # -0.897: the target 1 + 1.5 x excess is floored at 0.5
-    assert info["hbm_price"] == pytest.approx(price0 + 0.2 * (0.5 - price0), rel=REL)
+    assert info["hbm_price"][HBM3] == pytest.approx(price0 + 0.2 * (0.5 - price0), rel=REL)
 
     # Week 2: supply doubles; an allocation of 0.001 x 200,000 = 200 stacks covers the queue's 164 and frees it all.
     info = env.step(action(s))[4]
-    assert info["hbm_allocation"] == pytest.approx(200.0, rel=REL)
-    assert info["hbm_drawn"] == 20 * 5 + 8 * 8 and info["in_queue"].tolist() == [0.0, 0.0]
+    assert info["hbm_allocation"][HBM3] == pytest.approx(200.0, rel=REL)
+    assert info["hbm_drawn"][HBM3] == 20 * 5 + 8 * 8 and info["in_queue"].tolist() == [0.0, 0.0]
+
+
+def test_a_shock_to_one_hbm_generation_delays_its_chips_and_spares_the_others():
+    """Each HBM chip draws from its own generation's pool. A shock that takes 40% of HBM3e's supply (and makes
+    its market short) in week 0 holds back H200s (HBM3e) a week, while H100s (HBM3) ordered with them are
+    released at once and arrive at the base lead time; each generation's price index follows its own market,
+    and each chip's price its own generation's index."""
+    s = tiny(chips=["H100-SXM", "H200"], initial_fleet={"H100-SXM": 16, "H200": 0})
+    a = s.arrays
+    assert a["hbm_stacks"].tolist() == [5.0, 6.0] and a["hbm_generation"].tolist() == [HBM3, HBM3E]
+    assert a["list_price"].tolist() == [27_500.0, 30_000.0] and a["available_week"].tolist() == [-104.0, -39.0]
+    shocked = [100_000.0, 100_000.0, 60_000.0, 100_000.0]  # HBM2e, HBM3, HBM3e (1e5 less 40%), HBM4
+    flag = [0.0, 0.0, 1.0, 0.0]
+    env = start(s, paths(s, hbm_supply=[shocked, [100_000.0] * 4], hbm_shock=[flag, [0.0] * 4]))
+    # The observation's HBM block: G price indices, G supplies, G queued stacks, G shock flags.
+    i = 4 + 6 * s.n_chips + 4 * s.n_classes
+    obs = fn.observe(env.unwrapped.params, env.unwrapped.state)[0]
+    assert obs[i:i + 4].tolist() == [1.0] * 4 and obs[i + 12:i + 16].tolist() == flag
+
+    # Week 0: order 0.25 x 64 = 16 of each. HBM3 queue: 16 x 5 = 80 stacks, allocation 0.001 x 100,000 x 1 = 100:
+    # every H100 is released. HBM3e queue: 16 x 6 = 96 stacks, allocation 0.001 x 60,000 x (60,000 / 100,000)
+    # = 36 stacks: floor(16 x 36 / 96) = floor(6.0) = 6 H200 are released, 10 wait.
+    obs, _, _, _, info = env.step(action(s, order=[0.25, 0.25]))
+    assert info["ordered"].tolist() == [16.0, 16.0]
+    assert info["hbm_supply"].tolist() == shocked
+    assert info["hbm_allocation"].tolist() == pytest.approx([100.0, 100.0, 36.0, 100.0], rel=REL)
+    assert info["hbm_drawn"].tolist() == [0.0, 16 * 5, 6 * 6, 0.0]
+    assert info["in_queue"].tolist() == [0.0, 10.0]
+    # Price indices: HBM3 excess (100,000 + 80) / 100,000 - 1 = 0.0008; HBM3e (100,000 + 96) / 60,000 - 1;
+    # the unused pools are balanced (excess 0) and stay at 1.
+    p3 = 1 + 0.2 * (1.5 * 0.0008)
+    p3e = 1 + 0.2 * (1.5 * (100_096 / 60_000 - 1))  # 1.200480
+    assert info["hbm_price"].tolist() == pytest.approx([1.0, p3, p3e, 1.0], rel=REL)
+    assert env.unwrapped.state.hbm_price[0].tolist() == pytest.approx([1.0, p3, p3e, 1.0], rel=REL)
+    assert obs[i:i + 4].tolist() == pytest.approx([1.0, p3, p3e, 1.0], rel=1e-6)  # (float32)
+    assert obs[i + 12:i + 16].tolist() == [0.0] * 4  # week 1: the shock is over
+
+    # Week 1: order 8 of each, each priced with its own generation's index (45% of a chip's price is HBM).
+    info = env.step(action(s, order=[0.125, 0.125]))[4]
+    h100 = 27_500 * 0.85 ** (105 / 52) * (1 + 0.45 * (p3 - 1)) * 1.8
+    h200 = 30_000 * 0.85 ** (40 / 52) * (1 + 0.45 * (p3e - 1)) * 1.8
+    assert info["capex"] == pytest.approx(8 * h100 + 8 * h200, rel=REL)
+    # HBM3: 8 x 5 = 40 stacks within 100, all released. HBM3e: (10 + 8) x 6 = 108 stacks for an allocation of 100:
+    # floor(18 x 100 / 108) = floor(16.67) = 16 released, 2 wait.
+    assert info["hbm_allocation"].tolist() == pytest.approx([100.0] * 4, rel=REL)
+    assert info["hbm_drawn"].tolist() == [0.0, 8 * 5, 16 * 6, 0.0]
+    assert info["in_queue"].tolist() == [0.0, 2.0]
+    assert info["hbm_price"][HBM3] == pytest.approx(p3 + 0.2 * (1 + 1.5 * 0.0004 - p3), rel=REL)
+    assert info["hbm_price"][HBM3E] == pytest.approx(p3e + 0.2 * (1 + 1.5 * 0.00108 - p3e), rel=REL)
+
+    # Arrivals (lead 3: released in week w, they arrive in week w + 2): every H100 at the lead time; the H200s
+    # ordered in week 0 split 6 in week 2 and 10 a week late, and the 2 left from week 1 arrive in week 4.
+    infos = run(env, s, 3)
+    assert [i["arrived"].tolist() for i in infos] == [[16.0, 6.0], [8.0, 16.0], [0.0, 2.0]]
+    assert infos[-1]["fleet"].tolist() == [16.0 + 24.0, 24.0]
 
 
 def test_sram_wafer_cap_releases_at_most_sram_cap_a_week():
@@ -301,8 +367,8 @@ def test_sram_wafer_cap_releases_at_most_sram_cap_a_week():
     assert infos[0]["ordered"].tolist() == [64.0, 256.0]
     # Groq: min(queue, 100) a week: 100, 100, then the last 56.
     assert [i["in_queue"].tolist() for i in infos] == [[64.0, 156.0], [64.0, 56.0], [64.0, 0.0], [64.0, 0.0]]
-    assert [i["hbm_drawn"] for i in infos] == [0.0] * 4  # SRAM chips draw no stacks; the H100s got none
-    assert [i["hbm_allocation"] for i in infos] == [0.0] * 4
+    assert [i["hbm_drawn"].tolist() for i in infos] == [[0.0] * 4] * 4  # SRAM chips draw no stacks; H100s got none
+    assert [i["hbm_allocation"].tolist() for i in infos] == [[0.0] * 4] * 4
 
 
 @pytest.mark.parametrize("lead", [1, 2, 4])
@@ -1081,7 +1147,7 @@ def test_renting_in_and_out_by_the_week():
     env = start(s, paths(s))
     week = 403.2
     # (the MI300X keeps the base scenario's $1.80 an hour: 302.40 a week)
-    assert fn.rent_prices(env.params, np.array([0.0]), np.array([1.0]))[0].tolist() == pytest.approx([week, 302.4])
+    assert fn.rent_prices(env.params, np.array([0.0]), 1.0)[0].tolist() == pytest.approx([week, 302.4])
     info = env.step(action(s, train=[1.0, 0.0], rent_in=[10 / 64, 0.0], rent_out=[0.25, 0.0]))[4]
     assert info["rented_in"].tolist() == [10.0, 0.0] and info["rented_out"].tolist() == [4.0, 0.0]
     assert info["rent_cost"] == pytest.approx(10 * week, rel=REL)
@@ -1090,7 +1156,7 @@ def test_renting_in_and_out_by_the_week():
     assert info["power_cost"] == pytest.approx(4 * 1.26 * 1.25 * 168 * 0.08, rel=1e-9)  # nothing else is busy
     assert info["revenue"] == pytest.approx(4 * week * 0.8, rel=REL)  # no demand served: chat shares are 0
     # The rent moves with the deployed price: a year on the market (x 0.85) and an HBM index of 2 (x 1.45).
-    assert fn.rent_prices(env.params, np.array([52.0]), np.array([2.0]))[0, 0] == pytest.approx(week * 0.85 * 1.45)
+    assert fn.rent_prices(env.params, np.array([52.0]), 2.0)[0, 0] == pytest.approx(week * 0.85 * 1.45)
 
 
 def test_cloud_only_chips_are_rented_never_bought():
