@@ -5,8 +5,8 @@ dynamics comes from this module. It holds:
 
 * the model's named constants (time units, caps and floors, the compact action's encoding);
 * the one declaration of every table the kernels read: the scenario's parameters (per chip, per
-  class and chip, per class, per HBM generation, scalars), the state of a datacenter, the info it reports, and the
-  columns of its exogenous path. Row offsets and index names are generated from these
+  class and chip, per class, per HBM generation, scalars), the state of a datacenter, the info it
+  reports, and the columns of its exogenous path. Row offsets and index names are generated from these
   declarations; no index is numbered by hand;
 * the Numba kernels: action decoding, the transition and the observation for one datacenter,
   the batch loops over B datacenters, and batched helpers that policies call from Python.
