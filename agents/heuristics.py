@@ -115,7 +115,8 @@ class HomogeneousGPUPolicy(_Sizing):
 
 class DisaggregatedGreedyPolicy(_Sizing):
     """Buys the cheapest prefill chip (compute per $) and the cheapest decode chip (bandwidth and
-    memory per $) for the current demand mix, and places prefill and decode on them (Splitwise/DistServe)."""
+    memory per $) for the current demand mix, and places prefill and decode on them (Splitwise/DistServe).
+    HBM chips' cost carries the expected wait of their generation's queue while it is long."""
 
     name = "disaggregated-greedy"
     specialisation = 1.0
@@ -123,8 +124,23 @@ class DisaggregatedGreedyPolicy(_Sizing):
     def _demand_target(self, demand: np.ndarray) -> np.ndarray:
         return demand * (1.0 + SAFETY)
 
+    def _queue(self) -> tuple[np.ndarray, np.ndarray]:
+        """(stacks queued, stacks a week our share of the scheduled supply brings) of each HBM generation: the
+        scenario's starting world output x the generation's share of it this week (no foresight of shocks)."""
+        scenario, s = self.env.scenario, self.env.state
+        hbm = scenario.hbm
+        queued = s.queue[0] @ generation_stacks(self.env.params)
+        week = min(int(s.week[0]), scenario.weeks - 1)
+        allocation = hbm["our_allocation_share"] * hbm["supply_stacks_per_week"] * scenario.arrays["hbm_mix"][week]
+        return queued, allocation
+
     def _cost_factor(self) -> np.ndarray:
-        return np.ones(self.env.scenario.n_chips)
+        # Capital waiting in the HBM queue earns nothing: charge 1% of the price per week of expected wait in the
+        # queue of the chip's generation.
+        queued, allocation = self._queue()
+        wait = queued / np.maximum(allocation, 1.0)  # (G,)
+        generation = self.env.scenario.arrays["hbm_generation"].astype(int)
+        return 1.0 + 0.01 * np.where(generation >= 0, wait[np.maximum(generation, 0)], 0.0)
 
     def plan(self) -> Plan:
         scenario = self.env.scenario
@@ -162,16 +178,6 @@ class ForecastPolicy(DisaggregatedGreedyPolicy):
         self.errors: list[np.ndarray] = []
         self._decided: tuple | None = None  # (episode path, week, target) of the last decision
 
-    def _queue(self) -> tuple[np.ndarray, np.ndarray]:
-        """(stacks queued, stacks a week our share of the scheduled supply brings) of each HBM generation: the
-        scenario's starting world output x the generation's share of it this week (no foresight of shocks)."""
-        scenario, s = self.env.scenario, self.env.state
-        hbm = scenario.hbm
-        queued = s.queue[0] @ generation_stacks(self.env.params)
-        week = min(int(s.week[0]), scenario.weeks - 1)
-        allocation = hbm["our_allocation_share"] * hbm["supply_stacks_per_week"] * scenario.arrays["hbm_mix"][week]
-        return queued, allocation
-
     def _lead_weeks(self) -> float:
         queued, allocation = self._queue()
         return float(self.env.scenario.base_lead_weeks) + float(queued.sum()) / max(float(allocation.sum()), 1.0)
@@ -198,11 +204,3 @@ class ForecastPolicy(DisaggregatedGreedyPolicy):
         target = np.exp(self.level + self.trend * horizon + self.z * sigma * np.sqrt(max(horizon, 1.0)))
         self._decided = (path, week, target)
         return target
-
-    def _cost_factor(self) -> np.ndarray:
-        # Capital waiting in the HBM queue earns nothing: charge 1% of the price per week of expected wait in the
-        # queue of the chip's generation.
-        queued, allocation = self._queue()
-        wait = queued / np.maximum(allocation, 1.0)  # (G,)
-        generation = self.env.scenario.arrays["hbm_generation"].astype(int)
-        return 1.0 + 0.01 * np.where(generation >= 0, wait[np.maximum(generation, 0)], 0.0)
