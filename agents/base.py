@@ -24,6 +24,7 @@ from envs.functional import (
     available_mask,
     capacity_rules,
     chips_for_demand,
+    contract_offer,
     coverage,
     demand_with_backlog,
     knob_shares,
@@ -42,7 +43,8 @@ class Plan:
     Site expansion and renting are given either as the compact action's rules (``expansion``, ``rent_in``,
     ``rent_out`` in [0, 1]: see :func:`envs.dynamics._decode`), which every variant can express, or
     explicitly (``expansion_blocks``, ``rent_in_chips`` (K,), ``rent_out_chips`` (K,)), which only the fine
-    variant can.
+    variant can. Cluster training contracts are accepted by the rule of the training_pace knob (>= 0.5: accept on
+    the rule's chip type), or, on the fine variant, on ``accept_type`` (None with explicit shares: decline).
     """
 
     orders: np.ndarray
@@ -55,6 +57,7 @@ class Plan:
     expansion_blocks: float | None = None
     rent_in_chips: np.ndarray | None = None
     rent_out_chips: np.ndarray | None = None
+    accept_type: int | None = None  # cluster contracts: the chip type to accept this week's offer on (fine only)
 
     @property
     def explicit_capacity(self) -> bool:
@@ -96,11 +99,11 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
             shares = knob_shares(params, state.fleet, demand_with_backlog(params, state),
                                  np.asarray(plan.knobs, dtype=float)[None], training_need(params, state), state.week)[0]
         return fine_action(scenario, np.minimum(orders / scenario.max_order_chips_per_week, 1.0), shares,
-                           plan.sales_fraction, *_fine_capacity(env, plan, orders))
-    if plan.explicit_capacity:
-        raise ValueError(f"{env.variant} environments expand the site and rent by their rules (Plan.expansion, "
-                         f"rent_in, rent_out); explicit blocks and rented chips need a ChipAlloc/DatacenterFine-* "
-                         f"environment")
+                           plan.sales_fraction, *_fine_capacity(env, plan, orders), accept_type=_accept_type(env, plan))
+    if plan.explicit_capacity or plan.accept_type is not None:
+        raise ValueError(f"{env.variant} environments expand the site, rent and accept contracts by their rules "
+                         f"(Plan.expansion, rent_in, rent_out, the training_pace knob); explicit blocks, rented chips "
+                         f"and contract chip types need a ChipAlloc/DatacenterFine-* environment")
     if plan.knobs is None:
         raise ValueError(f"{env.variant} environments take knobs; this plan has only explicit shares "
                          f"(use a ChipAlloc/DatacenterFine-* environment)")
@@ -122,6 +125,15 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
         valid = env.action_masks().reshape(len(u), LEVELS) & (np.arange(LEVELS)[None, :] <= wanted[:, None])
         return (LEVELS - 1 - np.argmax(valid[:, ::-1], axis=1)).astype(np.int64)
     return (2.0 * u - 1.0).astype(np.float32)
+
+
+def _accept_type(env: DatacenterEnv, plan: Plan) -> int | None:
+    """The chip type the fine action accepts this week's cluster contract offer on: the plan's, or with knobs the
+    rule's when the training_pace knob is >= 0.5 (as the compact variants decide)."""
+    if plan.accept_type is not None or plan.knobs is None or plan.knobs[0] < 0.5:
+        return plan.accept_type
+    chosen = int(contract_offer(env.params, env.state)[1][0])
+    return chosen if chosen >= 0 else None
 
 
 def _fine_capacity(env: DatacenterEnv, plan: Plan, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

@@ -25,7 +25,7 @@ from scipy.optimize import linprog
 from agents.base import Plan, Policy
 from agents.heuristics import ForecastPolicy
 from envs.dynamics import J_PER_KWH, WEEK_S, WEEKS_PER_YEAR, _max_prefill_load
-from envs.functional import capacity_rules, demand_with_backlog, rent_prices, training_need
+from envs.functional import capacity_rules, contract_offer, demand_with_backlog, rent_prices, training_need
 from envs.scenario import Scenario
 
 EXA = 1e18  # training FLOPs enter the LP in exaFLOPs: HiGHS treats numbers >= 1e20 as infinite
@@ -236,6 +236,19 @@ class LPSchedulerPolicy(Policy):
         # A job is paid only if every week keeps pace, so this week's pace is worth the jobs' whole value.
         value = float(s.job_value[0][active].sum()) / paced if paced > 0 else 0.0
         fleet = np.maximum(fleet, 0.0)
+        accept, held = None, np.zeros(scenario.n_chips)
+        if scenario.training["clusters"]:
+            # Cluster contracts hold their chips apart: the procurement rule's acceptance (its training_pace
+            # knob) takes this week's offer on the rule's chip type, and the LP schedules the chips left.
+            held = s.job_chips[0] @ np.eye(scenario.n_chips)[s.job_type[0].astype(int)]
+            h100s, chosen = contract_offer(env.params, s)
+            if procurement.knobs is not None and procurement.knobs[0] >= 0.5 and chosen[0] >= 0 \
+                    and (s.job_chips[0] <= 0).any():
+                accept = int(chosen[0])
+                held[accept] += np.ceil(h100s[0] * scenario.training["h100_train_flops_per_s"]
+                                        / scenario.arrays["train_flops_per_chip_s"][accept] - 1e-6)
+            fleet = np.maximum(fleet - held, 0.0)
+            paced = value = 0.0
         rent = rent_prices(env.params, s.week, s.hbm_price)[0]
         lp = schedule_lp(scenario, fleet, demand, paced, value, week=float(s.week[0]), rent=rent)
         # Whole chips: rent in what the LP uses (rounded up), let out only whole idle chips.
@@ -243,7 +256,7 @@ class LPSchedulerPolicy(Policy):
         serving = np.maximum(fleet - rent_out, 0.0) + rent_in
         shares = whole_replica_shares(scenario, serving, lp["train"], lp["prefill"], lp["decode"])
         return Plan(orders, shares=shares, expansion_blocks=_blocks(env, procurement), rent_in_chips=rent_in,
-                    rent_out_chips=rent_out)
+                    rent_out_chips=rent_out, accept_type=accept)
 
 
 def _blocks(env, plan: Plan) -> float:

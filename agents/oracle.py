@@ -26,7 +26,10 @@ weeks and 256 chips make expected failures and whole replicas cost 7-13% there, 
 from __future__ import annotations
 
 import copy
+import os
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -43,8 +46,29 @@ from envs.functional import Params, chip_prices, failed_chips, generation_stacks
 TIME_LIMIT_S = 120.0
 LUMPY_SHARE = 0.005
 LUMPY_STACKS = 0.1  # an HBM chip whose order unit needs more than this share of its generation's weekly allocation
-MIP_GAP = 1e-3  # relative optimality gap at which HiGHS stops; the bound it proves is reported beside the plan
+MIP_GAP = 1e-2  # relative optimality gap at which HiGHS stops (1%: contract acceptance is binary, and at 0.1% the
+#   default scenario's solve took ~60 s against ~9 s, for the same replayed return on seed 20000)
 JOB_MARGIN = 1.03  # plan 3% more FLOPs than a job needs: whole chips and failures shave the replay's rate
+
+
+@contextmanager
+def _quiet_stdout():
+    """Silence the process's stdout (file descriptor 1) for the block: HiGHS's MIP solver prints debugging lines
+    from C++ that its options do not turn off."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured or replaced stdout has no descriptor to silence
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 class _Program:
@@ -90,9 +114,10 @@ class _Program:
         for col, v in self.cost.items():
             c[col] = v
         a = coo_matrix((self.vals, (self.rows, self.cols)), shape=(len(self.lb), self.n)).tocsr()
-        res = milp(c, constraints=LinearConstraint(a, self.lb, self.ub), integrality=np.concatenate(self.integer),
-                   bounds=(np.concatenate(self.lower), np.concatenate(self.upper)),
-                   options={"time_limit": time_limit, "mip_rel_gap": MIP_GAP})
+        with _quiet_stdout():
+            res = milp(c, constraints=LinearConstraint(a, self.lb, self.ub), integrality=np.concatenate(self.integer),
+                       bounds=(np.concatenate(self.lower), np.concatenate(self.upper)),
+                       options={"time_limit": time_limit, "mip_rel_gap": MIP_GAP})
         if res.status != 0 or res.x is None:
             raise SolverError(f"the oracle's program was not solved to optimality: HiGHS status {res.status} "
                               f"({res.message})")
@@ -107,7 +132,8 @@ class OraclePlan:
     blocks: np.ndarray  # (T,) site expansion blocks ordered (power-capped sites)
     rent_in: np.ndarray  # (T, K) chips rented from the cloud market
     rent_out: np.ndarray  # (T, K) chips let out to it
-    train: np.ndarray  # (T, K) chips
+    train: np.ndarray  # (T, K) chips (with cluster contracts: the chips they hold)
+    accept: np.ndarray  # (T,) the chip type each week's cluster contract offer is accepted on, -1: declined
     prefill: np.ndarray  # (T, C, K) chips
     decode: np.ndarray  # (T, C, K) chips
     served: np.ndarray  # (T, C) tokens/s
@@ -240,8 +266,9 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
 
     # Training jobs: arrive at step t0, train in steps t0+1 .. t0+deadline, pay on completion.
     tr = scenario.training
+    clusters = bool(tr["clusters"])
     jobs = []  # (y variables, window, z, value)
-    for t0 in np.flatnonzero(accepted):
+    for t0 in ([] if clusters else np.flatnonzero(accepted)):
         window = np.arange(t0 + 1, min(t0 + 1 + tr["deadline_weeks"], T))
         if not len(window):
             continue
@@ -251,6 +278,27 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
         value = tr["value_per_job_usd"] * exo.job_flops[0, t0] / tr["flops_per_job"] / scale
         prog.add_cost(z, -value)
         jobs.append((y, window, z, value))
+    # Cluster contracts: the offer at t0 is accepted on at most one training-capable chip type k (binary
+    # take[t0, k]), which then holds n_k whole chips in weeks t0 .. t0 + weeks - 1 and is paid each of them.
+    contracts = []  # (t0, {k: take variable}, chips (K,), weekly pay, active weeks)
+    if clusters:
+        capable = np.flatnonzero(a["train_flops_per_chip_s"] > 0)
+        mean_index = hbm_price.mean(axis=1) if hbm_price.ndim == 2 else hbm_price
+        for t0 in np.flatnonzero(exo.job_arrival[0] > 0):
+            h100s = exo.job_flops[0, t0] / (tr["h100_train_flops_per_s"] * WEEK_S * tr["deadline_weeks"])
+            chips = np.zeros(K)
+            chips[capable] = np.ceil(h100s * tr["h100_train_flops_per_s"] / a["train_flops_per_chip_s"][capable]
+                                     - 1e-6)
+            take = {int(k): int(prog.var(1, 0.0, 1.0, integer=True)[0]) for k in capable}
+            prog.row([(v, 1.0) for v in take.values()], -np.inf, 1.0)
+            market = (1.0 - scenario.price_decline_per_year) ** (t0 / WEEKS_PER_YEAR) * (
+                1.0 + scenario.hbm["hbm_cost_share"] * (mean_index[t0] - 1.0))
+            pay = tr["value_per_job_usd"] * exo.job_flops[0, t0] / tr["flops_per_job"] * market / tr[
+                "deadline_weeks"] / scale
+            weeks = np.arange(t0, min(t0 + int(tr["deadline_weeks"]), T))
+            for v in take.values():
+                prog.add_cost(v, -pay * len(weeks))
+            contracts.append((int(t0), take, chips, pay, weeks))
 
     # The initial fleet and site, as the environment books them (envs.functional's initial state).
     initial_row = params.initial_row
@@ -384,6 +432,15 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
         training = [(y[list(window).index(t)], 1.0) for y, window, _, _ in jobs if t in window]
         if training:
             prog.row(training + [(xt[t, k], -flops_per_chip_week[k]) for k in range(K)], -np.inf, 0.0)
+        if clusters:
+            active = [c for c in contracts if t in c[4]]
+            # at most `slots` contracts at once; each chip type's training chips are exactly its clusters, and
+            # they are owned chips (1% spare, so a luckier failure draw in the replay cannot break a contract)
+            prog.row([(v, 1.0) for c in active for v in c[1].values()], -np.inf, float(tr["slots"]))
+            for k in range(K):
+                held = [(c[1][k], -c[2][k]) for c in active if k in c[1]]
+                prog.row([(xt[t, k], 1.0), *held], 0.0, 0.0)
+                prog.row([(xt[t, k], 1.0), (rout[t, k], 1.0), (fleet[t, k], -0.99)], -np.inf, 0.0)
         # Money. Cash gets a job's value in the last week of its window at the latest (the env pays
         # on completion, possibly earlier), so the plan's cash is never above the replay's.
         prev_cash = [(cash[t - 1], 1.0)] if t else []
@@ -391,7 +448,8 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
         capex = [(o[t, k], prices[t, k] / scale) for k in range(K)]
         inflow = ([(sell[t, k], prices[t, k] / scale * np.exp(-decay * (age0 + t))) for k in range(K)]
                   + [(s[t, c], price[c] * WEEK_S / scale) for c in range(C)]
-                  + [(z, value) for _, window, z, value in jobs if window[-1] == t])
+                  + [(z, value) for _, window, z, value in jobs if window[-1] == t]
+                  + [(v, c[3]) for c in contracts if t in c[4] for v in c[1].values()])
         outflow = ([(fleet[t, k], maintenance[k] / scale) for k in range(K)]
                    + [(xt[t, k], power[k] / scale) for k in range(K)]
                    + [(xp[t, c, k], power[k] / scale) for c in range(C) for k in range(K)]
@@ -423,7 +481,13 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     x = prog.solve(time_limit)
     # Whole blocks: the cumulative plan rounded up, so the site is never later or smaller than planned.
     whole_blocks = np.diff(np.ceil(np.cumsum(x[blocks]) - 1e-6), prepend=0.0)
-    return OraclePlan(orders=x[o], sales=x[sell], blocks=whole_blocks, rent_in=x[rin], rent_out=x[rout], train=x[xt],
+    accept = np.full(T, -1)
+    for t0, take, _, _, _ in contracts:
+        chosen = [k for k, v in take.items() if x[v] > 0.5]
+        if chosen:
+            accept[t0] = chosen[0]
+    return OraclePlan(orders=x[o], sales=x[sell], blocks=whole_blocks, accept=accept, rent_in=x[rin],
+                      rent_out=x[rout], train=x[xt],
                       prefill=x[xp], decode=x[xd], served=x[s], allocation=allocation, objective=prog.objective,
                       solve_seconds=0.0)
 
@@ -477,12 +541,18 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
     rent_in = np.ceil(plan.rent_in[t] - 1e-6)
     rent_out = np.minimum(np.floor(plan.rent_out[t] + 1e-6), fleet)
     serving = fleet - rent_out + rent_in
-    shares = whole_replica_shares(scenario, serving, plan.train[t], plan.prefill[t], plan.decode[t])
+    train = plan.train[t]
+    accept = int(plan.accept[t]) if plan.accept[t] >= 0 else None
+    if scenario.training["clusters"]:  # the contracts' clusters are held apart; the shares split the rest
+        serving = np.maximum(serving - np.round(train), 0.0)
+        train = np.zeros_like(train)
+    shares = whole_replica_shares(scenario, serving, train, plan.prefill[t], plan.decode[t])
     # Sales are whole chips, a fraction of the fleet at the start of the week (as the fine action reads them).
     sold = np.round(plan.sales[t])
     sales = np.where(s.fleet[0] > 0, np.minimum(sold * (1 + 1e-6) / np.maximum(s.fleet[0], 1.0), 1.0), 0.0)
     return Plan(np.where(orders > 0, orders + 1e-6 * unit, 0.0), shares=shares, sales_fraction=sales,
-                expansion_blocks=plan.blocks[t], rent_in_chips=rent_in, rent_out_chips=rent_out)
+                expansion_blocks=plan.blocks[t], rent_in_chips=rent_in, rent_out_chips=rent_out,
+                accept_type=accept)
 
 
 def _allocation(params: Params, exo: Exogenous) -> np.ndarray:

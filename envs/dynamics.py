@@ -130,6 +130,8 @@ SCALAR_SOURCES = {
     "rent_out_fee": lambda s: s.rental["rent_out_fee"],
     "selling": lambda s: float(s.selling),
     "disaggregation": lambda s: float(s.disaggregation),
+    "training_clusters": lambda s: float(s.training["clusters"]),
+    "h100_train_flops": lambda s: s.training["h100_train_flops_per_s"],
     "fleet_scale": fleet_scale,
 }
 
@@ -155,7 +157,9 @@ STATE_FIELDS = (
     ("backlog", "C", "f"),  # carried-over demand, tokens/s averaged over a week
     ("job_flops", "J", "f"),  # remaining FLOPs of each training job (0 = empty slot)
     ("job_weeks_left", "J", "f"),
-    ("job_value", "J", "f"),
+    ("job_value", "J", "f"),  # pay on completion (FLOP jobs) or each week (cluster contracts)
+    ("job_chips", "J", "f"),  # chips a cluster contract reserves (0 = empty slot; cluster mode only)
+    ("job_type", "J", "f"),  # their chip type
     ("last_served_fraction", "C", "f"),
     ("last_admissible_load", "C", "f"),
     ("last_utilisation", "K", "f"),
@@ -183,7 +187,7 @@ INFO_FIELDS = (
     ("ordered", "K", "f"), ("orders_unavailable", "K", "f"), ("orders_clipped", "K", "f"), ("arrived", "K", "f"),
     ("failed", "K", "f"), ("sold", "K", "f"), ("in_queue", "K", "f"), ("in_transit", "K", "f"),
     ("train_chips", "K", "f"), ("resale_price", "K", "f"), ("power_clipped", "K", "f"), ("rented_in", "K", "f"),
-    ("rented_out", "K", "f"), ("rent_price", "K", "f"),
+    ("rented_out", "K", "f"), ("rent_price", "K", "f"), ("reserved_chips", "K", "f"),
     ("prefill_chips", "CK", "f"), ("decode_chips", "CK", "f"),
 )
 
@@ -599,14 +603,56 @@ def _rent_out_chips(u, row, so, hbm_price, pk, ps, K):
 
 
 @njit(cache=True)
+def _offer_h100s(x, xo, ps):
+    """H100s of training throughput the week's contract offer asks for, for ``deadline_weeks`` (0: no offer)."""
+    if x[xo[EXO.job_arrival]] <= 0:
+        return 0.0
+    return x[xo[EXO.job_flops]] / (ps[SCALAR.h100_train_flops] * WEEK_S * ps[SCALAR.deadline_weeks])
+
+
+@njit(cache=True)
+def _cluster_chips(h100s, pk, ps, k):
+    """Whole chips of training-capable type k that match ``h100s`` H100s of training throughput."""
+    return float(math.ceil(h100s * ps[SCALAR.h100_train_flops] / pk[CHIP.train_flops_per_chip_s, k] - WHOLE_SLACK))
+
+
+@njit(cache=True)
+def _reserved_chips(row, so, K, J):
+    """(K,) chips of each type that accepted cluster contracts hold."""
+    out = np.zeros(K)
+    for j in range(J):
+        if row[so[STATE.job_chips] + j] > 0:
+            out[int(row[so[STATE.job_type] + j])] += row[so[STATE.job_chips] + j]
+    return out
+
+
+@njit(cache=True)
+def _cluster_type(h100s, free, week, hbm_price, pk, ps, K):
+    """The chip type a contract for ``h100s`` H100s reserves by rule: of the training-capable types with enough
+    ``free`` chips (K,), the one whose cluster is worth least at this week's prices; -1 if none fits."""
+    best, cost = -1, np.inf
+    for k in range(K):
+        if pk[CHIP.train_flops_per_chip_s, k] > 0:
+            n = _cluster_chips(h100s, pk, ps, k)
+            value = n * _chip_price(week, hbm_price, pk, ps, k)
+            if n <= free[k] and value < cost:
+                best, cost = k, value
+    return best
+
+
+@njit(cache=True)
 def _decode(variant, discrete, act, row, so, dem, p, dims):
-    """(orders (K,), sales (K,), shares (1 + 2C, K), site blocks, rent in (K,), rent out (K,)) from one
+    """(orders (K,), sales (K,), shares (1 + 2C, K), site blocks, rent in (K,), rent out (K,), accept) from one
     datacenter's action: chips wanted, chips to sell, each chip type's split over roles, site expansion blocks
-    to order, and chips to rent in from and out to the cloud market this week.
+    to order, chips to rent in from and out to the cloud market this week, and what to do with the week's
+    cluster training contract offer (-1 decline, -2 accept on the chip type the rule picks, k >= 0 accept on
+    chip type k; only read when training runs on clusters).
 
     Compact variants (datacenter, procurement): K chip weight entries, a capacity target, a sale entry, an
     expansion entry, a rent-in and a rent-out entry, then (datacenter) four knobs; each entry maps [-1, 1] (or
-    a discrete level) to u in [0, 1]. The order buys the shortfall between the target (u x MAX_COVERAGE x
+    a discrete level) to u in [0, 1]. With cluster training contracts the training_pace knob is the
+    acceptance: an offer is accepted (on the rule's chip type, :func:`_cluster_type`) when it is >= 0.5.
+    The order buys the shortfall between the target (u x MAX_COVERAGE x
     demand) and the coverage of the chips owned and on order, split over the chips on sale by weight, each
     share sized in that chip's own capacity. The sale entry sells max(2u - 1, 0) x SELL_MAX_SHARE of the
     oldest chip type's fleet (its lower half sells nothing). The expansion entry, the rent-in and the
@@ -614,8 +660,9 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
     Scheduling: a fixed purchase and expansion plan plus the knobs. Fine: K order entries (a > 0 buys a x
     the weekly maximum), K sale entries (a > 0 sells that share of the type's fleet), K rent-in entries (a > 0
     rents a x the market's weekly depth), K rent-out entries (a > 0 lets out that share of the type's fleet),
-    one expansion entry (a > 0 orders a x the weekly maximum of blocks), then (1 + 2C) x K share entries,
-    row-major by role; u = (a + 1) / 2 and each chip type's shares are u / max(1, sum of its u).
+    one expansion entry (a > 0 orders a x the weekly maximum of blocks), K acceptance entries (the week's
+    contract offer is accepted on the chip type of the largest entry, if it is > 0), then (1 + 2C) x K share
+    entries, row-major by role; u = (a + 1) / 2 and each chip type's shares are u / max(1, sum of its u).
     """
     pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
     K, C, J, L, E = dims[0], dims[1], dims[2], dims[3], dims[4]
@@ -632,13 +679,17 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
             rent_out[k] = _whole(max(act[3 * K + k], 0.0) * row[so[STATE.fleet] + k])
             total = 0.0
             for r in range(R):
-                shares[r, k] = (act[4 * K + 1 + r * K + k] + 1.0) / 2.0
+                shares[r, k] = (act[5 * K + 1 + r * K + k] + 1.0) / 2.0
                 total += shares[r, k]
             for r in range(R):
                 shares[r, k] /= max(1.0, total)
         blocks = _whole(max(act[4 * K], 0.0) * ps[SCALAR.site_max_blocks_per_week]) \
             if ps[SCALAR.power_capped] > 0 else 0.0
-        return orders, sales, shares, blocks, rent_in, rent_out
+        accept, strongest = -1, 0.0
+        for k in range(K):
+            if act[4 * K + 1 + k] > strongest:
+                accept, strongest = k, act[4 * K + 1 + k]
+        return orders, sales, shares, blocks, rent_in, rent_out, accept
     u = np.empty(act.shape[0])
     for i in range(act.shape[0]):
         u[i] = act[i] / (LEVELS - 1) if discrete else (act[i] + 1.0) / 2.0
@@ -676,17 +727,19 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
     knobs = PROCUREMENT_KNOBS.copy() if variant == VARIANT.procurement else u[u.shape[0] - N_KNOBS:]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     shares = _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d)
-    return orders, sales, shares, blocks, rent_in, rent_out
+    accept = -2 if knobs[KNOBS.training_pace] >= 0.5 else -1
+    return orders, sales, shares, blocks, rent_in, rent_out, accept
 
 
 @njit(cache=True)
-def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent_in, rent_out, p):
+def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent_in, rent_out, accept, p):
     """One week of one datacenter: writes the next state row ``new`` and the info row.
 
     ``dem`` is this week's demand plus backlog; ``orders`` (K,) are chips wanted, ``sales`` (K,) chips to
     sell, ``shares`` (1 + 2C, K) split each chip type's serving fleet (owned, less rented out, plus rented
     in) into training, prefill and decode of each class, ``blocks`` is the site expansion blocks to order,
-    and ``rent_in`` / ``rent_out`` (K,) chips rented from and let out to the cloud market this week.
+    ``rent_in`` / ``rent_out`` (K,) chips rented from and let out to the cloud market this week, and ``accept``
+    the answer to the week's cluster contract offer (see :func:`_decode`).
     Infeasible decisions follow these rules, reported in info: chips not on the market (or sold only as
     cloud capacity) are not ordered; with a power cap, orders beyond the site's spare power are scaled
     down; expansions and then orders beyond cash plus credit are scaled down (whole blocks, whole order
@@ -861,6 +914,60 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
     # (the market's average index, weighted by this week's supply of each generation)
     price_mean = price_mean / supply_total if supply_total > 0 else np.mean(new_hbm_price)
 
+    # 6b. Cluster training contracts: each holds whole chips of one type for its weeks and pays weekly. A contract
+    #     whose type's fleet can no longer hold its cluster (failures, sales) breaks and is missed. The week's
+    #     offer, if accepted and a slot is free, reserves chips of the type chosen (or the rule's) if enough
+    #     are free; its pay follows market rent: the contract value at the start, moving as chip prices do.
+    clusters = ps[SCALAR.training_clusters] > 0
+    reserved = np.zeros(K)
+    revenue_training, completed_n, missed_n, train_used = 0.0, 0.0, 0.0, 0.0
+    arrived_job, can_take = False, False
+    if clusters:
+        job_chips = new[so[STATE.job_chips]:so[STATE.job_chips] + J]
+        job_type = new[so[STATE.job_type]:so[STATE.job_type] + J]
+        c_weeks = new[so[STATE.job_weeks_left]:so[STATE.job_weeks_left] + J]
+        c_value = new[so[STATE.job_value]:so[STATE.job_value] + J]
+        for j in range(J):
+            if job_chips[j] > 0:
+                k = int(job_type[j])
+                if reserved[k] + job_chips[j] <= fleet[k]:
+                    reserved[k] += job_chips[j]
+                else:
+                    missed_n += 1.0
+                    job_chips[j], c_weeks[j], c_value[j] = 0.0, 0.0, 0.0
+        h100s = _offer_h100s(x, xo, ps)
+        arrived_job = h100s > 0
+        slot = -1
+        for j in range(J):
+            if job_chips[j] <= 0 and slot < 0:
+                slot = j
+        if arrived_job and slot >= 0 and accept != -1:
+            free = fleet - reserved
+            k = _cluster_type(h100s, free, week, hbm_price, pk, ps, K) if accept < 0 else accept
+            if k >= 0 and pk[CHIP.train_flops_per_chip_s, k] > 0 and _cluster_chips(h100s, pk, ps, k) <= free[k]:
+                mean_index = 0.0
+                for g in range(G):
+                    mean_index += hbm_price[g] / G
+                market = (1.0 - ps[SCALAR.price_decline_per_year]) ** (week / WEEKS_PER_YEAR) \
+                    * (1.0 + ps[SCALAR.hbm_cost_share] * (mean_index - 1.0))
+                job_chips[slot] = _cluster_chips(h100s, pk, ps, k)
+                job_type[slot] = k
+                c_weeks[slot] = ps[SCALAR.deadline_weeks]
+                c_value[slot] = ps[SCALAR.value_per_job_usd] * x[xo[EXO.job_flops]] / ps[SCALAR.flops_per_job] \
+                    * market / ps[SCALAR.deadline_weeks]
+                reserved[k] += job_chips[slot]
+                can_take = True
+        for j in range(J):
+            if job_chips[j] > 0:
+                revenue_training += c_value[j]
+                train_used += job_chips[j] * pk[CHIP.train_flops_per_chip_s, int(job_type[j])] * WEEK_S
+                c_weeks[j] -= 1.0
+                if c_weeks[j] <= 0:
+                    completed_n += 1.0
+                    job_chips[j], c_weeks[j], c_value[j] = 0.0, 0.0, 0.0
+    for k in range(K):
+        info[io[INFO.reserved_chips] + k] = reserved[k]
+
     # 7. Renting: chips rented in serve beside the fleet for the week at the cloud's weekly rent; chips let out
     #    leave it for the week and earn that rent less the marketplace's fee (their power is still ours).
     serving = np.empty(K)
@@ -869,11 +976,12 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
     for k in range(K):
         rent = _weekly_rent(week, hbm_price, pk, ps, k)
         took = min(_whole(max(rent_in[k], 0.0)), ps[SCALAR.max_rent_chips_per_week]) if rent > 0 else 0.0
-        let = min(_whole(max(rent_out[k], 0.0)), fleet[k], ps[SCALAR.max_rent_chips_per_week]) if rent > 0 else 0.0
+        let = min(_whole(max(rent_out[k], 0.0)), fleet[k] - reserved[k], ps[SCALAR.max_rent_chips_per_week]) \
+            if rent > 0 else 0.0
         rent_cost += took * rent
         rent_income += let * rent * (1.0 - ps[SCALAR.rent_out_fee])
         let_out_kw += let * pk[CHIP.system_power_w, k] / W_PER_KW
-        own_serving[k] = fleet[k] - let
+        own_serving[k] = fleet[k] - let - reserved[k]
         serving[k] = own_serving[k] + took
         info[io[INFO.rented_in] + k] = took
         info[io[INFO.rented_out] + k] = let
@@ -884,7 +992,10 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
     prefill = info[io[INFO.prefill_chips]:io[INFO.prefill_chips + 1]]
     decode = info[io[INFO.decode_chips]:io[INFO.decode_chips + 1]]
     for k in range(K):
-        train[k] = _whole(shares[0, k] * serving[k] * (1.0 if pk[CHIP.train_flops_per_chip_s, k] > 0 else 0.0))
+        if clusters:
+            train[k] = reserved[k]  # contracts hold their clusters; the training shares are not used
+        else:
+            train[k] = _whole(shares[0, k] * serving[k] * (1.0 if pk[CHIP.train_flops_per_chip_s, k] > 0 else 0.0))
         info[io[INFO.train_chips] + k] = train[k]
         for c in range(C):
             n = max(pck[CLASS_CHIP.replica_chips, c, k], 1.0)
@@ -977,58 +1088,61 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
             info[io[key] + c] = value
 
     # 9. Training: earliest deadline first over the job slots; paid on completion before the deadline.
-    train_cap = 0.0
-    for k in range(K):
-        train_cap += train[k] * pk[CHIP.train_flops_per_chip_s, k]
-    train_cap *= WEEK_S
-    job_flops = new[so[STATE.job_flops]:so[STATE.job_flops] + J]
-    weeks_left = new[so[STATE.job_weeks_left]:so[STATE.job_weeks_left] + J]
-    job_value = new[so[STATE.job_value]:so[STATE.job_value] + J]
-    order = np.arange(J)
-    keys = np.empty(J)
-    for j in range(J):
-        keys[j] = weeks_left[j] if job_flops[j] > 0 else np.inf
-    for i in range(1, J):  # stable insertion sort by deadline
-        j = i
-        while j > 0 and keys[order[j - 1]] > keys[order[j]]:
-            order[j - 1], order[j] = order[j], order[j - 1]
-            j -= 1
-    cumulative, train_used, revenue_training = 0.0, 0.0, 0.0
-    completed_n, missed_n = 0.0, 0.0
-    for i in range(J):
-        j = order[i]
-        rem = job_flops[j]
-        cumulative += rem
-        got = min(max(train_cap - (cumulative - rem), 0.0), rem)
-        train_used += got
-        active = rem > 0
-        remaining = rem - got
-        completed = active and remaining <= 1e-6 * max(rem, 1.0)
-        left = weeks_left[j] - 1.0
-        missed = active and not completed and left <= 0
-        if completed:
-            revenue_training += job_value[j]
-            completed_n += 1.0
-        if missed:
-            missed_n += 1.0
-        if completed or missed:
-            job_flops[j], job_value[j], weeks_left[j] = 0.0, 0.0, 0.0
-        else:
-            job_flops[j], weeks_left[j] = remaining, left
-    first_empty, any_empty = 0, False
-    for j in range(J):
-        if job_flops[j] <= 0 and not any_empty:
-            first_empty, any_empty = j, True
-    arrived_job = x[xo[EXO.job_arrival]] > 0
-    can_take = arrived_job and any_empty
-    if can_take:
-        arriving = x[xo[EXO.job_flops]]
-        job_flops[first_empty] = arriving
-        job_value[first_empty] = ps[SCALAR.value_per_job_usd] * arriving / ps[SCALAR.flops_per_job]
-        weeks_left[first_empty] = ps[SCALAR.deadline_weeks]
+    #    (FLOP jobs without clusters; cluster contracts were settled in step 6b)
+    train_load = 1.0
+    if not clusters:
+        train_cap = 0.0
+        for k in range(K):
+            train_cap += train[k] * pk[CHIP.train_flops_per_chip_s, k]
+        train_cap *= WEEK_S
+        job_flops = new[so[STATE.job_flops]:so[STATE.job_flops] + J]
+        weeks_left = new[so[STATE.job_weeks_left]:so[STATE.job_weeks_left] + J]
+        job_value = new[so[STATE.job_value]:so[STATE.job_value] + J]
+        order = np.arange(J)
+        keys = np.empty(J)
+        for j in range(J):
+            keys[j] = weeks_left[j] if job_flops[j] > 0 else np.inf
+        for i in range(1, J):  # stable insertion sort by deadline
+            j = i
+            while j > 0 and keys[order[j - 1]] > keys[order[j]]:
+                order[j - 1], order[j] = order[j], order[j - 1]
+                j -= 1
+        cumulative, train_used, revenue_training = 0.0, 0.0, 0.0
+        completed_n, missed_n = 0.0, 0.0
+        for i in range(J):
+            j = order[i]
+            rem = job_flops[j]
+            cumulative += rem
+            got = min(max(train_cap - (cumulative - rem), 0.0), rem)
+            train_used += got
+            active = rem > 0
+            remaining = rem - got
+            completed = active and remaining <= 1e-6 * max(rem, 1.0)
+            left = weeks_left[j] - 1.0
+            missed = active and not completed and left <= 0
+            if completed:
+                revenue_training += job_value[j]
+                completed_n += 1.0
+            if missed:
+                missed_n += 1.0
+            if completed or missed:
+                job_flops[j], job_value[j], weeks_left[j] = 0.0, 0.0, 0.0
+            else:
+                job_flops[j], weeks_left[j] = remaining, left
+        first_empty, any_empty = 0, False
+        for j in range(J):
+            if job_flops[j] <= 0 and not any_empty:
+                first_empty, any_empty = j, True
+        arrived_job = x[xo[EXO.job_arrival]] > 0
+        can_take = arrived_job and any_empty
+        if can_take:
+            arriving = x[xo[EXO.job_flops]]
+            job_flops[first_empty] = arriving
+            job_value[first_empty] = ps[SCALAR.value_per_job_usd] * arriving / ps[SCALAR.flops_per_job]
+            weeks_left[first_empty] = ps[SCALAR.deadline_weeks]
+        train_load = train_used / max(train_cap, 1e-9) if train_cap > 0 else 0.0
 
-    # 10-12. Utilisation, operating cost, capital, money.
-    train_load = train_used / max(train_cap, 1e-9) if train_cap > 0 else 0.0
+    # 10-12. Utilisation, operating cost, capital, money. Chips at work are the serving fleet and the clusters.
     energy, maintenance, depreciation, fleet_stacks, fleet_total, book_total = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     settled = np.empty(K)
     for k in range(K):
@@ -1038,12 +1152,13 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
             if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
                 busy_d += decode[c * K + k] * load_d[c]
         busy = busy_p + busy_d + train[k] * train_load
-        utilisation = busy / max(serving[k], 1e-9) if serving[k] > 0 else 0.0
+        working = serving[k] + reserved[k]
+        utilisation = busy / max(working, 1e-9) if working > 0 else 0.0
         new[so[STATE.last_utilisation] + k] = utilisation
         info[io[INFO.utilisation] + k] = utilisation
         info[io[INFO.fleet] + k] = fleet[k]
-        # Energy of our own serving chips (rented-in chips' power is in their rent), busy in proportion.
-        energy += own_serving[k] * utilisation * pk[CHIP.system_power_w, k]
+        # Energy of our own chips at work (rented-in chips' power is in their rent), busy in proportion.
+        energy += (own_serving[k] + reserved[k]) * utilisation * pk[CHIP.system_power_w, k]
         maintenance += fleet[k] * pk[CHIP.list_price, k] * pk[CHIP.system_capex_multiple, k]
         charge = min(dep[k], max(book[k], 0.0))  # straight line until the book value is used up
         depreciation += charge
@@ -1143,7 +1258,8 @@ def _observe(row, obs, o, exo, p):
     supply x the generation's largest share of it in the episode), our queued stacks / (10 x our share
     of that scale), shock flag | training: remaining FLOPs / (slots x job size), nearest deadline /
     deadline weeks | site: spare power (built less committed IT load) and power under construction, each /
-    the site's built power.
+    the site's built power | cluster contracts: this week's offer in H100s and the chips contracts hold, each
+    / fleet_scale.
     """
     pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
     so, xo = o.state, o.exo
@@ -1199,13 +1315,18 @@ def _observe(row, obs, o, exo, p):
     site_kw = max(row[so[STATE.site_kw]], 1.0)
     out[i + 2] = (row[so[STATE.site_kw]] - _committed_kw(row, so, pk, K, L)) / site_kw
     out[i + 3] = _site_building_kw(row, so, o.dims[4]) / site_kw
+    reserved = 0.0
+    for j in range(J):
+        reserved += row[so[STATE.job_chips] + j]
+    out[i + 4] = _offer_h100s(x, xo, ps) / ps[SCALAR.fleet_scale]
+    out[i + 5] = reserved / ps[SCALAR.fleet_scale]
     for n in range(obs.shape[0]):
         obs[n] = min(max(out[n], -OBS_CLIP), OBS_CLIP)
 
 
 def observation_size(dims: dict[str, int]) -> int:
     """Length of the observation for sizes ``dims`` (see :func:`_observe` for the blocks)."""
-    return 4 + 6 * dims["K"] + 4 * dims["C"] + 4 * dims["G"] + 2 + 2
+    return 4 + 6 * dims["K"] + 4 * dims["C"] + 4 * dims["G"] + 2 + 2 + 2
 
 
 @njit(cache=True)
@@ -1213,9 +1334,10 @@ def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, i
     row = state[b]
     t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
     dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, o.dims[1])
-    orders, sales, shares, blocks, rent_in, rent_out = _decode(variant, discrete, actions[b], row, o.state, dem, p,
-                                                               o.dims)
-    _transition(row, new_state[b], info[b], o, exo[b], dem, orders, sales, shares, blocks, rent_in, rent_out, p)
+    orders, sales, shares, blocks, rent_in, rent_out, accept = _decode(variant, discrete, actions[b], row, o.state,
+                                                                       dem, p, o.dims)
+    _transition(row, new_state[b], info[b], o, exo[b], dem, orders, sales, shares, blocks, rent_in, rent_out, accept,
+                p)
     _observe(new_state[b], obs[b], o, exo[b], p)
 
 
@@ -1333,18 +1455,19 @@ def knob_shares_rows(week, fleet, demand, knobs, need, p):
 
 @njit(cache=True)
 def decode_rows(variant, discrete, actions, state, exo, p, o):
-    """(orders (B, K), sales (B, K), shares (B, 1 + 2C, K), site blocks (B,), rent in (B, K), rent out (B, K))
-    that valid ``actions`` (B, A) decode to."""
+    """(orders (B, K), sales (B, K), shares (B, 1 + 2C, K), site blocks (B,), rent in (B, K), rent out (B, K),
+    contract acceptance (B,)) that valid ``actions`` (B, A) decode to."""
     B, K, C = state.shape[0], o.dims[0], o.dims[1]
     orders, sales, shares = np.empty((B, K)), np.empty((B, K)), np.empty((B, 1 + 2 * C, K))
     blocks, rent_in, rent_out = np.empty(B), np.empty((B, K)), np.empty((B, K))
+    accept = np.empty(B, dtype=np.int64)
     for b in range(B):
         row = state[b]
         t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
         dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, C)
-        orders[b], sales[b], shares[b], blocks[b], rent_in[b], rent_out[b] = _decode(
+        orders[b], sales[b], shares[b], blocks[b], rent_in[b], rent_out[b], accept[b] = _decode(
             variant, discrete, actions[b], row, o.state, dem, p, o.dims)
-    return orders, sales, shares, blocks, rent_in, rent_out
+    return orders, sales, shares, blocks, rent_in, rent_out, accept
 
 
 @njit(cache=True)
@@ -1420,3 +1543,22 @@ def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o
         rent_in[b] = _rent_in_chips(u_rent_in[b], row, so, hbm_price, dem, work, p.chip, p.scalar, K)
         rent_out[b] = _rent_out_chips(u_rent_out[b], row, so, hbm_price, p.chip, p.scalar, K)
     return blocks, rent_in, rent_out
+
+
+@njit(cache=True)
+def contract_offer_rows(state, exo, p, o):
+    """Per row of ``state``: (the week's cluster contract offer in H100s (B,), 0 if none; the chip type the
+    acceptance rule would reserve it on (B,), -1 if no type has enough free chips or there is no offer)."""
+    so = o.state
+    K, J, G = o.dims[0], o.dims[2], o.dims[5]
+    B = state.shape[0]
+    h100s, chosen = np.zeros(B), np.full(B, -1, dtype=np.int64)
+    for b in range(B):
+        row = state[b]
+        t = min(int(row[so[STATE.week]]), exo.shape[1] - 1)
+        h100s[b] = _offer_h100s(exo[b, t], o.exo, p.scalar)
+        if h100s[b] > 0:
+            free = row[so[STATE.fleet]:so[STATE.fleet] + K] - _reserved_chips(row, so, K, J)
+            hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
+            chosen[b] = _cluster_type(h100s[b], free, row[so[STATE.week]], hbm_price, p.chip, p.scalar, K)
+    return h100s, chosen

@@ -364,6 +364,12 @@ def capacity_rules(params: Params, state: State, expansion: float, rent_in: floa
                                   state.rows, state.exo_rows, params.tables, params.offsets)
 
 
+def contract_offer(params: Params, state: State) -> tuple[np.ndarray, np.ndarray]:
+    """(the week's cluster training contract offer in H100s (B,), 0 if none; the chip type the acceptance rule
+    would reserve it on (B,), -1 if none has enough free chips)."""
+    return dyn.contract_offer_rows(state.rows, state.exo_rows, params.tables, params.offsets)
+
+
 def resale_prices(params: Params, state: State) -> np.ndarray:
     """(B, K) what one used chip of each type fetches on the secondary market this week."""
     return dyn.resale_prices_rows(state.week.astype(np.float64), state.hbm_price, state.age_weeks, params.tables)

@@ -140,8 +140,10 @@ class Scenario:
 
     @property
     def training(self) -> Mapping[str, Any]:
-        """The training section, with the derived ``value_per_job_usd``."""
-        return {**self.raw["training"], "value_per_job_usd": self.value_per_job_usd}
+        """The training section, with the derived ``value_per_job_usd`` and the H100's training rate, in FLOP/s at
+        the training MFU (``h100_train_flops_per_s``: a cluster contract's size is stated in H100s)."""
+        return {**self.raw["training"], "value_per_job_usd": self.value_per_job_usd,
+                "h100_train_flops_per_s": get_chip(H100).peak_flops("bf16") * efficiency("training.mfu")}
 
     @property
     def n_chips(self) -> int:
@@ -434,8 +436,13 @@ def load_scenario(spec: str | Path | Mapping | Scenario | None = None) -> Scenar
     hbm = {k: _number(raw["hbm"], k, spec, "hbm.") for k, spec in _HBM.items()}
     generations, mix, chip_generation, hbm_raw = _hbm_generations(raw["hbm"], chips, start, top["weeks"])
     hbm.update(hbm_raw)
-    _check_keys(raw["training"], {"model", *_TRAINING}, "training.")
+    _check_keys(raw["training"], {"model", "clusters", *_TRAINING}, "training.")
     training = {k: _number(raw["training"], k, spec, "training.") for k, spec in _TRAINING.items()}
+    # With clusters, a contract reserves whole chips of one type for its weeks, if accepted; without, jobs are
+    # FLOPs trained on every training-capable chip, accepted whenever a slot is free.
+    training["clusters"] = raw["training"].get("clusters", False)
+    if not isinstance(training["clusters"], bool):
+        raise ScenarioError(f"training.clusters: expected true or false, got {training['clusters']!r}")
     try:
         training_model = get_model(raw["training"].get("model", "")).name
     except UnknownNameError as exc:

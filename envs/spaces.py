@@ -33,8 +33,9 @@ N_CAPACITY_ENTRIES = 5  # compact entries after the chip weights: target, sale, 
 
 
 def fine_size(scenario: Scenario) -> int:
-    """Entries of the fine action: orders, sales, rent-in, rent-out (K each), one expansion, then the shares."""
-    return 4 * scenario.n_chips + 1 + n_roles(scenario) * scenario.n_chips
+    """Entries of the fine action: orders, sales, rent-in, rent-out (K each), one expansion, contract acceptance
+    (K), then the shares."""
+    return 5 * scenario.n_chips + 1 + n_roles(scenario) * scenario.n_chips
 
 
 def n_roles(scenario: Scenario) -> int:
@@ -78,7 +79,8 @@ def check_action(action, space: spaces.Space, batch: int | None = None) -> np.nd
 
 def fine_action(scenario: Scenario, order_fraction: np.ndarray, shares: np.ndarray,
                 sale_fraction: np.ndarray | None = None, rent_in_fraction: np.ndarray | None = None,
-                rent_out_fraction: np.ndarray | None = None, expansion_fraction: float = 0.0) -> np.ndarray:
+                rent_out_fraction: np.ndarray | None = None, expansion_fraction: float = 0.0,
+                accept_type: int | None = None) -> np.ndarray:
     """The fine variant's action that decodes to these order fractions (K,) of the weekly maximum, shares
     (1+2C, K) of each chip type's serving fleet, sale and rent-out fractions (K,) of each type's fleet,
     rent-in fractions (K,) of the rental market's weekly depth and an expansion fraction of the weekly
@@ -96,4 +98,9 @@ def fine_action(scenario: Scenario, order_fraction: np.ndarray, shares: np.ndarr
         raise ValueError(f"the expansion fraction must lie in [0, 1], got {expansion_fraction!r}")
     orders = np.where(order_fraction > 0, order_fraction, -1.0)
     expansion = [expansion_fraction if expansion_fraction > 0 else -1.0]
-    return np.concatenate([orders, *parts, expansion, 2.0 * shares.reshape(-1) - 1.0]).astype(np.float32)
+    accept = -np.ones(K)
+    if accept_type is not None:
+        if not 0 <= int(accept_type) < K:
+            raise ValueError(f"accept_type must be a chip index in [0, {K}), got {accept_type!r}")
+        accept[int(accept_type)] = 1.0
+    return np.concatenate([orders, *parts, expansion, accept, 2.0 * shares.reshape(-1) - 1.0]).astype(np.float32)
