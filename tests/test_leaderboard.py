@@ -150,3 +150,11 @@ def test_a_folder_without_results_is_named(tmp_path):
     with pytest.raises(LeaderboardError, match=r"nowhere: no summary\.json; --results takes an evaluate\.py output"):
         build([tmp_path / "nowhere"], tmp_path / "board")
 
+
+
+def test_the_committed_leaderboard_reads_back():
+    from leaderboard.build import HERE
+    board = load(HERE / JSON_FILE)
+    assert "small" in board["scenarios"]
+    for scenario in board["scenarios"].values():
+        assert all(e["seeds"] == scenario["seeds"] for e in scenario["entries"])
