@@ -197,7 +197,8 @@ def markdown(board: dict[str, Any]) -> str:
             share = f"{e['oracle_share']:.1%}" if e["oracle_share"] is not None else f"n/a ({e['oracle_share_note']})"
             code = f"`{e['env_commit'][:10]}`" + (" (uncommitted changes)" if e["env_dirty"] else "")
             runs = f" ({e['training_runs']} runs)" if e["training_runs"] > 1 else ""
-            lines.append(f"| {'stale' if e['stale'] else rank} | {e['policy']}{runs} | {e['kind']} | "
+            target = f" (`{e['target']}`)" if e["target"] and e["target"] != e["policy"] else ""
+            lines.append(f"| {'stale' if e['stale'] else rank} | {e['policy']}{target}{runs} | {e['kind']} | "
                          f"{(e['env_id'] or '').removeprefix('ChipAlloc/')} | {e['mean']:.1f} "
                          f"[{e['ci95'][0]:.1f}, {e['ci95'][1]:.1f}] | {share} | {code} | {(e['date'] or '')[:10]} |")
     return "\n".join(lines) + "\n"

@@ -69,8 +69,8 @@ def test_entries_hold_every_seed_and_the_table_their_statistics(results, tmp_pat
     table = (tmp_path / MARKDOWN_FILE).read_text()
     assert "## small" in table and "| 1 | oracle | oracle | DatacenterFine-Small-v0 |" in table
     mine = entries["mine"]
-    assert (f"| mine | user | Datacenter-Small-v0 | {mine['mean']:.1f} [{mine['ci95'][0]:.1f}, "
-            f"{mine['ci95'][1]:.1f}] | {mine['oracle_share']:.1%} |") in table
+    assert (f"| mine (`examples.my_policy:FixedActionPolicy`) | user | Datacenter-Small-v0 | {mine['mean']:.1f} "
+            f"[{mine['ci95'][0]:.1f}, {mine['ci95'][1]:.1f}] | {mine['oracle_share']:.1%} |") in table
 
 
 def test_a_submission_extends_the_leaderboard_and_replaces_its_own_label(results, tmp_path):
@@ -122,8 +122,9 @@ def test_entries_from_other_env_code_are_stale_and_get_no_oracle_share(results, 
     assert entries[-1]["policy"] == "old-mine" and entries[-1]["stale"]
     assert entries[-1]["oracle_share"] is None
     assert not any(e["stale"] for e in entries[:-1])
-    assert "| stale | old-mine | user |" in (tmp_path / "board" / MARKDOWN_FILE).read_text()
-    assert "n/a (oracle scored on other env code)" in (tmp_path / "board" / MARKDOWN_FILE).read_text()
+    table = (tmp_path / "board" / MARKDOWN_FILE).read_text()
+    assert "| stale | old-mine (`examples.my_policy:FixedActionPolicy`) | user |" in table
+    assert "n/a (oracle scored on other env code)" in table
 
 
 def test_uncommitted_env_code_is_refused_unless_allowed(results, tmp_path):
