@@ -49,18 +49,18 @@ def resolve_policies(text: str) -> list[Spec]:
     """The policies a comma-separated ``--policies`` value names (see evaluate.py's docstring)."""
     specs: list[Spec] = []
     for item in filter(None, (part.strip() for part in text.split(","))):
+        label, _, rest = item.rpartition("=")  # rest: run+run or module:Class
         if item == "baselines":
             specs += [Spec(name, "baseline") for name in BASELINES]
         elif item == "oracle":
             specs.append(Spec("oracle", "oracle"))
         elif item in list_policies():
             specs.append(Spec(item, "baseline"))
-        elif is_target(target := item.rpartition("=")[2]) and not Path(target).exists():
-            load_class(target)  # a missing module, attribute or predict fails here, naming what is wrong
-            specs.append(Spec(item.rpartition("=")[0] or target, "user", target=target))
+        elif is_target(rest) and not Path(rest).exists():
+            load_class(rest)  # a missing module, attribute or predict fails here, naming what is wrong
+            specs.append(Spec(label or rest, "user", target=rest))
         else:
-            label, _, paths = item.rpartition("=")
-            runs = tuple(latest_run() if p == "latest" else p for p in paths.split("+"))
+            runs = tuple(latest_run() if p == "latest" else p for p in rest.split("+"))
             for run in runs:
                 if not Path(run).exists():
                     raise FileNotFoundError(f"policy {item!r}: {run} is neither a policy name "
