@@ -7,7 +7,8 @@
 Reads each folder's summary.json and per_seed.csv and writes leaderboard/leaderboard.json (per scenario and
 per evaluation seed, each policy's return; the oracle is one of the entries) and leaderboard/README.md (per
 scenario: each policy's mean return with its 95% bootstrap interval and its share of the oracle's, mean policy
-over mean oracle), both atomically. An entry replaces the one of the same policy label and scenario.
+over mean oracle), both atomically. An entry replaces the one of the same policy label and scenario (a label
+held by another policy, a user's class named like a baseline say, is refused).
 
 Every entry records the git commit of the env code it was scored on (envs/ and hardware/), the seeds and the
 date. Entries scored on other env code than the checkout's are marked stale, and a policy's share of the
@@ -148,10 +149,17 @@ def merge(board: dict[str, Any], scenario: str, definition: dict[str, Any], entr
                                f"(fingerprint {definition['scenario_fingerprint']}) than {origin} "
                                f"({known['scenario_fingerprint']}); score every policy on one definition, and "
                                f"rebuild with --fresh when the scenario itself changed")
-    new = {e["policy"] for e in entries}
+    new = {e["policy"]: e for e in entries}
     for entry in known["entries"]:
-        if entry["policy"] in new:
-            print(f"{scenario}: {entry['policy']} from {source} replaces its entry from {entry['source']}")
+        if entry["policy"] not in new:
+            continue
+        mine = new[entry["policy"]]
+        if (mine["kind"], mine["target"]) != (entry["kind"], entry["target"]):
+            raise LeaderboardError(f"scenario {scenario!r}: {source} has a {mine['kind']} policy labelled "
+                                   f"{entry['policy']!r}, but that label is the {entry['kind']} entry "
+                                   f"{entry['target'] or entry['policy']!r} from {entry['source']}; score yours "
+                                   f"under another label (evaluate.py --policies label=module:Class)")
+        print(f"{scenario}: {entry['policy']} from {source} replaces its entry from {entry['source']}")
     known["entries"] = [e for e in known["entries"] if e["policy"] not in new] + entries
 
 

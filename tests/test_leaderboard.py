@@ -85,6 +85,15 @@ def test_a_submission_extends_the_leaderboard_and_replaces_its_own_label(results
     assert build([], board_dir)["scenarios"] == board["scenarios"]  # re-rendering alone changes nothing
 
 
+def test_a_label_held_by_another_policy_is_refused(results, tmp_path):
+    build([results], tmp_path / "board")
+    impostor = _copy(results, tmp_path, "impostor",
+                     lambda s: s.update(policies={"mine": {**s["policies"]["mine"], "target": "other.module:Cls"}}))
+    with pytest.raises(LeaderboardError, match=r"labelled 'mine', but that label is the user entry "
+                                               r"'examples\.my_policy:FixedActionPolicy'.*label=module:Class"):
+        build([impostor], tmp_path / "board")
+
+
 def test_other_seeds_for_the_same_scenario_are_refused(results, tmp_path):
     one_seed = tmp_path / "one_seed"
     evaluate.main(["--policies", "do-nothing", "--env-id", SMALL, "--seeds", "1", "--out", str(one_seed)])
