@@ -3,13 +3,19 @@
     python evaluate.py                                   # the latest train.py run vs every baseline and the oracle
     python evaluate.py --policies forecast,runs/a,oracle --seeds 50 --workers 2
     python evaluate.py --policies "ppo=runs/s0+runs/s1,forecast"   # several training seeds as one policy
+    python evaluate.py --policies forecast,examples.my_policy:FixedActionPolicy,oracle   # a policy class of yours
 
 Every policy meets the same seeds (common random numbers), from TEST_SEED_START on, disjoint from
 training and from train.py's periodic evaluation. A policy is a baseline's name (see
 agents.list_policies()), ``baselines`` (all of them), ``oracle``, a train.py run folder or model .zip, the
-newest train.py run as ``latest``, or ``label=run+run`` to pool training seeds.
+newest train.py run as ``latest``, ``label=run+run`` to pool training seeds, or ``module:Class``
+(``label=module:Class``) for a policy class of yours: it has SB3's ``predict(obs, state=None,
+episode_start=None, deterministic=True)`` returning ``(action, state)`` and is built as ``Class(env)``, or
+``Class()`` if its ``__init__`` takes no argument (template: examples/my_policy.py; the module must be
+importable from the working directory or PYTHONPATH).
 
-Writes to --out: results.md, per_seed.csv and summary.json (atomically), and plots/*.png.
+Writes to --out: results.md, per_seed.csv and summary.json (atomically; summary.json records the git commit of the
+env code, a fingerprint of the scenario and the date, for leaderboard.build), and plots/*.png.
 """
 
 from __future__ import annotations

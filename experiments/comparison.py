@@ -19,11 +19,14 @@ from tqdm import tqdm
 from agents import BASELINES, FINE_ONLY, list_policies, make_policy
 from agents.base import Policy
 from envs import fine_variant
-from experiments.episodes import Episode, make_env, run_episode
+from experiments.episodes import TEST_SEED_START, Episode, make_env, run_episode
 from experiments.plots import plots
+from experiments.provenance import provenance
 from experiments.runs import atomic_write_text, latest_run, read_run_config
 from experiments.stats import iqm, paired_difference_ci, probability_of_improvement, stratified_ci
 from experiments.trained import TrainedPolicy
+from experiments.user_policy import build as build_user_policy
+from experiments.user_policy import check_first_step, is_target, load_class
 
 DEFAULT_ENV_ID = "ChipAlloc/Datacenter-v0"
 
@@ -33,31 +36,36 @@ class Spec:
     """One policy to evaluate: a label and what builds it."""
 
     label: str
-    kind: str  # "baseline", "oracle" or "trained"
+    kind: str  # "baseline", "oracle", "trained" or "user" (a module:Class of the user's)
     runs: tuple[str, ...] = ()
+    target: str = ""  # module:Class, for a user's policy
 
     def env_id(self, env_id: str) -> str:
         """The env this policy runs on: the fine variant of ``env_id`` for the LP scheduler and the oracle."""
-        return fine_variant(env_id) if self.kind != "trained" and self.label in FINE_ONLY else env_id
+        return fine_variant(env_id) if self.kind in ("baseline", "oracle") and self.label in FINE_ONLY else env_id
 
 
 def resolve_policies(text: str) -> list[Spec]:
     """The policies a comma-separated ``--policies`` value names (see evaluate.py's docstring)."""
     specs: list[Spec] = []
     for item in filter(None, (part.strip() for part in text.split(","))):
+        label, _, rest = item.rpartition("=")  # rest: run+run or module:Class
         if item == "baselines":
             specs += [Spec(name, "baseline") for name in BASELINES]
         elif item == "oracle":
             specs.append(Spec("oracle", "oracle"))
         elif item in list_policies():
             specs.append(Spec(item, "baseline"))
+        elif is_target(rest) and not Path(rest).exists():
+            load_class(rest)  # a missing module, attribute or predict fails here, naming what is wrong
+            specs.append(Spec(label or rest, "user", target=rest))
         else:
-            label, _, paths = item.rpartition("=")
-            runs = tuple(latest_run() if p == "latest" else p for p in paths.split("+"))
+            runs = tuple(latest_run() if p == "latest" else p for p in rest.split("+"))
             for run in runs:
                 if not Path(run).exists():
                     raise FileNotFoundError(f"policy {item!r}: {run} is neither a policy name "
-                                            f"({', '.join(list_policies())}, baselines, latest) nor an existing run")
+                                            f"({', '.join(list_policies())}, baselines, latest) nor an existing run "
+                                            f"nor module:Class (a policy class of yours)")
             specs.append(Spec(label or Path(runs[0]).name, "trained", runs))
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
@@ -79,6 +87,8 @@ def trained_env_id(specs: list[Spec]) -> str:
 def build_policy(spec: Spec, env: gym.Env, run: str | None = None) -> Policy:
     if spec.kind == "trained":
         return TrainedPolicy(env, run)
+    if spec.kind == "user":
+        return build_user_policy(spec.target, env)
     return make_policy(spec.label, env)
 
 
@@ -88,7 +98,10 @@ def check_policies(specs: list[Spec], env_id: str, scenario: str | None) -> None
         raise ValueError(f"unknown environment {env_id!r}")
     for spec in specs:
         for run in spec.runs or (None,):
-            build_policy(spec, make_env(spec.env_id(env_id), scenario), run)
+            env = make_env(spec.env_id(env_id), scenario)
+            policy = build_policy(spec, env, run)
+            if spec.kind == "user":  # one step, so that a wrong return or action is explained up front
+                check_first_step(spec.target, policy, env, TEST_SEED_START)
 
 
 @functools.lru_cache(maxsize=8)
@@ -138,7 +151,7 @@ def summarise(rows: list[dict], specs: list[Spec]) -> dict:
         mean, low, high = stratified_ci(episode_returns, np.mean)
         iq, iq_low, iq_high = stratified_ci(episode_returns, iqm)
         entry = {"kind": spec.kind, "episodes": len(rows_), "mean_return": mean, "mean_ci95": [low, high],
-                 "iqm_return": iq, "iqm_ci95": [iq_low, iq_high]}
+                 "iqm_return": iq, "iqm_ci95": [iq_low, iq_high], **({"target": spec.target} if spec.target else {})}
         if oracle:
             gaps = _strata(rows_, lambda r: (oracle[r["seed"]] - r["episode"].episode_return) / abs(oracle[r["seed"]]))
             gap, gap_low, gap_high = stratified_ci(gaps, np.mean)
@@ -177,7 +190,7 @@ def markdown(summary: dict, env_id: str, seeds: list[int]) -> str:
                      f"{e['mean_usd_per_mtok']:.3f} | {e['mean_unmet_share']:.1%} |")
     best = summary["best_baseline"]
     for label, e in summary["policies"].items():
-        if "minus_best_baseline" in e and e["kind"] == "trained":
+        if "minus_best_baseline" in e and e["kind"] in ("trained", "user"):
             diff, (low, high) = e["minus_best_baseline"]["mean"], e["minus_best_baseline"]["ci95"]
             verdict = "beats" if low > 0 else "does not beat"
             lines += ["", f"{label} - {best} (best baseline): {diff:+.1f} [{low:+.1f}, {high:+.1f}] "
@@ -208,7 +221,10 @@ def compare(specs: list[Spec], env_id: str, scenario: str | None, seeds: list[in
         rows = [run_task(t) for t in tqdm(tasks, desc="episodes")]
     summary = summarise(rows, specs)
     scenario_params = make_env(env_id, scenario).unwrapped.scenario
-    summary.update(env_id=env_id, scenario=scenario, scenario_name=scenario_params.name, seeds=seeds)
+    for spec in specs:
+        summary["policies"][spec.label]["env_id"] = spec.env_id(env_id)
+    summary.update(env_id=env_id, scenario=scenario, scenario_name=scenario_params.name, seeds=seeds,
+                   provenance=provenance(scenario_params.raw))
     table = markdown(summary, env_id, seeds)
     atomic_write_text(out / "results.md", table + "\n")
     atomic_write_text(out / "per_seed.csv", per_seed_csv(rows))
