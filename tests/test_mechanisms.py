@@ -56,7 +56,7 @@ TINY = {
     "base_lead_weeks": 3,
     "drop_classes": ["agents", "batch"],
     "hbm": {"our_allocation_share": 0.001},
-    "training": {"flops_per_job": 1e21, "deadline_weeks": 3, "slots": 2},
+    "training": {"flops_per_job": 1e21, "deadline_weeks": 3, "slots": 2, "clusters": False},
     # The site is built with each order and nothing is rented unless a test turns the power cap or the
     # rental market on (tests of those mechanisms below).
     "site": {"power_cap": False},
@@ -119,11 +119,12 @@ def paths(s: envs.Scenario, *, demand=None, hbm_supply=1e5, other_hbm_demand=1e5
 
 
 def action(s: envs.Scenario, order=None, train=None, prefill=None, decode=None, sell=None, rent_in=None,
-           rent_out=None, expand=0.0) -> np.ndarray:
+           rent_out=None, expand=0.0, accept=None) -> np.ndarray:
     """The fine action ordering ``order`` (K,) x the weekly maximum, selling ``sell`` (K,) of each chip type's
     fleet, renting in ``rent_in`` (K,) x the rental market's depth, letting out ``rent_out`` (K,) of each type's
-    fleet, ordering ``expand`` x the weekly maximum of site blocks and giving each type's serving fleet the
-    shares ``train``, ``prefill`` and ``decode`` (K,) of the scenario's one class (zeros by default)."""
+    fleet, ordering ``expand`` x the weekly maximum of site blocks, accepting the week's cluster contract on chip
+    type ``accept`` and giving each type's serving fleet the shares ``train``, ``prefill`` and ``decode`` (K,) of
+    the scenario's one class (zeros by default)."""
     assert s.n_classes == 1
     K = s.n_chips
 
@@ -131,7 +132,7 @@ def action(s: envs.Scenario, order=None, train=None, prefill=None, decode=None, 
         return np.zeros(K) if x is None else np.asarray(x, dtype=float)
 
     return fine_action(s, row(order), np.stack([row(train), row(prefill), row(decode)]), row(sell), row(rent_in),
-                       row(rent_out), expand)
+                       row(rent_out), expand, accept)
 
 
 def start(s: envs.Scenario, exo: Exogenous) -> envs.DatacenterEnv:
@@ -1177,3 +1178,38 @@ def test_selling_can_be_switched_off():
     s = tiny(selling=False)
     info = start(s, paths(s)).step(action(s, sell=[0.5, 0.5]))[4]
     assert info["sold"].tolist() == [0.0, 0.0] and info["sale_proceeds"] == 0.0
+
+
+def test_cluster_contracts_hold_whole_chips_pay_weekly_and_break_when_short():
+    """With ``training.clusters`` an offer of 8 H100s of throughput for 3 weeks (FLOPs = 8 x the H100's training
+    FLOP/s x 3 weeks) needs 8 H100s, or ceil(8 x 3.956e14 / 5.228e14) = 7 MI300Xs. The rule (compact variants)
+    takes the cluster worth least: 7 MI300X x 19,125 = 133,875 against 8 H100 x 35,763.75. It pays its value,
+    value_per_job x FLOPs / flops_per_job (x 1: prices have not moved at week 0), in 3 weekly parts, and
+    completes after the third. Accepted on the MI300X, it breaks (missed, no more pay) once selling 2 of the 8
+    MI300Xs leaves 6 for its 7."""
+    s = tiny(training={"clusters": True})
+    h100 = s.training["h100_train_flops_per_s"]
+    flops = 8 * h100 * WEEK_S * 3
+    exo = paths(s, job_arrival=[1.0, 0.0], job_flops=flops)
+    weekly = s.training["value_per_job_usd"] * flops / 1e21 / 3
+    # declined: nothing is held or paid
+    info = start(s, exo).step(action(s))[4]
+    assert info["reserved_chips"].tolist() == [0.0, 0.0] and info["training_jobs_rejected"]
+    # accepted on the H100: 8 held for weeks 0-2, paid each week, completed at the end of week 2
+    env = start(s, exo)
+    infos = [env.step(action(s, accept=0 if t == 0 else None))[4] for t in range(4)]
+    assert [i["reserved_chips"].tolist() for i in infos] == [[8.0, 0.0]] * 3 + [[0.0, 0.0]]
+    assert [i["revenue_training"] for i in infos] == pytest.approx([weekly] * 3 + [0.0], rel=REL)
+    assert [i["training_jobs_completed"] for i in infos] == [0, 0, 1, 0]
+    assert infos[0]["train_chips"].tolist() == [8.0, 0.0]  # they train flat out
+    # the rule (compact variant, training_pace knob >= 0.5) picks the MI300X cluster
+    p = fn.params(s, variant="datacenter")
+    state, _ = fn.reset(p, exogenous=exo)
+    assert fn.contract_offer(p, state)[0][0] == pytest.approx(8.0) and fn.contract_offer(p, state)[1][0] == 1
+    # accepted on the MI300X (7 chips), then 2 of the 8 MI300X sold: the contract breaks in week 1
+    env = start(s, exo)
+    first = env.step(action(s, accept=1))[4]
+    second = env.step(action(s, sell=[0.0, 0.25]))[4]
+    assert first["reserved_chips"].tolist() == [0.0, 7.0]
+    assert second["sold"].tolist() == [0.0, 2.0] and second["training_jobs_missed"] == 1
+    assert second["reserved_chips"].tolist() == [0.0, 0.0] and second["revenue_training"] == 0.0
