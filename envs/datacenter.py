@@ -30,8 +30,8 @@ class DatacenterEnv(gym.Env):
     :mod:`envs.functional`; this class adds Gymnasium's interface, seeding and rendering.
 
     ## Action Space
-    ``Box(-1, 1, (K + 9,), float32)`` for ``variant="datacenter"`` (21 in the default scenario); each entry maps [-1, 1] to
-    u in [0, 1]. K chip weights (exp(6 (u - 1)) - exp(-6): one chip can take nearly all of an
+    ``Box(-1, 1, (K + 9,), float32)`` for ``variant="datacenter"`` (21 in the default scenario); each
+    entry maps [-1, 1] to u in [0, 1]. K chip weights (exp(6 (u - 1)) - exp(-6): one chip can take nearly all of an
     order), then a capacity target: the fleet plus chips on order should cover u x 3 times this
     week's demand, and the shortfall is bought, split over the chips on sale by weight, each share
     sized in that chip's own capacity (:func:`envs.functional.coverage`). Then a sale entry: it
@@ -41,7 +41,8 @@ class DatacenterEnv(gym.Env):
     built-in allocator (:func:`envs.functional.knob_shares`): training pace (0.5 = the pace active
     jobs need), prefill bias (0.5 balances work), specialisation (0 colocated, 1 disaggregated by
     comparative advantage), latency priority (0.5 neutral); with cluster contracts the training pace
-    >= 0.5 accepts the week's offer. ``procurement``: the K + 5 entries before the knobs only (fixed knobs). ``scheduling``: the four knobs only (a fixed purchase plan).
+    >= 0.5 accepts the week's offer. ``procurement``: the K + 5 entries before the knobs only (fixed
+    knobs). ``scheduling``: the four knobs only (a fixed purchase plan).
     ``fine``: K raw order entries (a > 0 orders a x ``max_order_chips_per_week`` chips), K sale
     entries (a > 0 sells that share of the type's fleet), K rent-in and K rent-out entries, one
     expansion entry, K contract-acceptance entries (the largest positive one names the chip type), then
