@@ -320,6 +320,8 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     book_pc = np.where(per_chip, book0 / np.maximum(fleet0, 1.0), 0.0)
     dep_pc = np.where(per_chip, dep0 / np.maximum(fleet0, 1.0), 0.0)
     sell = prog.var((T, K), 0.0, np.where(per_chip & bool(scenario.selling), fleet0, 0.0)[None, :].repeat(T, 0))
+    # what one chip of the initial fleet fetches if sold in week t (its age then: age0 + t)
+    initial_resale = prices / scale * np.exp(-decay * (age0 + np.arange(T)))[:, None]
     last = T - 1
     resale_now = chip_prices(params, np.array([float(last)]), hbm_price[last:last + 1])[0] / scale
     for t in range(T):
@@ -341,7 +343,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
                 # no more of the initial cohort is sold than survives; each sale gains its resale less its book
                 prog.row([(sell[tau, k], 1.0) for tau in range(t + 1)], -np.inf, fleet0[k] * keep ** t)
                 book_now = max(book_pc[k] - t * dep_pc[k], 0.0)
-                resale = prices[t, k] / scale * np.exp(-decay * (age0 + t))
+                resale = initial_resale[t, k]
                 # (and gives up the chip's mark at the horizon, which the constant below counts for every
                 # initial chip expected to survive)
                 lost_mark = keep ** (T - t) * resale_now[k] * np.exp(-decay * (age0 + T - 1))
@@ -446,7 +448,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
         prev_cash = [(cash[t - 1], 1.0)] if t else []
         const_cash = 0.0 if t else scenario.initial_cash_usd / scale
         capex = [(o[t, k], prices[t, k] / scale) for k in range(K)]
-        inflow = ([(sell[t, k], prices[t, k] / scale * np.exp(-decay * (age0 + t))) for k in range(K)]
+        inflow = ([(sell[t, k], initial_resale[t, k]) for k in range(K)]
                   + [(s[t, c], price[c] * WEEK_S / scale) for c in range(C)]
                   + [(z, value) for _, window, z, value in jobs if window[-1] == t]
                   + [(v, c[3]) for c in contracts if t in c[4] for v in c[1].values()])
