@@ -7,7 +7,7 @@ the environment through one documented hook, ``self.env`` (the unwrapped
 the current state and the demand observed so far. The perfect-foresight oracle is the one
 policy that also reads the future exogenous path (``env.exogenous``), by design.
 
-A heuristic decides a :class:`Plan` (order fractions per chip and either four knobs or explicit
+A heuristic decides a :class:`Plan` (order fractions per chip and either the knobs or explicit
 role shares); :func:`to_action` encodes it for whichever variant the environment is.
 """
 
@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs import DatacenterEnv
-from envs.dynamics import LEVELS, MAX_COVERAGE, SELL_MAX_SHARE
+from envs.dynamics import KNOBS, LEVELS, MAX_COVERAGE, N_KNOBS, SELL_MAX_SHARE
 from envs.functional import (
     available_mask,
     capacity_rules,
@@ -36,9 +36,9 @@ from envs.spaces import fine_action, weight_entry
 
 @dataclass(frozen=True)
 class Plan:
-    """One week's decision: ``orders`` (K,) chips per chip type, either ``knobs`` (4,) in [0, 1] or
+    """One week's decision: ``orders`` (K,) chips per chip type, either ``knobs`` (N_KNOBS,) in [0, 1] or
     ``shares`` ((1+2C), K) of each chip type's serving fleet, and optionally the share of each type's fleet
-    to sell.
+    to sell. With explicit shares, ``update_knob`` sets the RL update share (the knobs' last entry otherwise).
 
     Site expansion and renting are given either as the compact action's rules (``expansion``, ``rent_in``,
     ``rent_out`` in [0, 1]: see :func:`envs.dynamics._decode`), which every variant can express, or
@@ -58,6 +58,7 @@ class Plan:
     rent_in_chips: np.ndarray | None = None
     rent_out_chips: np.ndarray | None = None
     accept_type: int | None = None  # cluster contracts: the chip type to accept this week's offer on (fine only)
+    update_knob: float = 0.5  # RL update share / MAX_UPDATE_SHARE, read with explicit shares (fine only)
 
     @property
     def explicit_capacity(self) -> bool:
@@ -94,12 +95,14 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
     scenario, state, params = env.scenario, env.state, env.params
     orders = np.maximum(np.asarray(plan.orders, dtype=float), 0.0)
     if env.variant == "fine":
-        shares = plan.shares
+        shares, update_knob = plan.shares, plan.update_knob
         if shares is None:
+            update_knob = float(plan.knobs[KNOBS.rl_updates])
             shares = knob_shares(params, state.fleet, demand_with_backlog(params, state),
                                  np.asarray(plan.knobs, dtype=float)[None], training_need(params, state), state.week)[0]
         return fine_action(scenario, np.minimum(orders / scenario.max_order_chips_per_week, 1.0), shares,
-                           plan.sales_fraction, *_fine_capacity(env, plan, orders), accept_type=_accept_type(env, plan))
+                           plan.sales_fraction, *_fine_capacity(env, plan, orders), accept_type=_accept_type(env, plan),
+                           update_knob=update_knob)
     if plan.explicit_capacity or plan.accept_type is not None:
         raise ValueError(f"{env.variant} environments expand the site, rent and accept contracts by their rules "
                          f"(Plan.expansion, rent_in, rent_out, the training_pace knob); explicit blocks, rented chips "
@@ -108,6 +111,9 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
         raise ValueError(f"{env.variant} environments take knobs; this plan has only explicit shares "
                          f"(use a ChipAlloc/DatacenterFine-* environment)")
     knobs = np.clip(np.asarray(plan.knobs, dtype=float), 0.0, 1.0)
+    if knobs.shape != (N_KNOBS,):
+        raise ValueError(f"a plan's knobs are {N_KNOBS} numbers in [0, 1] ({', '.join(KNOBS._fields)}); "
+                         f"got shape {knobs.shape}")
     demand = demand_with_backlog(params, state)
     work = chips_for_demand(params, demand, state.week)
     usable = available_mask(params, state.week)[0] & np.isfinite(work[0]) & (work[0] > 0)
@@ -130,7 +136,7 @@ def to_action(env: DatacenterEnv, plan: Plan) -> np.ndarray:
 def _accept_type(env: DatacenterEnv, plan: Plan) -> int | None:
     """The chip type the fine action accepts this week's cluster contract offer on: the plan's, or with knobs the
     rule's when the training_pace knob is >= 0.5 (as the compact variants decide)."""
-    if plan.accept_type is not None or plan.knobs is None or plan.knobs[0] < 0.5:
+    if plan.accept_type is not None or plan.knobs is None or plan.knobs[KNOBS.training_pace] < 0.5:
         return plan.accept_type
     chosen = int(contract_offer(env.params, env.state)[1][0])
     return chosen if chosen >= 0 else None

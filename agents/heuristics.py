@@ -19,7 +19,7 @@ from envs.functional import (
     prefill_and_decode_chips,
 )
 
-NEUTRAL_KNOBS = np.array([0.6, 0.5, 0.0, 0.5])  # training at 1.2x the pace jobs need; balanced; neutral
+NEUTRAL_KNOBS = np.array([0.6, 0.5, 0.0, 0.5, 0.5])  # training at 1.2x the pace jobs need; balanced; neutral
 SAFETY = 0.2  # capacity headroom over the demand a rule sizes for
 DEBT_BUFFER = 0.5  # rules spend at most cash + this share of the credit line
 # Rules that buy chips also expand a power-capped site by the compact action's rule: they keep the power built

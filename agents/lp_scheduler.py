@@ -24,7 +24,7 @@ from scipy.optimize import linprog
 
 from agents.base import Plan, Policy
 from agents.heuristics import ForecastPolicy
-from envs.dynamics import J_PER_KWH, WEEK_S, WEEKS_PER_YEAR, _max_prefill_load
+from envs.dynamics import J_PER_KWH, NEUTRAL_UPDATE_SHARE, WEEK_S, WEEKS_PER_YEAR, _max_prefill_load
 from envs.functional import capacity_rules, contract_offer, demand_with_backlog, rent_prices, training_need
 from envs.scenario import Scenario
 
@@ -43,10 +43,12 @@ PEAK_CUT_POINTS = 8  # tangents approximating the share of load served under pea
 max_prefill_load = np.vectorize(_max_prefill_load, otypes=[float])
 
 
-def serving_rates(scenario: Scenario, week: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def serving_rates(scenario: Scenario, week: float = 0.0,
+                  update_share: float = NEUTRAL_UPDATE_SHARE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the LPs count per chip at ``week``: output tokens/s one chip serves in prefill (C, K) at the load that
-    keeps TTFT within its SLO, in decode (C, K) within the TPOT SLO (0 where missed), both at that year's vendor
-    software efficiency, and its power cost per week at full load (K,)."""
+    keeps TTFT within its SLO, in decode (C, K) within the TPOT SLO (0 where missed; RL student classes' training-
+    capable decode chips serve 1 - ``update_share`` of the time), both at that year's vendor software efficiency,
+    and its power cost per week at full load (K,)."""
     a = scenario.arrays
     eff = a["efficiency_by_year"]
     y = min(max(int(week // WEEKS_PER_YEAR), 0), eff.shape[2] - 1)
@@ -58,7 +60,8 @@ def serving_rates(scenario: Scenario, week: float = 0.0) -> tuple[np.ndarray, np
     rho = max_prefill_load(a["prefill_latency_s"] / eff_p, a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
     prefill_out = rho * a["prefill_rate"] * eff_p * (a["output_tokens"] / a["input_tokens"])[:, None]
     decode_ok = fits & (a["tpot_s"] / eff_d <= a["tpot_slo_s"][:, None])
-    decode_out = np.where(decode_ok, a["serving_decode_rate"] * eff_d, 0.0)
+    updating = (a["update_flops_per_token"] > 0)[:, None] & (a["train_flops_per_chip_s"] > 0)[None, :]
+    decode_out = np.where(decode_ok, a["decode_rate"] * np.where(updating, 1.0 - update_share, 1.0) * eff_d, 0.0)
     power = a["system_power_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / J_PER_KWH
     return prefill_out, decode_out, power
 

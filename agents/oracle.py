@@ -39,7 +39,7 @@ from scipy.sparse import coo_matrix
 from agents.base import Plan, Policy, to_action
 from agents.lp_scheduler import EXA, SolverError, peak_cuts, serving_rates, token_prices, whole_replica_shares
 from envs.datacenter import DatacenterEnv
-from envs.dynamics import BACKLOG_WEEKS, STATE, W_PER_KW, WEEK_S, WEEKS_PER_YEAR
+from envs.dynamics import BACKLOG_WEEKS, MAX_UPDATE_SHARE, STATE, W_PER_KW, WEEK_S, WEEKS_PER_YEAR
 from envs.exogenous import Exogenous
 from envs.functional import Params, chip_prices, failed_chips, generation_stacks, hbm_market_path, rent_prices
 
@@ -135,7 +135,8 @@ class OraclePlan:
     train: np.ndarray  # (T, K) chips (with cluster contracts: the chips they hold)
     accept: np.ndarray  # (T,) the chip type each week's cluster contract offer is accepted on, -1: declined
     prefill: np.ndarray  # (T, C, K) chips
-    decode: np.ndarray  # (T, C, K) chips
+    decode: np.ndarray  # (T, C, K) chips serving
+    updating: np.ndarray  # (T, C, K) decode chips of RL student classes spending their time on RL updates
     served: np.ndarray  # (T, C) tokens/s
     allocation: np.ndarray  # (T, G) HBM stacks of each generation our orders may draw each week (the plan keeps
     #   within it)
@@ -211,7 +212,9 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     demand = exo.demand[0]
     on_sale = (np.arange(T)[:, None] >= a["available_week"][None, :]) & (a["purchasable"][None, :] > 0)
     # Rates change only with the episode year (the vendors' software efficiency).
-    by_year = {y: serving_rates(scenario, y * WEEKS_PER_YEAR) for y in range(int(np.ceil(T / WEEKS_PER_YEAR)))}
+    # (decode at the full rate: RL student update time is planned as chips of its own, xu below)
+    by_year = {y: serving_rates(scenario, y * WEEKS_PER_YEAR, update_share=0.0)
+               for y in range(int(np.ceil(T / WEEKS_PER_YEAR)))}
     rates = [by_year[int(t // WEEKS_PER_YEAR)] for t in range(T)]
     maintenance = a["list_price"] * a["system_capex_multiple"] * scenario.maintenance_per_year / WEEKS_PER_YEAR
     flops_per_chip_week = a["train_flops_per_chip_s"] * WEEK_S / EXA
@@ -245,6 +248,17 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     xt = prog.var((T, K), 0.0, np.where(a["train_flops_per_chip_s"] > 0, np.inf, 0.0))
     xp = prog.var((T, C, K), 0.0, np.where(prefill_any > 0, np.inf, 0.0))
     xd = prog.var((T, C, K), 0.0, np.where(decode_any > 0, np.inf, 0.0))
+    # RL student classes: decode chips of training-capable types spending their time on RL updates, and the
+    # students' quality at the start of each week (demand = D x (floor + (1 - floor) q), as in the env).
+    updating = (a["update_flops_per_token"] > 0)[:, None] & (a["train_flops_per_chip_s"] > 0)[None, :]
+    xu = prog.var((T, C, K), 0.0, np.where(updating & (decode_any > 0), np.inf, 0.0))
+    students = np.flatnonzero(a["update_flops_per_token"] > 0)
+    q0 = a["initial_quality"]
+    quality = prog.var((T + 1, C), 0.0, 1.0)
+    effort = prog.var((T, C), 0.0, 1.0)
+    for c in range(C):
+        prog.row([(quality[0, c], 1.0)], q0[c], q0[c])
+    floor = a["quality_floor"]
     s = prog.var((T, C), 0.0, np.inf)
     xcap = prog.var((T, C), 0.0, np.inf)  # capacity of each class: the least of prefill and decode
     colocated = not scenario.disaggregation
@@ -349,7 +363,8 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
                 lost_mark = keep ** (T - t) * resale_now[k] * np.exp(-decay * (age0 + T - 1))
                 prog.add_cost(sell[t, k], book_now * (1.0 - p_fail) - resale + lost_mark)
             prog.row([(xt[t, k], 1.0)] + [(xp[t, c, k], 1.0) for c in range(C)]
-                     + [(xd[t, c, k], 1.0) for c in range(C)] + [(fleet[t, k], -1.0), (rin[t, k], -1.0),
+                     + [(xd[t, c, k], 1.0) for c in range(C)] + [(xu[t, c, k], 1.0) for c in students]
+                     + [(fleet[t, k], -1.0), (rin[t, k], -1.0),
                                                                   (rout[t, k], 1.0)], -np.inf, 0.0)
             prog.row([(rout[t, k], 1.0), (fleet[t, k], -1.0)], -np.inf, 0.0)  # only chips we own are let out
             # renting: the rent in is paid; chips let out earn the rent less the fee and run on our power
@@ -375,6 +390,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             for c in range(C):
                 prog.add_cost(xp[t, c, k], power[k] / scale)
                 prog.add_cost(xd[t, c, k], power[k] / scale)
+                prog.add_cost(xu[t, c, k], power[k] / scale)
         # Orders paid and still in transit carry the capital charge too.
         for tau in range(max(t - L + 2, 0), t + 1):
             for k in range(K):
@@ -411,9 +427,26 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
         prog.add_cost(site_dep[t], 1.0)
         prog.add_cost(site_book[t], coc)
         price = token_prices(scenario, t)
+        for c in students:
+            # quality moves toward update FLOPs done / those that hold it, at the decay rate; at most
+            # MAX_UPDATE_SHARE of the class's training-capable decode chips update (the env's largest share)
+            held = a["update_flops_per_token"][c] * demand[t, c] * WEEK_S
+            fade = a["quality_decay"][c]
+            if held > 0:  # effort: update FLOPs done / those that hold quality, at most 1
+                prog.row([(effort[t, c], 1.0)] + [(xu[t, c, k], -a["train_flops_per_chip_s"][k] * WEEK_S / held)
+                                                   for k in range(K)], -np.inf, 0.0)
+                prog.row([(quality[t + 1, c], 1.0), (quality[t, c], fade - 1.0), (effort[t, c], -fade)], -np.inf, 0.0)
+            else:
+                prog.row([(quality[t + 1, c], 1.0), (quality[t, c], -1.0)], -np.inf, 0.0)
+            trainable = np.flatnonzero(updating[c])
+            prog.row([(xu[t, c, k], 1.0 - MAX_UPDATE_SHARE) for k in trainable]
+                     + [(xd[t, c, k], -MAX_UPDATE_SHARE) for k in trainable], -np.inf, 0.0)
         for c in range(C):
             carried = [(backlog[t - 1, c], 1.0)] if t else []
-            prog.row([(s[t, c], 1.0)] + [(cb, -1.0) for cb, _ in carried], -np.inf, demand[t, c])
+            # this week's demand: D for most classes, D x (floor + (1 - floor) q) for RL students
+            wants = [(quality[t, c], -(1.0 - floor[c]) * demand[t, c])] if c in students else []
+            base = demand[t, c] * (floor[c] if c in students else 1.0)
+            prog.row([(s[t, c], 1.0)] + [(cb, -1.0) for cb, _ in carried] + wants, -np.inf, base)
             if colocated:
                 prog.row([(xcap[t, c], 1.0)] + [(ycap[t, c, k], -1.0) for k in range(K)], -np.inf, 0.0)
                 for k in range(K):
@@ -425,11 +458,11 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             # Peaks: the share of demand served is concave in capacity (tangent cuts; the env's own formula).
             wanted = [(s[t, c], 1.0)]
             for slope, intercept in peak_cuts(float(a["peak_to_mean"][c])):
-                prog.row(wanted + [(xcap[t, c], -slope)] + [(cb, -intercept) for cb, _ in carried], -np.inf,
-                         intercept * demand[t, c])
+                prog.row(wanted + [(xcap[t, c], -slope)] + [(cb, -intercept) for cb, _ in carried]
+                         + [(v, intercept * w) for v, w in wants], -np.inf, intercept * base)
             if a["carry_over"][c] > 0:  # carried work is at most this week's unmet demand
-                prog.row([(backlog[t, c], 1.0), (s[t, c], 1.0)] + [(cb, -1.0) for cb, _ in carried],
-                         -np.inf, demand[t, c])
+                prog.row([(backlog[t, c], 1.0), (s[t, c], 1.0)] + [(cb, -1.0) for cb, _ in carried] + wants,
+                         -np.inf, base)
             prog.add_cost(s[t, c], -price[c] * WEEK_S / scale)
         training = [(y[list(window).index(t)], 1.0) for y, window, _, _ in jobs if t in window]
         if training:
@@ -456,6 +489,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
                    + [(xt[t, k], power[k] / scale) for k in range(K)]
                    + [(xp[t, c, k], power[k] / scale) for c in range(C) for k in range(K)]
                    + [(xd[t, c, k], power[k] / scale) for c in range(C) for k in range(K)]
+                   + [(xu[t, c, k], power[k] / scale) for c in students for k in range(K)]
                    + [(rin[t, k], rents[t, k]) for k in range(K)]
                    + [(rout[t, k], power[k] / scale - rents[t, k] * (1.0 - fee)) for k in range(K)]
                    + ([(blocks[t], block_cost)] if capped else [(build[t], facility)]))
@@ -490,7 +524,8 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             accept[t0] = chosen[0]
     return OraclePlan(orders=x[o], sales=x[sell], blocks=whole_blocks, accept=accept, rent_in=x[rin],
                       rent_out=x[rout], train=x[xt],
-                      prefill=x[xp], decode=x[xd], served=x[s], allocation=allocation, objective=prog.objective,
+                      prefill=x[xp], decode=x[xd], updating=x[xu], served=x[s], allocation=allocation,
+                      objective=prog.objective,
                       solve_seconds=0.0)
 
 
@@ -548,13 +583,26 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
     if scenario.training["clusters"]:  # the contracts' clusters are held apart; the shares split the rest
         serving = np.maximum(serving - np.round(train), 0.0)
         train = np.zeros_like(train)
-    shares = whole_replica_shares(scenario, serving, train, plan.prefill[t], plan.decode[t])
+    # RL students: the env splits each training-capable decode chip's time at one share; the plan's update
+    # chips join the decode chips, at the share they make of them.
+    updating = plan.updating[t].sum()
+    update_knob = float(np.clip(updating / max(_update_base(scenario, plan, t), 1e-9), 0.0, MAX_UPDATE_SHARE)
+                        / MAX_UPDATE_SHARE) if updating > 1e-9 else 0.0
+    shares = whole_replica_shares(scenario, serving, train, plan.prefill[t], plan.decode[t] + plan.updating[t])
     # Sales are whole chips, a fraction of the fleet at the start of the week (as the fine action reads them).
     sold = np.round(plan.sales[t])
     sales = np.where(s.fleet[0] > 0, np.minimum(sold * (1 + 1e-6) / np.maximum(s.fleet[0], 1.0), 1.0), 0.0)
     return Plan(np.where(orders > 0, orders + 1e-6 * unit, 0.0), shares=shares, sales_fraction=sales,
                 expansion_blocks=plan.blocks[t], rent_in_chips=rent_in, rent_out_chips=rent_out,
-                accept_type=accept)
+                accept_type=accept, update_knob=update_knob)
+
+
+def _update_base(scenario, plan: OraclePlan, t: int) -> float:
+    """Decode chips of week t that the env's update share applies to: RL student classes' on training-capable
+    types, serving or updating."""
+    a = scenario.arrays
+    updating = (a["update_flops_per_token"] > 0)[:, None] & (a["train_flops_per_chip_s"] > 0)[None, :]
+    return float(((plan.decode[t] + plan.updating[t]) * updating).sum())
 
 
 def _allocation(params: Params, exo: Exogenous) -> np.ndarray:

@@ -17,6 +17,8 @@ mechanism                    override that switches it off
 ``latency_tiers``            the premium class (``realtime``) takes the chat class's SLOs and prices
 ``hbm_generations``          ``hbm.pooled_generations: true`` (one HBM pool for every generation)
 ``agent_growth``             the ``agents`` and ``realtime`` classes keep their initial demand (no growth)
+``rl_updates``               RL student classes start at full quality and never lose it (``rl_updates``:
+                             ``initial_quality: 1``, ``decay_per_week: 0``), so no chip time need go to updates
 ============================ =========================================================================
 """
 
@@ -53,6 +55,14 @@ def _no_agent_growth(s: Scenario) -> dict | None:
     return {"classes": {name: {"growth": {"kind": "exponential", "rate_per_year": 0.0}} for name in present}}
 
 
+def _no_rl_updates(s: Scenario) -> dict | None:
+    students = {c.name: c.rl_updates for c in s.classes if c.rl_updates}
+    if not students:
+        return None
+    return {"classes": {name: {"rl_updates": {**updates, "initial_quality": 1.0, "decay_per_week": 0.0}}
+                        for name, updates in students.items()}}
+
+
 def _if(flag: Callable[[Scenario], bool], override: dict) -> Callable[[Scenario], dict | None]:
     return lambda s: override if flag(s) else None
 
@@ -68,6 +78,7 @@ MECHANISMS: dict[str, Callable[[Scenario], dict | None]] = {
     "latency_tiers": _standard_tier,
     "hbm_generations": _if(lambda s: not s.hbm.get("pooled_generations", True), {"hbm": {"pooled_generations": True}}),
     "agent_growth": _no_agent_growth,
+    "rl_updates": _no_rl_updates,
 }
 
 

@@ -30,22 +30,25 @@ class DatacenterEnv(gym.Env):
     :mod:`envs.functional`; this class adds Gymnasium's interface, seeding and rendering.
 
     ## Action Space
-    ``Box(-1, 1, (K + 9,), float32)`` for ``variant="datacenter"`` (21 in the default scenario); each
+    ``Box(-1, 1, (K + 10,), float32)`` for ``variant="datacenter"`` (22 in the default scenario); each
     entry maps [-1, 1] to u in [0, 1]. K chip weights (exp(6 (u - 1)) - exp(-6): one chip can take nearly all of an
     order), then a capacity target: the fleet plus chips on order should cover u x 3 times this
     week's demand, and the shortfall is bought, split over the chips on sale by weight, each share
     sized in that chip's own capacity (:func:`envs.functional.coverage`). Then a sale entry: it
     sells max(2u - 1, 0) x 25% of the oldest chip type's fleet at the resale price. Then the expansion,
     rent-in and rent-out entries (site blocks to keep power at u x 3 x the committed IT load; cloud chips
-    rented up to u x 1.5 x demand covered; u x the idle chips let out). Then four knobs for the
+    rented up to u x 1.5 x demand covered; u x the idle chips let out). Then five knobs for the
     built-in allocator (:func:`envs.functional.knob_shares`): training pace (0.5 = the pace active
     jobs need), prefill bias (0.5 balances work), specialisation (0 colocated, 1 disaggregated by
-    comparative advantage), latency priority (0.5 neutral); with cluster contracts the training pace
-    >= 0.5 accepts the week's offer. ``procurement``: the K + 5 entries before the knobs only (fixed
-    knobs). ``scheduling``: the four knobs only (a fixed purchase plan).
+    comparative advantage), latency priority (0.5 neutral), RL updates (RL student classes spend u x 60%
+    of their training-capable decode chips' time on updates, which keep up the students' quality and so
+    their demand); with cluster contracts the training pace >= 0.5 accepts the week's offer.
+    ``procurement``: the K + 5 entries before the knobs only (fixed knobs). ``scheduling``: the five knobs
+    only (a fixed purchase plan).
     ``fine``: K raw order entries (a > 0 orders a x ``max_order_chips_per_week`` chips), K sale
     entries (a > 0 sells that share of the type's fleet), K rent-in and K rent-out entries, one
-    expansion entry, K contract-acceptance entries (the largest positive one names the chip type), then
+    expansion entry, K contract-acceptance entries (the largest positive one names the chip type), one RL
+    update entry (as the knob, u = (a + 1) / 2), then
     (1 + 2C) x K shares of each chip type's serving fleet for training, prefill and decode of each class
     (see :func:`envs.dynamics._decode`). ``discrete=True`` gives ``MultiDiscrete`` with five
     levels each (u = level / 4) and ``action_masks()`` for MaskablePPO. NaN, inf, out-of-range or
@@ -55,12 +58,12 @@ class DatacenterEnv(gym.Env):
     reported in ``info`` (``orders_unavailable``, ``orders_clipped``, ``power_clipped``).
 
     ## Observation Space
-    ``Box(-10, 10, (4 + 6K + 4C + 4G + 6,), float32)`` for K chips, C classes and G HBM generations
+    ``Box(-10, 10, (4 + 6K + 5C + 4G + 6,), float32)`` for K chips, C classes and G HBM generations
     (``scenario.hbm_generations``), each block scaled to order
     one: time, cash and demand coverage (4) | per chip: fleet, on order, on sale, price,
-    utilisation, age (6K) | per class: demand, its growth, served fraction, admissible prefill load
-    (4C) | per HBM generation: price index, supply, our queued stacks, shock flag (4G) | training:
-    remaining work, nearest deadline (2) | site: spare power, power being built (2) | contracts: this
+    utilisation, age (6K) | per class: demand, its growth, served fraction, admissible prefill load,
+    quality of RL students (5C) | per HBM generation: price index, supply, our queued stacks, shock flag
+    (4G) | training: remaining work, nearest deadline (2) | site: spare power, power being built (2) | contracts: this
     week's offer, chips held (2). See :func:`envs.dynamics._observe` for the scaling.
 
     ## Rewards
@@ -96,7 +99,7 @@ class DatacenterEnv(gym.Env):
     ## Version History
     * v0: initial release. The economics of the second wave (economic-profit reward, deployed and
       site costs, token prices, admission control, selling) and its constraints (site power,
-      renting, cluster contracts, the premium tier, HBM generations) changed the dynamics within v0;
+      renting, cluster contracts, the premium tier, HBM generations, RL student updates) changed the dynamics within v0;
       the project has no published results on the first wave's dynamics to keep comparable.
     """
 

@@ -43,13 +43,19 @@ HOURS_PER_WEEK = 168.0  # rental prices are quoted per chip-hour
 MAX_SITE_MULTIPLE = 3.0  # the compact expansion entry's largest site target, in multiples of the committed IT load
 MAX_RENT_COVERAGE = 1.5  # the compact rent-in entry's largest target, in multiples of current demand covered
 SCHEDULING_SITE_ENTRY = 0.5  # Scheduling-v0's fixed plan keeps the site at 1.5x the committed IT load
+# RL student classes: the rl_updates knob (or fine entry) u in [0, 1] gives u x MAX_UPDATE_SHARE of the class's
+# training-capable decode chips' time to RL updates; the neutral u = 0.5 gives NEUTRAL_UPDATE_SHARE (ASSUMPTION:
+# the 30% of a student's chip time that the first wave charged as a constant).
+MAX_UPDATE_SHARE = 0.6
+NEUTRAL_UPDATE_SHARE = 0.5 * MAX_UPDATE_SHARE
 # Actions arrive as float32, so a share such as 0.7 of 10 chips decodes to 6.9999999; whole numbers are
 # taken after forgiving this relative slack, a few float32 rounding steps.
 WHOLE_SLACK = 1e-6
 
 # --- The action encoding -------------------------------------------------------------------------
-N_KNOBS = 4
-KNOBS = namedtuple("Knobs", ["training_pace", "prefill_bias", "specialisation", "latency_priority"])(*range(N_KNOBS))
+N_KNOBS = 5
+KNOBS = namedtuple("Knobs", ["training_pace", "prefill_bias", "specialisation", "latency_priority",
+                             "rl_updates"])(*range(N_KNOBS))
 VARIANTS = ("datacenter", "procurement", "scheduling", "fine")
 VARIANT = namedtuple("Variant", VARIANTS)(*range(len(VARIANTS)))
 LEVELS = 5  # discrete variants: each entry takes 5 levels, 0, 1/4, 1/2, 3/4, 1 of its range
@@ -58,8 +64,8 @@ MAX_COVERAGE = 3.0  # the largest capacity target of the compact action, in mult
 # other entries sitting exactly at -1: weight(u) = exp(SHARPNESS (u - 1)) - exp(-SHARPNESS), 0 at u = 0.
 WEIGHT_SHARPNESS = 6.0
 # Procurement-v0's fixed schedule: training at 1.2x the pace jobs need, balanced prefill/decode,
-# half-specialised placement, neutral latency priority.
-PROCUREMENT_KNOBS = np.array([0.6, 0.5, 0.5, 0.5])
+# half-specialised placement, neutral latency priority, the neutral RL update share.
+PROCUREMENT_KNOBS = np.array([0.6, 0.5, 0.5, 0.5, 0.5])
 # Scheduling-v0's fixed purchase plan: every quarter, buy the newest NVIDIA HBM GPU on sale, as many
 # chips as this share of the fleet (within the weekly maximum); the agent only schedules.
 SCHEDULING_PLAN_EVERY_WEEKS = 13
@@ -78,11 +84,13 @@ def _index(name: str, names: tuple[str, ...]) -> Any:
 CHIP_FIELDS = ("available_week", "list_price", "system_capex_multiple", "system_power_w", "hbm_stacks", "order_unit",
                "sram_cap", "train_flops_per_chip_s", "nvidia_hbm", "purchasable", "rent_per_price",
                "hbm_generation")  # hbm_generation: HBM pool index, -1: no HBM
-CLASS_CHIP_FIELDS = ("fits", "replica_chips", "prefill_rate", "serving_decode_rate", "prefill_latency_s", "tpot_s",
+# decode_rate: a replica's full decode rate per chip; a student's training-capable chips serve (1 - share) of it.
+CLASS_CHIP_FIELDS = ("fits", "replica_chips", "prefill_rate", "decode_rate", "prefill_latency_s", "tpot_s",
                      "kv_bytes_per_request", "chip_s_per_prompt_token", "chip_s_per_output_token")
 CLASS_FIELDS = ("input_tokens", "output_tokens", "tpot_slo_s", "ttft_slo_s", "input_price_per_token",
                 "output_price_per_token", "price_decline_per_year", "peak_to_mean", "demand0", "carry_over",
-                "latency_class", "median_prefill_rate", "median_decode_rate")
+                "latency_class", "median_prefill_rate", "median_decode_rate", "update_flops_per_token",
+                "quality_floor", "quality_decay")
 # Per HBM generation (P, G): the supply the observation divides by (the world's starting output x the
 # generation's largest share of it in the episode).
 GENERATION_FIELDS = ("hbm_supply_scale",)
@@ -163,6 +171,7 @@ STATE_FIELDS = (
     ("last_served_fraction", "C", "f"),
     ("last_admissible_load", "C", "f"),
     ("last_utilisation", "K", "f"),
+    ("quality", "C", "f"),  # RL student classes: model quality in [0, 1] (1 for other classes)
     ("bankrupt", "", "b"),
 )
 
@@ -179,11 +188,12 @@ INFO_FIELDS = (
     ("training_jobs_missed", "", "i"), ("training_jobs_accepted", "", "b"), ("training_jobs_rejected", "", "b"),
     ("bankrupt", "", "b"), ("reward", "", "f"), ("site_kw", "", "f"), ("site_building_kw", "", "f"),
     ("site_committed_kw", "", "f"), ("site_blocks_ordered", "", "i"), ("rent_cost", "", "f"),
-    ("rent_income", "", "f"),
+    ("rent_income", "", "f"), ("update_share", "", "f"), ("update_flops", "", "f"),
     ("hbm_supply", "G", "f"), ("hbm_allocation", "G", "f"), ("hbm_drawn", "G", "f"), ("hbm_price", "G", "f"),
     ("revenue_per_class", "C", "f"), ("demand", "C", "f"), ("served", "C", "f"), ("unmet", "C", "f"),
     ("prefill_capacity", "C", "f"), ("decode_capacity", "C", "f"), ("slo_attainment", "C", "f"),
-    ("ttft_s", "C", "f"), ("kv_crossing", "C", "f"), ("utilisation", "K", "f"), ("fleet", "K", "f"),
+    ("ttft_s", "C", "f"), ("kv_crossing", "C", "f"), ("quality", "C", "f"), ("utilisation", "K", "f"),
+    ("fleet", "K", "f"),
     ("ordered", "K", "f"), ("orders_unavailable", "K", "f"), ("orders_clipped", "K", "f"), ("arrived", "K", "f"),
     ("failed", "K", "f"), ("sold", "K", "f"), ("in_queue", "K", "f"), ("in_transit", "K", "f"),
     ("train_chips", "K", "f"), ("resale_price", "K", "f"), ("power_clipped", "K", "f"), ("rented_in", "K", "f"),
@@ -268,12 +278,29 @@ def scenario_offsets(scenario: Any) -> Offsets:
 # --- Kernels for one datacenter ----------------------------------------------------------------
 # --- Kernels for one datacenter ----------------------------------------------------------------
 @njit(cache=True)
-def _demand_with_backlog(row, so, x, xo, C):
-    """(C,) this week's demand (the exogenous row ``x``) plus the carried-over backlog of state ``row``."""
+def _quality_demand(row, so, x, xo, pc, c):
+    """Class c's demand this week: the exogenous demand, scaled for an RL student class by its quality q as
+    floor + (1 - floor) x q (a better student wins more of the work it is built for)."""
+    floor = pc[CLASS.quality_floor, c]
+    return x[xo[EXO.demand] + c] * (floor + (1.0 - floor) * row[so[STATE.quality] + c])
+
+
+@njit(cache=True)
+def _demand_with_backlog(row, so, x, xo, pc, C):
+    """(C,) this week's demand (the exogenous row ``x``, scaled by quality) plus the carried-over backlog."""
     dem = np.empty(C)
     for c in range(C):
-        dem[c] = x[xo[EXO.demand] + c] + row[so[STATE.backlog] + c]
+        dem[c] = _quality_demand(row, so, x, xo, pc, c) + row[so[STATE.backlog] + c]
     return dem
+
+
+@njit(cache=True)
+def _update_cut(share, pk, pc, c, k):
+    """The share of class c's decode chips of type k spent on RL updates: ``share`` for an RL student class on a
+    training-capable chip, else 0 (an inference-only chip serves a student at its full rate, and cannot update it)."""
+    if pc[CLASS.update_flops_per_token, c] > 0 and pk[CHIP.train_flops_per_chip_s, k] > 0:
+        return share
+    return 0.0
 
 
 @njit(cache=True)
@@ -459,8 +486,11 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
         to the chip types with a comparative advantage in it (compute-rich chips prefill,
         bandwidth-rich chips decode: disaggregated serving).
     latency_priority: 0.5 neutral; higher favours latency classes over batch work.
+    rl_updates: RL student classes spend knob x MAX_UPDATE_SHARE of their training-capable decode chips' time
+        on RL updates (0.5 = NEUTRAL_UPDATE_SHARE); their decode needs are sized at the rate left to serve.
     """
     C, K = pck.shape[1], pck.shape[2]
+    update_share = knobs[KNOBS.rl_updates] * MAX_UPDATE_SHARE
     fleet_flops = 0.0
     for k in range(K):
         fleet_flops += fleet[k] * pk[CHIP.train_flops_per_chip_s, k]
@@ -477,7 +507,8 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
             weight = fleet[k] * (1.0 - train[k]) * pck[CLASS_CHIP.fits, c, k]
             owned += weight
             sum_p += weight * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k]
-            sum_d += weight * pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k]
+            sum_d += weight * pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - _update_cut(update_share, pk, pc, c, k)) \
+                * eff_d[k]
         mean_p[c] = sum_p / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_prefill_rate, c]
         mean_d[c] = sum_d / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_decode_rate, c]
     gamma = AFFINITY_SHARPNESS * knobs[KNOBS.specialisation]
@@ -497,7 +528,8 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
             # Comparative advantage: the ratio of the chip's prefill and decode strengths, each relative
             # to the fleet's average chip for that class; advantage ** gamma with advantage = sqrt(rel_p / rel_d).
             rel_p = pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] / mean_p[c] * fits
-            rel_d = pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k] / mean_d[c] * fits
+            rel_d = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - _update_cut(update_share, pk, pc, c, k)) * eff_d[k] \
+                / mean_d[c] * fits
             tilt = max(rel_p / max(rel_d, 1e-12), 1e-24) ** (0.5 * gamma) if rel_d > 0 and gamma != 0.0 else 1.0
             shares[1 + c, k] = need_p * priority * fits * tilt
             shares[1 + C + c, k] = need_d * priority * fits / tilt
@@ -642,11 +674,13 @@ def _cluster_type(h100s, free, week, hbm_price, pk, ps, K):
 
 @njit(cache=True)
 def _decode(variant, discrete, act, row, so, dem, p, dims):
-    """(orders (K,), sales (K,), shares (1 + 2C, K), site blocks, rent in (K,), rent out (K,), accept) from one
+    """(orders (K,), sales (K,), shares (1 + 2C, K), site blocks, rent in (K,), rent out (K,), accept, RL update
+    share) from one
     datacenter's action: chips wanted, chips to sell, each chip type's split over roles, site expansion blocks
     to order, chips to rent in from and out to the cloud market this week, and what to do with the week's
     cluster training contract offer (-1 decline, -2 accept on the chip type the rule picks, k >= 0 accept on
-    chip type k; only read when training runs on clusters).
+    chip type k; only read when training runs on clusters), and the share of RL student classes' training-capable
+    decode chips' time spent on RL updates (u x MAX_UPDATE_SHARE of the rl_updates knob or the fine entry).
 
     Compact variants (datacenter, procurement): K chip weight entries, a capacity target, a sale entry, an
     expansion entry, a rent-in and a rent-out entry, then (datacenter) four knobs; each entry maps [-1, 1] (or
@@ -661,7 +695,8 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
     the weekly maximum), K sale entries (a > 0 sells that share of the type's fleet), K rent-in entries (a > 0
     rents a x the market's weekly depth), K rent-out entries (a > 0 lets out that share of the type's fleet),
     one expansion entry (a > 0 orders a x the weekly maximum of blocks), K acceptance entries (the week's
-    contract offer is accepted on the chip type of the largest entry, if it is > 0), then (1 + 2C) x K share
+    contract offer is accepted on the chip type of the largest entry, if it is > 0), one RL update entry
+    (u x MAX_UPDATE_SHARE, u = (a + 1) / 2, so a = 0 is the neutral share), then (1 + 2C) x K share
     entries, row-major by role; u = (a + 1) / 2 and each chip type's shares are u / max(1, sum of its u).
     """
     pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
@@ -679,7 +714,7 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
             rent_out[k] = _whole(max(act[3 * K + k], 0.0) * row[so[STATE.fleet] + k])
             total = 0.0
             for r in range(R):
-                shares[r, k] = (act[5 * K + 1 + r * K + k] + 1.0) / 2.0
+                shares[r, k] = (act[5 * K + 2 + r * K + k] + 1.0) / 2.0
                 total += shares[r, k]
             for r in range(R):
                 shares[r, k] /= max(1.0, total)
@@ -689,7 +724,8 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
         for k in range(K):
             if act[4 * K + 1 + k] > strongest:
                 accept, strongest = k, act[4 * K + 1 + k]
-        return orders, sales, shares, blocks, rent_in, rent_out, accept
+        update_share = (act[5 * K + 1] + 1.0) / 2.0 * MAX_UPDATE_SHARE
+        return orders, sales, shares, blocks, rent_in, rent_out, accept, update_share
     u = np.empty(act.shape[0])
     for i in range(act.shape[0]):
         u[i] = act[i] / (LEVELS - 1) if discrete else (act[i] + 1.0) / 2.0
@@ -728,18 +764,20 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     shares = _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d)
     accept = -2 if knobs[KNOBS.training_pace] >= 0.5 else -1
-    return orders, sales, shares, blocks, rent_in, rent_out, accept
+    return orders, sales, shares, blocks, rent_in, rent_out, accept, knobs[KNOBS.rl_updates] * MAX_UPDATE_SHARE
 
 
 @njit(cache=True)
-def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent_in, rent_out, accept, p):
+def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent_in, rent_out, accept, update_share,
+                p):
     """One week of one datacenter: writes the next state row ``new`` and the info row.
 
     ``dem`` is this week's demand plus backlog; ``orders`` (K,) are chips wanted, ``sales`` (K,) chips to
     sell, ``shares`` (1 + 2C, K) split each chip type's serving fleet (owned, less rented out, plus rented
     in) into training, prefill and decode of each class, ``blocks`` is the site expansion blocks to order,
     ``rent_in`` / ``rent_out`` (K,) chips rented from and let out to the cloud market this week, and ``accept``
-    the answer to the week's cluster contract offer (see :func:`_decode`).
+    the answer to the week's cluster contract offer (see :func:`_decode`), ``update_share`` the share of RL student
+    classes' training-capable decode chips' time spent on RL updates.
     Infeasible decisions follow these rules, reported in info: chips not on the market (or sold only as
     cloud capacity) are not ordered; with a power cap, orders beyond the site's spare power are scaled
     down; expansions and then orders beyond cash plus credit are scaled down (whole blocks, whole order
@@ -1001,6 +1039,12 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
             n = max(pck[CLASS_CHIP.replica_chips, c, k], 1.0)
             prefill[c * K + k] = _whole(shares[1 + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
             decode[c * K + k] = _whole(shares[1 + C + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
+    # Decode rate per chip left to serve: RL student classes give update_share of their training-capable chips.
+    serve_d = np.empty((C, K))
+    for c in range(C):
+        for k in range(K):
+            serve_d[c, k] = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - _update_cut(update_share, pk, pc, c, k)) \
+                * eff_d[k]
     served_all = np.empty(C)
     load_d = np.empty(C)
     prefill_busy = np.zeros((C, K))  # share of each chip type's prefill replicas busy with each class
@@ -1008,11 +1052,11 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
     link_rate = ps[SCALAR.kv_link_bytes_per_s]
     years = week / WEEKS_PER_YEAR
     for c in range(C):
-        demand, dem_eff = x[xo[EXO.demand] + c], dem[c]
+        demand, dem_eff = _quality_demand(row, so, x, xo, pc, c), dem[c]
         prefill_sum, decode_cap, decode_ok = 0.0, 0.0, 0.0
         for k in range(K):
             prefill_sum += prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k]
-            rate_d = decode[c * K + k] * pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k]
+            rate_d = decode[c * K + k] * serve_d[c, k]
             decode_cap += rate_d
             # Admission control: decode replicas too slow for the class's TPOT SLO take none of its load.
             if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
@@ -1023,7 +1067,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
         overlap, kv_req, link = 0.0, 0.0, 0.0
         for k in range(K):
             p_share = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] / max(prefill_sum, 1e-9)
-            d_share = decode[c * K + k] * pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k] / max(decode_cap, 1e-9)
+            d_share = decode[c * K + k] * serve_d[c, k] / max(decode_cap, 1e-9)
             overlap += min(p_share, d_share)
             kv_req += p_share * pck[CLASS_CHIP.kv_bytes_per_request, c, k]
             link += prefill[c * K + k]
@@ -1053,7 +1097,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
                     if cap_k > 0 else 0.0
                 own_d = 0.0
                 if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
-                    own_d = decode[c * K + k] * pck[CLASS_CHIP.serving_decode_rate, c, k] * eff_d[k]
+                    own_d = decode[c * K + k] * serve_d[c, k]
                 capacity += min(own_p, own_d)
         served = _served_with_peaks(capacity, dem_eff, pc[CLASS.peak_to_mean, c])
         # Load spreads over chip types in proportion to their admissible capacity, so each runs at the same
@@ -1086,6 +1130,25 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
                            (INFO.decode_capacity, decode_ok), (INFO.slo_attainment, served_share),
                            (INFO.ttft_s, ttft), (INFO.kv_crossing, crossing)):
             info[io[key] + c] = value
+
+    # 8b. RL student classes: their decode chips' update time trains the students. Quality q moves toward the
+    #     effort, the ratio of the update FLOPs done to those that hold it (update_flops_per_token x this week's
+    #     exogenous demand) capped at 1, at the class's weekly decay rate; next week's demand follows quality.
+    update_flops = 0.0
+    for c in range(C):
+        q = row[so[STATE.quality] + c]
+        if pc[CLASS.update_flops_per_token, c] > 0:
+            done = 0.0
+            for k in range(K):
+                done += decode[c * K + k] * _update_cut(update_share, pk, pc, c, k) * pk[CHIP.train_flops_per_chip_s, k]
+            done *= WEEK_S
+            update_flops += done
+            held = pc[CLASS.update_flops_per_token, c] * x[xo[EXO.demand] + c] * WEEK_S
+            decay = pc[CLASS.quality_decay, c]
+            effort = min(done / held, 1.0) if held > 0 else q
+            q = (1.0 - decay) * q + decay * effort
+            new[so[STATE.quality] + c] = q
+        info[io[INFO.quality] + c] = q
 
     # 9. Training: earliest deadline first over the job slots; paid on completion before the deadline.
     #    (FLOP jobs without clusters; cluster contracts were settled in step 6b)
@@ -1149,8 +1212,11 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
         busy_p, busy_d = 0.0, 0.0
         for c in range(C):
             busy_p += prefill[c * K + k] * prefill_busy[c, k]
+            cut = _update_cut(update_share, pk, pc, c, k)  # update time is busy time
             if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
-                busy_d += decode[c * K + k] * load_d[c]
+                busy_d += decode[c * K + k] * (cut + (1.0 - cut) * load_d[c])
+            else:
+                busy_d += decode[c * K + k] * cut
         busy = busy_p + busy_d + train[k] * train_load
         working = serving[k] + reserved[k]
         utilisation = busy / max(working, 1e-9) if working > 0 else 0.0
@@ -1241,7 +1307,8 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
         info[io[key]] = value
     for key, value in ((INFO.site_kw, new[so[STATE.site_kw]]), (INFO.site_building_kw, building_kw),
                        (INFO.site_committed_kw, committed_kw + bought_kw), (INFO.site_blocks_ordered, n_blocks),
-                       (INFO.rent_cost, rent_cost), (INFO.rent_income, rent_income)):
+                       (INFO.rent_cost, rent_cost), (INFO.rent_income, rent_income),
+                       (INFO.update_share, update_share), (INFO.update_flops, update_flops)):
         info[io[key]] = value
 
 
@@ -1254,12 +1321,12 @@ def _observe(row, obs, o, exo, p):
     each / fleet_scale, on sale now (0/1), deployed price / list price, utilisation last week, mean
     age / depreciation life | per class: this week's demand / (10 x initial demand), its growth over
     four weeks (log ratio x 10), served fraction and admissible prefill load (share of the queueing
-    cap) last week | per HBM generation: price index, supply / its supply scale (the initial world
-    supply x the generation's largest share of it in the episode), our queued stacks / (10 x our share
-    of that scale), shock flag | training: remaining FLOPs / (slots x job size), nearest deadline /
-    deadline weeks | site: spare power (built less committed IT load) and power under construction, each /
-    the site's built power | cluster contracts: this week's offer in H100s and the chips contracts hold, each
-    / fleet_scale.
+    cap) last week, quality (RL student classes; 1 for others) | per HBM generation: price index,
+    supply / its supply scale (the initial world supply x the generation's largest share of it in the
+    episode), our queued stacks / (10 x our share of that scale), shock flag | training: remaining
+    FLOPs / (slots x job size), nearest deadline / deadline weeks | site: spare power (built less
+    committed IT load) and power under construction, each / the site's built power | cluster
+    contracts: this week's offer in H100s and the chips contracts hold, each / fleet_scale.
     """
     pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
     so, xo = o.state, o.exo
@@ -1271,7 +1338,7 @@ def _observe(row, obs, o, exo, p):
     t = min(int(week), T - 1)
     x, past = exo[t], exo[max(t - 4, 0)]
     eff_p, eff_d = _efficiency(week, p.efficiency)
-    wanted = _demand_with_backlog(row, so, x, xo, C)
+    wanted = _demand_with_backlog(row, so, x, xo, pc, C)
     work = _chips_for_demand(wanted, pck, pc, eff_p, eff_d)
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     out = np.empty(obs.shape[0])
@@ -1297,7 +1364,8 @@ def _observe(row, obs, o, exo, p):
         out[i + C + c] = 10.0 * math.log(max(x[xo[EXO.demand] + c], 1.0) / max(past[xo[EXO.demand] + c], 1.0))
         out[i + 2 * C + c] = row[so[STATE.last_served_fraction] + c]
         out[i + 3 * C + c] = row[so[STATE.last_admissible_load] + c]
-    i += 4 * C
+        out[i + 4 * C + c] = row[so[STATE.quality] + c]
+    i += 5 * C
     nearest, remaining = np.inf, 0.0
     for j in range(J):
         remaining += row[so[STATE.job_flops] + j]
@@ -1326,18 +1394,18 @@ def _observe(row, obs, o, exo, p):
 
 def observation_size(dims: dict[str, int]) -> int:
     """Length of the observation for sizes ``dims`` (see :func:`_observe` for the blocks)."""
-    return 4 + 6 * dims["K"] + 4 * dims["C"] + 4 * dims["G"] + 2 + 2 + 2
+    return 4 + 6 * dims["K"] + 5 * dims["C"] + 4 * dims["G"] + 2 + 2 + 2
 
 
 @njit(cache=True)
 def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info):
     row = state[b]
     t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
-    dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, o.dims[1])
-    orders, sales, shares, blocks, rent_in, rent_out, accept = _decode(variant, discrete, actions[b], row, o.state,
-                                                                       dem, p, o.dims)
+    dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, o.dims[1])
+    orders, sales, shares, blocks, rent_in, rent_out, accept, update_share = _decode(
+        variant, discrete, actions[b], row, o.state, dem, p, o.dims)
     _transition(row, new_state[b], info[b], o, exo[b], dem, orders, sales, shares, blocks, rent_in, rent_out, accept,
-                p)
+                update_share, p)
     _observe(new_state[b], obs[b], o, exo[b], p)
 
 
@@ -1456,22 +1524,22 @@ def knob_shares_rows(week, fleet, demand, knobs, need, p):
 @njit(cache=True)
 def decode_rows(variant, discrete, actions, state, exo, p, o):
     """(orders (B, K), sales (B, K), shares (B, 1 + 2C, K), site blocks (B,), rent in (B, K), rent out (B, K),
-    contract acceptance (B,)) that valid ``actions`` (B, A) decode to."""
+    contract acceptance (B,), RL update share (B,)) that valid ``actions`` (B, A) decode to."""
     B, K, C = state.shape[0], o.dims[0], o.dims[1]
     orders, sales, shares = np.empty((B, K)), np.empty((B, K)), np.empty((B, 1 + 2 * C, K))
     blocks, rent_in, rent_out = np.empty(B), np.empty((B, K)), np.empty((B, K))
-    accept = np.empty(B, dtype=np.int64)
+    accept, update_share = np.empty(B, dtype=np.int64), np.empty(B)
     for b in range(B):
         row = state[b]
         t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
-        dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, C)
-        orders[b], sales[b], shares[b], blocks[b], rent_in[b], rent_out[b], accept[b] = _decode(
+        dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, C)
+        orders[b], sales[b], shares[b], blocks[b], rent_in[b], rent_out[b], accept[b], update_share[b] = _decode(
             variant, discrete, actions[b], row, o.state, dem, p, o.dims)
-    return orders, sales, shares, blocks, rent_in, rent_out, accept
+    return orders, sales, shares, blocks, rent_in, rent_out, accept, update_share
 
 
 @njit(cache=True)
-def state_rows_helpers(state, exo, o):
+def state_rows_helpers(state, exo, p, o):
     """Per row of ``state``: (demand plus backlog (B, C), owned and ordered (B, K), training need (B,))."""
     so, xo = o.state, o.exo
     K, C, J, L = o.dims[0], o.dims[1], o.dims[2], o.dims[3]
@@ -1480,7 +1548,7 @@ def state_rows_helpers(state, exo, o):
     for b in range(B):
         row = state[b]
         t = min(int(row[so[STATE.week]]), exo.shape[1] - 1)
-        demand[b] = _demand_with_backlog(row, so, exo[b, t], xo, C)
+        demand[b] = _demand_with_backlog(row, so, exo[b, t], xo, p.cls, C)
         owned[b] = _owned_and_ordered(row, so, K, L)
         need[b] = _training_need(row, so, J)
     return demand, owned, need
@@ -1535,7 +1603,7 @@ def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o
     for b in range(B):
         row = state[b]
         t = min(int(row[so[STATE.week]]), exo.shape[1] - 1)
-        dem = _demand_with_backlog(row, so, exo[b, t], o.exo, C)
+        dem = _demand_with_backlog(row, so, exo[b, t], o.exo, p.cls, C)
         eff_p, eff_d = _efficiency(row[so[STATE.week]], p.efficiency)
         work = _chips_for_demand(dem, p.class_chip, p.cls, eff_p, eff_d)
         blocks[b] = _expansion_blocks(u_expand[b], row, so, orders[b], p.chip, p.scalar, K, L, E)

@@ -85,7 +85,7 @@ def _initial_row(scenario: Scenario, offsets: dyn.Offsets, tables: dyn.Tables) -
     """The state row of a datacenter at the start of an episode: the scenario's cash; the initial fleet,
     ``initial_fleet_age_weeks`` old, booked at what it cost then less straight-line depreciation since;
     a site sized to its IT load (or, with a power cap, to the scenario's grid power / PUE), as old; no orders
-    in flight; every HBM generation's price index 1; every class served."""
+    in flight; every HBM generation's price index 1; every class served; RL students at their initial quality."""
     a, o = scenario.arrays, offsets.state
     row = np.zeros(int(o[-1]))
 
@@ -118,6 +118,7 @@ def _initial_row(scenario: Scenario, offsets: dyn.Offsets, tables: dyn.Tables) -
     put("hbm_price", 1.0)
     put("last_served_fraction", 1.0)
     put("last_admissible_load", dyn.MAX_UTILISATION_IN_QUEUE)  # the most the dynamics report
+    put("quality", a["initial_quality"])
     return row
 
 
@@ -249,7 +250,8 @@ def step_arrays(params: Params, state: State, action: Any) -> tuple[State, np.nd
 
 def decode(params: Params, state: State, action: Any) -> tuple[np.ndarray, ...]:
     """(orders (B, K) chips wanted, sales (B, K) chips to sell, shares (B, 1 + 2C, K) of each chip type's serving
-    fleet per role, site expansion blocks (B,), chips rented in (B, K) and let out (B, K)) that ``action``
+    fleet per role, site expansion blocks (B,), chips rented in (B, K) and let out (B, K), the cluster contract
+    answer (B,) and the RL update share (B,)) that ``action``
     (B, A) asks for in ``state``, before the dynamics round, price, power and ration them."""
     act = _checked_actions(params, action, state.rows.shape[0])
     return dyn.decode_rows(dyn.VARIANTS.index(params.variant), params.discrete, act, state.rows, state.exo_rows,
@@ -384,17 +386,17 @@ def available_mask(params: Params, week: np.ndarray) -> np.ndarray:
 
 def demand_with_backlog(params: Params, state: State) -> np.ndarray:
     """(B, C) what each fleet is asked to serve this week: exogenous demand plus the carried-over backlog."""
-    return dyn.state_rows_helpers(state.rows, state.exo_rows, params.offsets)[0]
+    return dyn.state_rows_helpers(state.rows, state.exo_rows, params.tables, params.offsets)[0]
 
 
 def owned_and_ordered(params: Params, state: State) -> np.ndarray:
     """(B, K) chips owned, queued for HBM or in transit."""
-    return dyn.state_rows_helpers(state.rows, state.exo_rows, params.offsets)[1]
+    return dyn.state_rows_helpers(state.rows, state.exo_rows, params.tables, params.offsets)[1]
 
 
 def training_need(params: Params, state: State) -> np.ndarray:
     """(B,) FLOP/s that the active training jobs need to finish by their deadlines at an even pace."""
-    return dyn.state_rows_helpers(state.rows, state.exo_rows, params.offsets)[2]
+    return dyn.state_rows_helpers(state.rows, state.exo_rows, params.tables, params.offsets)[2]
 
 
 def _weeks(week: Any, batch: int) -> np.ndarray:
@@ -426,7 +428,7 @@ def coverage(params: Params, chips: np.ndarray, demand: np.ndarray, week: Any,
 
 def knob_shares(params: Params, fleet: np.ndarray, demand: np.ndarray, knobs: np.ndarray, need: np.ndarray,
                 week: Any) -> np.ndarray:
-    """(B, 1 + 2C, K) shares of each chip type's fleet from the four knobs (B, 4) in [0, 1] at ``week``; see
+    """(B, 1 + 2C, K) shares of each chip type's fleet from the knobs (B, N_KNOBS) in [0, 1] at ``week``; see
     :func:`envs.dynamics._knob_shares` for what each knob does. ``need`` (B,) is :func:`training_need`."""
     f64 = np.float64
     fleet = np.asarray(fleet, dtype=f64)
@@ -489,7 +491,8 @@ def action_masks(params: Params, state: State) -> np.ndarray:
         affordable = prices * params.tables.chip[dyn.CHIP.order_unit] <= headroom[:, None]
         weights = np.ones((B, K, dyn.LEVELS), dtype=bool)
         weights[:, :, 1:] = (on_sale & affordable)[:, :, None]
-        demand, on_hand, _ = dyn.state_rows_helpers(state.rows, state.exo_rows, params.offsets)  # one pass for both
+        # one pass for both
+        demand, on_hand, _ = dyn.state_rows_helpers(state.rows, state.exo_rows, params.tables, params.offsets)
         work = chips_for_demand(params, demand, state.week)
         owned = coverage(params, on_hand, demand, state.week, work)
         usable = on_sale & np.isfinite(work) & (work > 0)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from envs.dynamics import HOURS_PER_WEEK, WEEKS_PER_YEAR
+from envs.dynamics import HOURS_PER_WEEK, NEUTRAL_UPDATE_SHARE, WEEKS_PER_YEAR
 from hardware import Workload, build_serving_tables, get_chip, vendor_efficiency
 from hardware.catalog import MEMORY_KINDS, UnknownNameError, efficiency, get_model
 from hardware.perf import WEIGHT_BYTES
@@ -79,8 +79,11 @@ _CLASS = {
     "ttft_slo_s": (float, 1e-3, 86_400), "input_price_per_mtok_usd": (float, 0, 1_000),
     "output_price_per_mtok_usd": (float, 0, 1_000), "price_decline_per_year": (float, 0, 0.99),
     "peak_to_mean": (float, 1, 10), "demand_tokens_per_s": (float, 0, 1e12), "noise": (float, 0, 2),
-    "train_fraction": (float, 0, 0.95),
 }
+# RL student classes: their decode chips spend a decided share of their time on RL updates, which keep the
+# student's quality, and quality brings demand (see envs.dynamics, step 8b).
+_RL_UPDATES = {"update_tokens_per_served_token": (float, 1e-6, 100), "quality_floor": (float, 0, 1),
+               "decay_per_week": (float, 0, 1), "initial_quality": (float, 0, 1)}
 _SHOCKS = {"probability_per_week": (float, 0, 1), "magnitude": (float, 0, 0.99), "weeks": (int, 1, 104)}
 # Site power: with power_cap the site holds what was built; without it, it is built with each order (no limit).
 _SITE = {"initial_grid_mw": (float, 0, 1e5), "expansion_block_mw": (float, 1e-3, 1e4),
@@ -116,7 +119,8 @@ class ClassParams:
     growth: Mapping[str, Any]
     noise: float
     carry_over: bool
-    train_fraction: float
+    rl_updates: Mapping[str, float] | None  # None: not an RL student class
+    update_flops_per_token: float  # RL-update FLOPs that hold quality, per token of demand (0: none)
 
 
 @dataclass(frozen=True)
@@ -274,15 +278,17 @@ def _chip_mapping(raw: Mapping, key: str, chips: tuple[str, ...], fill: float) -
 
 def _parse_class(name: str, raw: Mapping) -> ClassParams:
     where = f"classes.{name}."
-    _check_keys(raw, {"model", "precision", "growth", "carry_over", *_CLASS}, where)
+    if "train_fraction" in raw:
+        raise ScenarioError(f"{where}train_fraction: the share of a student's chips spent on RL updates is now a "
+                            f"decision; describe the class with rl_updates: {{{', '.join(_RL_UPDATES)}}} instead")
+    _check_keys(raw, {"model", "precision", "growth", "carry_over", "rl_updates", *_CLASS}, where)
     try:
         model = get_model(raw.get("model", ""))
     except UnknownNameError as exc:
         raise ScenarioError(f"{where}model: {exc}") from None
     if raw.get("precision") not in _PRECISIONS:
         raise ScenarioError(f"{where}precision: {raw.get('precision')!r} is not one of {list(_PRECISIONS)}")
-    with_defaults = {"train_fraction": 0.0, **raw}
-    numbers = {k: _number(with_defaults, k, spec, where) for k, spec in _CLASS.items()}
+    numbers = {k: _number(raw, k, spec, where) for k, spec in _CLASS.items()}
     if numbers["input_tokens"] + numbers["output_tokens"] > model.context:
         raise ScenarioError(f"{where}input_tokens + output_tokens exceeds {model.name}'s context")
     growth = raw.get("growth")
@@ -301,8 +307,16 @@ def _parse_class(name: str, raw: Mapping) -> ClassParams:
     carry = raw.get("carry_over", False)
     if not isinstance(carry, bool):
         raise ScenarioError(f"{where}carry_over: expected true or false, got {carry!r}")
+    updates = raw.get("rl_updates")
+    if updates is not None:
+        if not isinstance(updates, Mapping):
+            raise ScenarioError(f"{where}rl_updates: expected a mapping with {list(_RL_UPDATES)}, got {updates!r}")
+        _check_keys(updates, set(_RL_UPDATES), f"{where}rl_updates.")
+        updates = {k: _number(updates, k, spec, f"{where}rl_updates.") for k, spec in _RL_UPDATES.items()}
+    # An RL update of a dense model costs about 6 x parameters FLOPs per training token (forward and backward).
+    update_flops = 6.0 * model.params * updates["update_tokens_per_served_token"] if updates else 0.0
     return ClassParams(name=name, model=model.name, precision=raw["precision"], growth=dict(growth), carry_over=carry,
-                       **numbers)
+                       rl_updates=updates, update_flops_per_token=update_flops, **numbers)
 
 
 def _year(value: object) -> bool:
@@ -403,8 +417,8 @@ def _required_provenance(classes: tuple[ClassParams, ...], site: Mapping, rental
                                                    "input_price_per_mtok_usd", "output_price_per_mtok_usd",
                                                    "price_decline_per_year", "peak_to_mean", "demand_tokens_per_s",
                                                    "growth", "noise")]
-        if c.train_fraction > 0:
-            keys.append(f"classes.{c.name}.train_fraction")
+        if c.rl_updates:
+            keys += [f"classes.{c.name}.rl_updates.{k}" for k in _RL_UPDATES]
     return keys
 
 
@@ -590,11 +604,17 @@ def _build_arrays(raw, start, weeks, chips, classes, initial, rental):
         "demand0": np.array([c.demand_tokens_per_s for c in classes]),
         "noise": np.array([c.noise for c in classes]),
         "carry_over": np.array([c.carry_over for c in classes], dtype=float),
-        "train_fraction": np.array([c.train_fraction for c in classes]),
+        "update_flops_per_token": np.array([c.update_flops_per_token for c in classes]),
+        "quality_floor": np.array([c.rl_updates["quality_floor"] if c.rl_updates else 1.0 for c in classes]),
+        "quality_decay": np.array([c.rl_updates["decay_per_week"] if c.rl_updates else 0.0 for c in classes]),
+        "initial_quality": np.array([c.rl_updates["initial_quality"] if c.rl_updates else 1.0 for c in classes]),
         "latency_class": np.array([c.ttft_slo_s < 60 for c in classes], dtype=float),
     }
     # Derived once here so the per-step transition does not recompute them.
-    arrays["serving_decode_rate"] = arrays["decode_rate"] * (1.0 - arrays["train_fraction"])[:, None]
+    # Capacity sizing (coverage, chips needed) counts a student's training-capable decode chips at the neutral
+    # update share; the transition applies the share decided each week.
+    updating = (arrays["update_flops_per_token"] > 0)[:, None] & training_capable[None, :]
+    arrays["serving_decode_rate"] = arrays["decode_rate"] * np.where(updating, 1.0 - NEUTRAL_UPDATE_SHARE, 1.0)
     for name, rate in (("prefill", arrays["prefill_rate"]), ("decode", arrays["serving_decode_rate"])):
         # A class that fits no chip gets no capacity anyway; 1.0 keeps the allocator's arithmetic finite.
         arrays[f"median_{name}_rate"] = np.array([np.median(r[f]) if f.any() else 1.0

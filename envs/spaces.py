@@ -34,8 +34,8 @@ N_CAPACITY_ENTRIES = 5  # compact entries after the chip weights: target, sale, 
 
 def fine_size(scenario: Scenario) -> int:
     """Entries of the fine action: orders, sales, rent-in, rent-out (K each), one expansion, contract acceptance
-    (K), then the shares."""
-    return 5 * scenario.n_chips + 1 + n_roles(scenario) * scenario.n_chips
+    (K), one RL update share, then the shares."""
+    return 5 * scenario.n_chips + 2 + n_roles(scenario) * scenario.n_chips
 
 
 def n_roles(scenario: Scenario) -> int:
@@ -80,11 +80,12 @@ def check_action(action, space: spaces.Space, batch: int | None = None) -> np.nd
 def fine_action(scenario: Scenario, order_fraction: np.ndarray, shares: np.ndarray,
                 sale_fraction: np.ndarray | None = None, rent_in_fraction: np.ndarray | None = None,
                 rent_out_fraction: np.ndarray | None = None, expansion_fraction: float = 0.0,
-                accept_type: int | None = None) -> np.ndarray:
+                accept_type: int | None = None, update_knob: float = 0.5) -> np.ndarray:
     """The fine variant's action that decodes to these order fractions (K,) of the weekly maximum, shares
     (1+2C, K) of each chip type's serving fleet, sale and rent-out fractions (K,) of each type's fleet,
     rent-in fractions (K,) of the rental market's weekly depth and an expansion fraction of the weekly
-    maximum of site blocks (default: none of these)."""
+    maximum of site blocks (default: none of these), the chip type to accept the week's cluster contract on,
+    and the RL update knob in [0, 1] (its share is knob x MAX_UPDATE_SHARE; default neutral)."""
     if (shares.sum(0) > 1.0 + 1e-9).any() or (shares < 0).any():
         raise ValueError("each chip type's shares must be >= 0 and sum to at most 1")
     K = scenario.n_chips
@@ -103,4 +104,7 @@ def fine_action(scenario: Scenario, order_fraction: np.ndarray, shares: np.ndarr
         if not 0 <= int(accept_type) < K:
             raise ValueError(f"accept_type must be a chip index in [0, {K}), got {accept_type!r}")
         accept[int(accept_type)] = 1.0
-    return np.concatenate([orders, *parts, expansion, accept, 2.0 * shares.reshape(-1) - 1.0]).astype(np.float32)
+    if not 0.0 <= update_knob <= 1.0:
+        raise ValueError(f"the RL update knob must lie in [0, 1], got {update_knob!r}")
+    return np.concatenate([orders, *parts, expansion, accept, [2.0 * update_knob - 1.0],
+                           2.0 * shares.reshape(-1) - 1.0]).astype(np.float32)

@@ -32,7 +32,7 @@ FEW_SEEDS = (0, 1, 2, 3)
 
 
 # Small with maintenance at 90% of capex a year: random constant actions go bankrupt before the horizon.
-FRAGILE = {"base": "small", "name": "small-fragile", "maintenance_per_year": 0.9}
+FRAGILE = {"base": "small", "name": "small-fragile", "maintenance_per_year": 0.9, "credit_limit_usd": 2e5}
 
 
 def _env_returns(env_id, actions, seeds, scenario=None):

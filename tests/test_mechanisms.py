@@ -119,12 +119,12 @@ def paths(s: envs.Scenario, *, demand=None, hbm_supply=1e5, other_hbm_demand=1e5
 
 
 def action(s: envs.Scenario, order=None, train=None, prefill=None, decode=None, sell=None, rent_in=None,
-           rent_out=None, expand=0.0, accept=None) -> np.ndarray:
+           rent_out=None, expand=0.0, accept=None, update=0.5) -> np.ndarray:
     """The fine action ordering ``order`` (K,) x the weekly maximum, selling ``sell`` (K,) of each chip type's
     fleet, renting in ``rent_in`` (K,) x the rental market's depth, letting out ``rent_out`` (K,) of each type's
     fleet, ordering ``expand`` x the weekly maximum of site blocks, accepting the week's cluster contract on chip
-    type ``accept`` and giving each type's serving fleet the shares ``train``, ``prefill`` and ``decode`` (K,) of
-    the scenario's one class (zeros by default)."""
+    type ``accept``, giving each type's serving fleet the shares ``train``, ``prefill`` and ``decode`` (K,) of
+    the scenario's one class (zeros by default) and RL students ``update`` x MAX_UPDATE_SHARE of their decode time."""
     assert s.n_classes == 1
     K = s.n_chips
 
@@ -132,7 +132,7 @@ def action(s: envs.Scenario, order=None, train=None, prefill=None, decode=None, 
         return np.zeros(K) if x is None else np.asarray(x, dtype=float)
 
     return fine_action(s, row(order), np.stack([row(train), row(prefill), row(decode)]), row(sell), row(rent_in),
-                       row(rent_out), expand, accept)
+                       row(rent_out), expand, accept, update_knob=update)
 
 
 def start(s: envs.Scenario, exo: Exogenous) -> envs.DatacenterEnv:
@@ -1213,3 +1213,52 @@ def test_cluster_contracts_hold_whole_chips_pay_weekly_and_break_when_short():
     assert first["reserved_chips"].tolist() == [0.0, 7.0]
     assert second["sold"].tolist() == [0.0, 2.0] and second["training_jobs_missed"] == 1
     assert second["reserved_chips"].tolist() == [0.0, 0.0] and second["revenue_training"] == 0.0
+
+
+def _student() -> envs.Scenario:
+    """TINY's two chips serving only the default scenario's RL student class (Llama 3.2 1B, bf16): 0.6 RL training
+    tokens per token of demand hold its quality, a stale student keeps 30% of the demand, quality decays 5% a week
+    and starts at 0.5; one-chip replicas, H100 decode 37,351 tokens/s per chip at year 0's efficiency."""
+    return envs.load_scenario(_merge(TINY, {"base": "default", "name": "tiny-student",
+                                            "drop_classes": ["chat", "agents", "batch", "video", "realtime"]}))
+
+
+@pytest.mark.parametrize("knob, decode_h100", [(1.0, 0.75), (0.0, 0.75), (0.5, 1 / 16)])
+def test_rl_student_update_share_costs_decode_and_buys_quality_and_demand(knob, decode_h100):
+    """A student's training-capable decode chips spend share f = knob x 0.6 of their time on RL updates: they
+    serve (1 - f) of their decode rate, and do f x chips x 395.6 TFLOP/s (H100 bf16 at 40% MFU) of updates over
+    the week. Holding quality takes 6 x 1.24e9 parameters x 0.6 = 4.464e9 FLOPs per token of demand (2e5
+    tokens/s): 8.93e14 FLOP/s. Effort = min(updates / that, 1); quality q' = 0.95 q + 0.05 effort; next week's
+    demand is 2e5 x (0.3 + 0.7 q')."""
+    s = _student()
+    a = s.arrays
+    assert a["update_flops_per_token"][0] == pytest.approx(6 * 1.24e9 * 0.6, rel=1e-3)
+    env = start(s, paths(s))
+    f = knob * 0.6
+    info = env.step(action(s, prefill=[0.25, 0.0], decode=[decode_h100, 0.0], update=knob))[4]
+    chips = info["decode_chips"][0, 0]
+    assert chips == 16 * decode_h100
+    assert info["update_share"] == pytest.approx(f, rel=1e-6)
+    assert info["decode_capacity"][0] == pytest.approx(chips * a["decode_rate"][0, 0] * (1 - f), rel=1e-6)
+    updates = chips * f * a["train_flops_per_chip_s"][0] * WEEK_S
+    assert info["update_flops"] == pytest.approx(updates, rel=1e-6)
+    effort = min(updates / (a["update_flops_per_token"][0] * 2e5 * WEEK_S), 1.0)
+    quality = 0.95 * 0.5 + 0.05 * effort  # 0.525 at full effort, 0.475 without updates
+    assert info["quality"][0] == pytest.approx(quality, rel=1e-6)
+    assert info["demand"][0] == pytest.approx(2e5 * (0.3 + 0.7 * 0.5), rel=1e-9)  # this week: initial quality
+    info = env.step(action(s, prefill=[0.25, 0.0], decode=[decode_h100, 0.0], update=knob))[4]
+    assert info["demand"][0] == pytest.approx(2e5 * (0.3 + 0.7 * quality), rel=1e-6)
+
+
+def test_rl_update_knob_decodes_to_its_share_and_old_train_fraction_is_refused():
+    s = _student()
+    params = fn.params(s, "datacenter")
+    state, _ = fn.reset(params, 0)
+    u = np.zeros((1, params.action_space.shape[0]), dtype=np.float32)
+    u[0, -1] = 0.5  # the rl_updates knob, the last entry: u = 0.75
+    assert fn.decode(params, state, u)[7][0] == pytest.approx(0.75 * 0.6, rel=1e-6)
+    others = ["chat", "agents", "batch", "video", "realtime"]
+    raw = _merge(TINY, {"base": "default", "name": "old", "drop_classes": others,
+                        "classes": {"student": {"train_fraction": 0.3}}})
+    with pytest.raises(envs.ScenarioError, match=r"train_fraction.*now a decision.*rl_updates"):
+        envs.load_scenario(raw)
