@@ -63,6 +63,11 @@ class Params:
                 int(self.observation_space.shape[0]), int(self.offsets.info[-1]),
                 int(self.offsets.info[dyn.INFO.reward]))
 
+    @functools.cached_property
+    def _plain_tables(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """The tables and offsets as plain tuples, for :func:`envs.dynamics.step_rows_tuples`."""
+        return tuple(self.tables), tuple(self.offsets)
+
 
 def params(scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
            discrete: bool = False) -> Params:
@@ -240,9 +245,13 @@ def step_arrays(params: Params, state: State, action: Any) -> tuple[State, np.nd
     rows = np.empty_like(state.rows)
     obs = np.empty((B, n_obs), dtype=np.float32)
     info = np.empty((B, n_info))
-    kernel = dyn.step_rows_parallel if B >= dyn.PARALLEL_FROM else dyn.step_rows
-    if not kernel(variant, params.discrete, act, state.rows, state.exo_rows, params.tables, params.offsets, rows,
-                  obs, info):
+    if B >= dyn.PARALLEL_FROM:
+        valid = dyn.step_rows_parallel(variant, params.discrete, act, state.rows, state.exo_rows, params.tables,
+                                       params.offsets, rows, obs, info)
+    else:
+        valid = dyn.step_rows_tuples(variant, params.discrete, act, state.rows, state.exo_rows,
+                                     *params._plain_tables, rows, obs, info)
+    if not valid:
         _reject(params, action, B)
     return State(rows, state.exo_rows, state.exogenous, params), obs, info[:, reward_column], info
 
