@@ -18,6 +18,7 @@ compiled code that the step runs.
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -286,23 +287,18 @@ class InfoReader:
         floats = [(n, o) for n, o, shape, kind in spec if shape == () and kind == "f"]
         self._floats = floats
         self._others = [(n, o, _KIND[kind]) for n, o, shape, kind in spec if shape == () and kind != "f"]
-        # Every scalar in row order (the reward's slot too, dropped after), then the non-floats retyped.
-        self._scalar_names = tuple(name for name, _, _ in dyn.INFO_FIELDS[:dyn.N_INFO_SCALARS])
-        self._ints = tuple(n for n, _, kind in self._others if kind is np.int64)
-        self._bools = tuple(n for n, _, kind in self._others if kind is bool)
         self._arrays = [(n, slice(o, o + int(np.prod(shape))), shape) for n, o, shape, _ in spec if shape]
+        # The single env builds a row's dict every step, so its recipe is precomputed: the scalars are read in
+        # one ``tolist`` (the reward's column, dropped after, included), the ints and bools retyped by position.
+        scalars = dyn.INFO_FIELDS[:dyn.N_INFO_SCALARS]
+        self._ints = tuple(i for i, (_, _, kind) in enumerate(scalars) if kind == "i")
+        self._bools = tuple(i for i, (_, _, kind) in enumerate(scalars) if kind == "b")
+        vectors = [(n, s) for n, s, shape in self._arrays if len(shape) == 1]
+        self._row_names = (*(name for name, _, _ in scalars if name != "reward"), *(n for n, _ in vectors))
+        # One C call cuts every vector from the row (INFO_FIELDS declares dozens, so it returns a tuple): half
+        # the time of a Python slice per vector.
+        self._vectors = operator.itemgetter(*(s for _, s in vectors))
         self._matrices = [(n, s, shape) for n, s, shape in self._arrays if len(shape) > 1]
-        # Runs of consecutive vectors of one length are cut from the row in one reshape (one C loop instead
-        # of a Python slice per vector: the single env builds this dict every step).
-        self._runs: list[tuple[tuple[str, ...], slice, tuple[int, int]]] = []
-        for n, sl, shape in self._arrays:
-            if len(shape) != 1:
-                continue
-            if self._runs and self._runs[-1][1].stop == sl.start and self._runs[-1][2][1] == shape[0]:
-                names, run, (count, size) = self._runs[-1]
-                self._runs[-1] = ((*names, n), slice(run.start, sl.stop), (count + 1, size))
-            else:
-                self._runs.append(((n,), sl, (1, shape[0])))
 
     def batch(self, info: np.ndarray) -> dict[str, np.ndarray]:
         """Every info entry as a (B, ...) array."""
@@ -315,14 +311,13 @@ class InfoReader:
     def row(self, info: np.ndarray, i: int) -> dict[str, Any]:
         """Datacenter ``i``'s info: Python scalars and (K,), (C,) or (C, K) arrays."""
         row = info[i]
-        out = dict(zip(self._scalar_names, row[:dyn.N_INFO_SCALARS].tolist()))
-        del out["reward"]
-        for name in self._ints:
-            out[name] = int(out[name])
-        for name in self._bools:
-            out[name] = out[name] > 0.0
-        for names, s, shape in self._runs:
-            out.update(zip(names, row[s].reshape(shape)))
+        scalars = row[:dyn.N_INFO_SCALARS].tolist()
+        for j in self._ints:
+            scalars[j] = int(scalars[j])
+        for j in self._bools:
+            scalars[j] = scalars[j] > 0.0
+        del scalars[dyn.INFO.reward]
+        out = dict(zip(self._row_names, (*scalars, *self._vectors(row))))
         for name, s, shape in self._matrices:
             out[name] = row[s].reshape(shape)
         return out
