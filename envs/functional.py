@@ -257,6 +257,24 @@ def step_arrays(params: Params, state: State, action: Any) -> tuple[State, np.nd
     return State(rows, state.exo_rows, state.exogenous, params), obs, info[:, reward_column], info
 
 
+def step_single(params: Params, state: State, action: Any) -> tuple[State, np.ndarray, float, dict[str, Any]]:
+    """:func:`step` of one datacenter (B = 1) with one unbatched action: (next state, observation (O,), reward,
+    info as :meth:`InfoReader.row` gives it). The single env's path: it runs every step, so it checks the action's
+    shape and kind once, without batching it first."""
+    arr = np.asarray(action)
+    variant, shape, kinds, n_obs, n_info, reward_column = params._step_constants
+    if arr.shape != shape or arr.dtype.kind not in kinds:
+        _reject(params, arr[None], 1)
+    rows = np.empty_like(state.rows)
+    obs = np.empty((1, n_obs), dtype=np.float32)
+    info = np.empty((1, n_info))
+    if not dyn.step_rows_tuples(variant, params.discrete, arr.astype(np.float64)[None], state.rows, state.exo_rows,
+                                *params._plain_tables, rows, obs, info):
+        _reject(params, arr[None], 1)
+    return (State(rows, state.exo_rows, state.exogenous, params), obs[0], float(info[0, reward_column]),
+            params.info_reader.row(info, 0))
+
+
 def decode(params: Params, state: State, action: Any) -> tuple[np.ndarray, ...]:
     """(orders (B, K) chips wanted, sales (B, K) chips to sell, shares (B, 1 + 2C, K) of each chip type's serving
     fleet per role, site expansion blocks (B,), chips rented in (B, K) and let out (B, K)) that ``action``
