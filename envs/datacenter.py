@@ -127,9 +127,10 @@ class DatacenterEnv(gym.Env):
         if "exogenous" in options:
             exo = options["exogenous"]
         elif "path_seed" in options:
-            exo = draw_exogenous(self.scenario, np.random.default_rng(options["path_seed"]), 1)
+            exo = draw_exogenous(self.scenario, np.random.default_rng(options["path_seed"]), 1,
+                                 self.params.exogenous_trend)
         else:
-            exo = draw_exogenous(self.scenario, self.np_random, 1)
+            exo = draw_exogenous(self.scenario, self.np_random, 1, self.params.exogenous_trend)
         self.state, obs = fn.reset(self.params, exogenous=exo)
         self.history, self._done, self._week = [], False, 0
         return obs[0], {"week": 0}
@@ -203,7 +204,8 @@ class DatacenterVectorEnv(VectorEnv):
         return None if self.state is None else self.state.exogenous
 
     def _draw(self, indices) -> Exogenous:
-        return Exogenous.concatenate([draw_exogenous(self.scenario, self._rngs[i], 1) for i in indices])
+        return Exogenous.concatenate([draw_exogenous(self.scenario, self._rngs[i], 1, self.params.exogenous_trend)
+                                      for i in indices])
 
     def _reset_rows(self, mask: np.ndarray) -> None:
         """Restart the sub-environments in ``mask`` on freshly drawn paths."""

@@ -27,7 +27,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs import dynamics as dyn
-from envs.exogenous import Exogenous, draw_exogenous
+from envs.exogenous import Exogenous, Trend, draw_exogenous, exogenous_trend
 from envs.scenario import Scenario, load_scenario
 from envs.spaces import action_space, check_action, observation_space
 
@@ -63,6 +63,11 @@ class Params:
         return (dyn.VARIANTS.index(self.variant), tuple(self.action_space.shape), "iu" if self.discrete else "fiu",
                 int(self.observation_space.shape[0]), int(self.offsets.info[-1]),
                 int(self.offsets.info[dyn.INFO.reward]))
+
+    @functools.cached_property
+    def exogenous_trend(self) -> Trend:
+        """The deterministic part of the scenario's exogenous paths, for :func:`envs.exogenous.draw_exogenous`."""
+        return exogenous_trend(self.scenario)
 
     @functools.cached_property
     def _plain_tables(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
@@ -178,7 +183,7 @@ def reset(params: Params, seed: int | np.random.Generator | None = None, exogeno
     """
     if exogenous is None:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        exogenous = draw_exogenous(params.scenario, rng, batch)
+        exogenous = draw_exogenous(params.scenario, rng, batch, params.exogenous_trend)
     elif seed is not None:
         raise ValueError("give reset() either a seed or exogenous paths, not both")
     B = exogenous.hbm_supply.shape[0]
