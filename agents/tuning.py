@@ -110,7 +110,8 @@ def check_training_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
 def training_paths(params: fn.Params, seeds: Sequence[int]) -> Exogenous:
     """One exogenous path per seed, each the path ``env.reset(seed=s)`` draws (from the same generator)."""
     seeds = check_training_seeds(seeds)
-    return Exogenous.concatenate([draw_exogenous(params.scenario, fn.episode_generator(s), 1) for s in seeds])
+    return Exogenous.concatenate([draw_exogenous(params.scenario, fn.episode_generator(s), 1, params.exogenous_trend)
+                                  for s in seeds])
 
 
 def _take(paths: Exogenous, rows: np.ndarray | slice) -> Exogenous:

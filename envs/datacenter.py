@@ -116,7 +116,6 @@ class DatacenterEnv(gym.Env):
         self.action_space = self.params.action_space
         self.state: fn.State | None = None
         self.history: list[dict[str, Any]] = []
-        self._info = self.params.info_reader
         self._done, self._week = False, 0
         self._names = {"classes": tuple(c.name for c in self.scenario.classes), "chips": self.scenario.chips}
 
@@ -131,9 +130,10 @@ class DatacenterEnv(gym.Env):
         if "exogenous" in options:
             exo = options["exogenous"]
         elif "path_seed" in options:
-            exo = draw_exogenous(self.scenario, np.random.default_rng(options["path_seed"]), 1)
+            exo = draw_exogenous(self.scenario, np.random.default_rng(options["path_seed"]), 1,
+                                 self.params.exogenous_trend)
         else:
-            exo = draw_exogenous(self.scenario, self.np_random, 1)
+            exo = draw_exogenous(self.scenario, self.np_random, 1, self.params.exogenous_trend)
         self.state, obs = fn.reset(self.params, exogenous=exo)
         self.history, self._done, self._week = [], False, 0
         return obs[0], {"week": 0}
@@ -143,8 +143,7 @@ class DatacenterEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self._done:
             raise RuntimeError("the episode has ended; call reset() before step()")
-        self.state, obs, reward, raw_info = fn.step_arrays(self.params, self.state, np.asarray(action)[None])
-        info = self._info.row(raw_info, 0)
+        self.state, obs, reward, info = fn.step_single(self.params, self.state, action)
         self._week += 1
         info.update(self._names, week=self._week)
         if self.render_mode is not None:  # the history exists only to draw it
@@ -152,7 +151,7 @@ class DatacenterEnv(gym.Env):
         terminated = info["bankrupt"]
         truncated = not terminated and self._week >= self.scenario.weeks
         self._done = terminated or truncated
-        return obs[0], float(reward[0]), terminated, truncated, info
+        return obs, reward, terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
         """Valid discrete levels (MaskablePPO reads this method by name); see :func:`envs.functional.action_masks`."""
@@ -208,7 +207,8 @@ class DatacenterVectorEnv(VectorEnv):
         return None if self.state is None else self.state.exogenous
 
     def _draw(self, indices) -> Exogenous:
-        return Exogenous.concatenate([draw_exogenous(self.scenario, self._rngs[i], 1) for i in indices])
+        return Exogenous.concatenate([draw_exogenous(self.scenario, self._rngs[i], 1, self.params.exogenous_trend)
+                                      for i in indices])
 
     def _reset_rows(self, mask: np.ndarray) -> None:
         """Restart the sub-environments in ``mask`` on freshly drawn paths."""

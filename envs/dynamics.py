@@ -1447,6 +1447,14 @@ def step_rows_parallel(variant, discrete, actions, state, exo, p, o, new_state, 
 
 
 @njit(cache=True)
+def step_rows_tuples(variant, discrete, actions, state, exo, tables, offsets, new_state, obs, info):
+    """:func:`step_rows` with ``tables`` and ``offsets`` passed as plain tuples of their fields. Numba types a
+    NamedTuple argument in Python on every call (about 2 us, a tenth of a single env's step) and a plain tuple
+    in C, so small batches call this; the NamedTuples are rebuilt here at no cost."""
+    return step_rows(variant, discrete, actions, state, exo, Tables(*tables), Offsets(*offsets), new_state, obs, info)
+
+
+@njit(cache=True)
 def observe_rows(state, exo, p, o, rows, obs):
     """Writes the observation (float32) of each row ``b`` in ``rows`` of ``state`` into ``obs[b]``."""
     for b in rows:

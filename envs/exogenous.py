@@ -14,6 +14,7 @@ paths on every machine.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import numpy as np
 from scipy.signal import lfilter
@@ -66,21 +67,50 @@ def _trailing_sum(x: np.ndarray, weeks: int) -> np.ndarray:
     return total
 
 
-def draw_exogenous(scenario: Scenario, rng: np.random.Generator, batch: int) -> Exogenous:
-    """Sample B exogenous paths; the draw order is fixed so a seed gives identical paths."""
+class Trend(NamedTuple):
+    """The parts of a scenario's paths that no draw changes, worked out once per scenario (``Params`` keeps them):
+    an env draws a path at every reset, and a Small episode is only 26 steps."""
+
+    weeks: np.ndarray  # (T,)
+    growth: tuple[np.ndarray | None, ...]  # per class, (T,) for exponential growth; None where it is drawn
+    other: np.ndarray  # (T,) other buyers' HBM demand before its noise
+    supply: np.ndarray  # (T, G) each generation's HBM supply before shocks and noise
+    cumulative_mix: np.ndarray  # (T, G) cumulative generation shares, for drawing which generation a shock hits
+    arrivals_per_week: float
+    flops_per_job: float
+
+
+def exogenous_trend(scenario: Scenario) -> Trend:
+    """The deterministic part of :func:`draw_exogenous`'s paths for ``scenario``."""
+    years = np.arange(scenario.weeks) / WEEKS_PER_YEAR
+    hbm = scenario.hbm
+    base_supply = hbm["supply_stacks_per_week"] * (1.0 + hbm["supply_growth_per_year"]) ** years
+    mix = scenario.arrays["hbm_mix"]  # (T, G) each generation's share of world output
+    tr = scenario.training
+    return Trend(weeks=np.arange(scenario.weeks),
+                 growth=tuple((1.0 + c.growth["rate_per_year"]) ** years if c.growth["kind"] == "exponential" else None
+                              for c in scenario.classes),
+                 other=(hbm["supply_stacks_per_week"] * hbm["other_demand_ratio"]
+                        * (1.0 + hbm["other_demand_growth_per_year"]) ** years),
+                 supply=base_supply[:, None] * mix, cumulative_mix=np.cumsum(mix, axis=1),
+                 arrivals_per_week=tr["arrivals_per_week"], flops_per_job=tr["flops_per_job"])
+
+
+def draw_exogenous(scenario: Scenario, rng: np.random.Generator, batch: int, trend: Trend | None = None) -> Exogenous:
+    """Sample B exogenous paths; the draw order is fixed so a seed gives identical paths. ``trend`` is
+    ``exogenous_trend(scenario)`` when the caller keeps it (``Params.exogenous_trend``)."""
+    trend = exogenous_trend(scenario) if trend is None else trend
     T, C, K = scenario.weeks, scenario.n_classes, scenario.n_chips
     a = scenario.arrays
-    years = np.arange(T) / WEEKS_PER_YEAR
-    weeks = np.arange(T)
     growth = np.empty((batch, T, C))
     for c, cls in enumerate(scenario.classes):
         g = cls.growth
-        if g["kind"] == "exponential":
-            growth[:, :, c] = (1.0 + g["rate_per_year"]) ** years
+        if trend.growth[c] is not None:
+            growth[:, :, c] = trend.growth[c]
         else:
             # Logistic S-curve whose midpoint is uncertain: drawn per episode (log-normal shift in weeks).
             mid = g["midpoint_week"] * np.exp(g["uncertainty"] * rng.standard_normal(batch))
-            s = 1.0 / (1.0 + np.exp(-g["steepness"] * (weeks[None, :] - mid[:, None])))
+            s = 1.0 / (1.0 + np.exp(-g["steepness"] * (trend.weeks[None, :] - mid[:, None])))
             s0 = 1.0 / (1.0 + np.exp(g["steepness"] * mid))
             growth[:, :, c] = 1.0 + (g["ceiling_multiple"] - 1.0) * (s - s0[:, None]) / (1.0 - s0[:, None])
     # AR(1) log-noise per class, and occasional demand shocks (viral launch or outage: +/- magnitude).
@@ -94,28 +124,24 @@ def draw_exogenous(scenario: Scenario, rng: np.random.Generator, batch: int) -> 
 
     hbm = scenario.hbm
     mix = scenario.arrays["hbm_mix"]  # (T, G) each generation's share of world output
-    base_supply = hbm["supply_stacks_per_week"] * (1.0 + hbm["supply_growth_per_year"]) ** years
     shock_hits = rng.random((batch, T)) < hbm["shock_probability_per_week"]
     supply_noise = np.exp(HBM_SUPPLY_NOISE * rng.standard_normal((batch, T)))
-    other = (hbm["supply_stacks_per_week"] * hbm["other_demand_ratio"]
-             * (1.0 + hbm["other_demand_growth_per_year"]) ** years
-             * np.exp(OTHER_HBM_DEMAND_NOISE * rng.standard_normal((batch, T))))
-    tr = scenario.training
-    arrival = (rng.random((batch, T)) < tr["arrivals_per_week"]).astype(float)
-    job_flops = tr["flops_per_job"] * np.exp(JOB_SIZE_LOG_SIGMA * rng.standard_normal((batch, T)))
+    other = trend.other * np.exp(OTHER_HBM_DEMAND_NOISE * rng.standard_normal((batch, T)))
+    arrival = (rng.random((batch, T)) < trend.arrivals_per_week).astype(float)
+    job_flops = trend.flops_per_job * np.exp(JOB_SIZE_LOG_SIGMA * rng.standard_normal((batch, T)))
     failure_u = rng.random((batch, T, K))
     # Which generation each shock hits, drawn last so that the paths above are the same whatever the pools
     # (and not at all with one pool, whose paths are then those of the model before generations).
     G = mix.shape[1]
-    hit = np.zeros((batch, T, G))
     if G == 1:
-        hit[:, :, 0] = shock_hits
+        hit = shock_hits[:, :, None].astype(float)
     else:
-        cumulative = np.cumsum(mix, axis=1)  # (T, G)
+        cumulative = trend.cumulative_mix
         u = rng.random((batch, T)) * cumulative[:, -1]
         which = np.minimum((u[:, :, None] >= cumulative[None]).sum(axis=2), G - 1)
-        np.put_along_axis(hit, which[:, :, None], (shock_hits & (cumulative[:, -1] > 0))[:, :, None], axis=2)
+        # (one comparison: np.put_along_axis into zeros gives the same array in several times the time)
+        hit = ((which[:, :, None] == np.arange(G)) & (shock_hits & (cumulative[:, -1] > 0))[:, :, None]).astype(float)
     in_shock = (_trailing_sum(hit, hbm["shock_weeks"]) > 0).astype(float)
-    supply = (base_supply[:, None] * mix)[None] * (1.0 - hbm["shock_depth"] * in_shock) * supply_noise[:, :, None]
+    supply = trend.supply[None] * (1.0 - hbm["shock_depth"] * in_shock) * supply_noise[:, :, None]
     return Exogenous(demand=demand, hbm_supply=supply, other_hbm_demand=other[:, :, None] * mix[None],
                      hbm_shock=in_shock, job_arrival=arrival, job_flops=job_flops, failure_u=failure_u)

@@ -18,6 +18,7 @@ compiled code that the step runs.
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs import dynamics as dyn
-from envs.exogenous import Exogenous, draw_exogenous
+from envs.exogenous import Exogenous, Trend, draw_exogenous, exogenous_trend
 from envs.scenario import Scenario, load_scenario
 from envs.spaces import action_space, check_action, observation_space
 
@@ -62,6 +63,16 @@ class Params:
         return (dyn.VARIANTS.index(self.variant), tuple(self.action_space.shape), "iu" if self.discrete else "fiu",
                 int(self.observation_space.shape[0]), int(self.offsets.info[-1]),
                 int(self.offsets.info[dyn.INFO.reward]))
+
+    @functools.cached_property
+    def exogenous_trend(self) -> Trend:
+        """The deterministic part of the scenario's exogenous paths, for :func:`envs.exogenous.draw_exogenous`."""
+        return exogenous_trend(self.scenario)
+
+    @functools.cached_property
+    def _plain_tables(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """The tables and offsets as plain tuples, for :func:`envs.dynamics.step_rows_tuples`."""
+        return tuple(self.tables), tuple(self.offsets)
 
 
 def params(scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
@@ -173,7 +184,7 @@ def reset(params: Params, seed: int | np.random.Generator | None = None, exogeno
     """
     if exogenous is None:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        exogenous = draw_exogenous(params.scenario, rng, batch)
+        exogenous = draw_exogenous(params.scenario, rng, batch, params.exogenous_trend)
     elif seed is not None:
         raise ValueError("give reset() either a seed or exogenous paths, not both")
     B = exogenous.hbm_supply.shape[0]
@@ -241,11 +252,33 @@ def step_arrays(params: Params, state: State, action: Any) -> tuple[State, np.nd
     rows = np.empty_like(state.rows)
     obs = np.empty((B, n_obs), dtype=np.float32)
     info = np.empty((B, n_info))
-    kernel = dyn.step_rows_parallel if B >= dyn.PARALLEL_FROM else dyn.step_rows
-    if not kernel(variant, params.discrete, act, state.rows, state.exo_rows, params.tables, params.offsets, rows,
-                  obs, info):
+    if B >= dyn.PARALLEL_FROM:
+        valid = dyn.step_rows_parallel(variant, params.discrete, act, state.rows, state.exo_rows, params.tables,
+                                       params.offsets, rows, obs, info)
+    else:
+        valid = dyn.step_rows_tuples(variant, params.discrete, act, state.rows, state.exo_rows,
+                                     *params._plain_tables, rows, obs, info)
+    if not valid:
         _reject(params, action, B)
     return State(rows, state.exo_rows, state.exogenous, params), obs, info[:, reward_column], info
+
+
+def step_single(params: Params, state: State, action: Any) -> tuple[State, np.ndarray, float, dict[str, Any]]:
+    """:func:`step` of one datacenter (B = 1) with one unbatched action: (next state, observation (O,), reward,
+    info as :meth:`InfoReader.row` gives it). The single env's path: it runs every step, so it checks the action's
+    shape and kind once, without batching it first."""
+    arr = np.asarray(action)
+    variant, shape, kinds, n_obs, n_info, reward_column = params._step_constants
+    if arr.shape != shape or arr.dtype.kind not in kinds:
+        _reject(params, arr[None], 1)
+    rows = np.empty_like(state.rows)
+    obs = np.empty((1, n_obs), dtype=np.float32)
+    info = np.empty((1, n_info))
+    if not dyn.step_rows_tuples(variant, params.discrete, arr.astype(np.float64)[None], state.rows, state.exo_rows,
+                                *params._plain_tables, rows, obs, info):
+        _reject(params, arr[None], 1)
+    return (State(rows, state.exo_rows, state.exogenous, params), obs[0], float(info[0, reward_column]),
+            params.info_reader.row(info, 0))
 
 
 def decode(params: Params, state: State, action: Any) -> tuple[np.ndarray, ...]:
@@ -279,23 +312,18 @@ class InfoReader:
         floats = [(n, o) for n, o, shape, kind in spec if shape == () and kind == "f"]
         self._floats = floats
         self._others = [(n, o, _KIND[kind]) for n, o, shape, kind in spec if shape == () and kind != "f"]
-        # Every scalar in row order (the reward's slot too, dropped after), then the non-floats retyped.
-        self._scalar_names = tuple(name for name, _, _ in dyn.INFO_FIELDS[:dyn.N_INFO_SCALARS])
-        self._ints = tuple(n for n, _, kind in self._others if kind is np.int64)
-        self._bools = tuple(n for n, _, kind in self._others if kind is bool)
         self._arrays = [(n, slice(o, o + int(np.prod(shape))), shape) for n, o, shape, _ in spec if shape]
+        # The single env builds a row's dict every step, so its recipe is precomputed: the scalars are read in
+        # one ``tolist`` (the reward's column, dropped after, included), the ints and bools retyped by position.
+        scalars = dyn.INFO_FIELDS[:dyn.N_INFO_SCALARS]
+        self._ints = tuple(i for i, (_, _, kind) in enumerate(scalars) if kind == "i")
+        self._bools = tuple(i for i, (_, _, kind) in enumerate(scalars) if kind == "b")
+        vectors = [(n, s) for n, s, shape in self._arrays if len(shape) == 1]
+        self._row_names = (*(name for name, _, _ in scalars if name != "reward"), *(n for n, _ in vectors))
+        # One C call cuts every vector from the row (INFO_FIELDS declares dozens, so it returns a tuple): half
+        # the time of a Python slice per vector.
+        self._vectors = operator.itemgetter(*(s for _, s in vectors))
         self._matrices = [(n, s, shape) for n, s, shape in self._arrays if len(shape) > 1]
-        # Runs of consecutive vectors of one length are cut from the row in one reshape (one C loop instead
-        # of a Python slice per vector: the single env builds this dict every step).
-        self._runs: list[tuple[tuple[str, ...], slice, tuple[int, int]]] = []
-        for n, sl, shape in self._arrays:
-            if len(shape) != 1:
-                continue
-            if self._runs and self._runs[-1][1].stop == sl.start and self._runs[-1][2][1] == shape[0]:
-                names, run, (count, size) = self._runs[-1]
-                self._runs[-1] = ((*names, n), slice(run.start, sl.stop), (count + 1, size))
-            else:
-                self._runs.append(((n,), sl, (1, shape[0])))
 
     def batch(self, info: np.ndarray) -> dict[str, np.ndarray]:
         """Every info entry as a (B, ...) array."""
@@ -308,14 +336,13 @@ class InfoReader:
     def row(self, info: np.ndarray, i: int) -> dict[str, Any]:
         """Datacenter ``i``'s info: Python scalars and (K,), (C,) or (C, K) arrays."""
         row = info[i]
-        out = dict(zip(self._scalar_names, row[:dyn.N_INFO_SCALARS].tolist()))
-        del out["reward"]
-        for name in self._ints:
-            out[name] = int(out[name])
-        for name in self._bools:
-            out[name] = out[name] > 0.0
-        for names, s, shape in self._runs:
-            out.update(zip(names, row[s].reshape(shape)))
+        scalars = row[:dyn.N_INFO_SCALARS].tolist()
+        for j in self._ints:
+            scalars[j] = int(scalars[j])
+        for j in self._bools:
+            scalars[j] = scalars[j] > 0.0
+        del scalars[dyn.INFO.reward]
+        out = dict(zip(self._row_names, (*scalars, *self._vectors(row))))
         for name, s, shape in self._matrices:
             out[name] = row[s].reshape(shape)
         return out
