@@ -639,10 +639,12 @@ class OraclePolicy(Policy):
         return _week_plan(env, self.plan_)
 
 
-def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
-    """This week's orders (whole units within the HBM allocation) and shares of the plan."""
+def _week_plan(env: DatacenterEnv, plan: OraclePlan, t: int | None = None, fleet: np.ndarray | None = None) -> Plan:
+    """This week's orders (whole units within the HBM allocation) and shares: week ``t`` of the plan (default:
+    the env's week, for plans that start the episode). ``fleet`` is this week's fleet after its failures (K,);
+    by default the env's own failure draw, which only the oracle may read."""
     scenario, s = env.scenario, env.state
-    t = int(s.week[0])
+    t = int(s.week[0]) if t is None else t
     unit = scenario.arrays["order_unit"]
     orders = np.round(plan.orders[t] / unit) * unit
     # Whole order units may overshoot a generation's HBM allocation this week; trim that generation's largest
@@ -652,10 +654,10 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
         while orders @ pools[:, g] > plan.allocation[t, g] + 1e-6:
             k = int(np.argmax(orders * pools[:, g]))
             orders[k] -= unit[k]
-    # The failure draws are part of the exogenous path, so this week's fleet is known exactly.
-    arriving = s.fleet[0] + s.pipeline[0, :, 0]
-    p_fail = scenario.failure_rate_per_year / WEEKS_PER_YEAR
-    fleet = arriving - failed_chips(arriving, p_fail, env.exogenous.failure_u[0, t])
+    if fleet is None:  # the failure draws are part of the exogenous path, so this week's fleet is known exactly
+        arriving = s.fleet[0] + s.pipeline[0, :, 0]
+        p_fail = scenario.failure_rate_per_year / WEEKS_PER_YEAR
+        fleet = arriving - failed_chips(arriving, p_fail, env.exogenous.failure_u[0, int(s.week[0])])
     # Whole chips: rent in what the plan uses (rounded up), let out whole chips of those the fleet has.
     rent_in = np.ceil(plan.rent_in[t] - 1e-6)
     rent_out = np.minimum(np.floor(plan.rent_out[t] + 1e-6), fleet)
