@@ -627,6 +627,7 @@ class OraclePolicy(Policy):
                              f"(got variant {self.env.variant!r})")
         self.time_limit = time_limit
         self.plan_: OraclePlan | None = None
+        self.solve_seconds: list[float] = []  # wall time of each solve (one an episode)
         self._exo_id = None
 
     def plan(self) -> Plan:
@@ -635,6 +636,7 @@ class OraclePolicy(Policy):
             if int(env.state.week[0]) != 0:
                 raise RuntimeError("the oracle plans whole episodes: give it the environment right after reset()")
             self.plan_ = solve_oracle(env, self.time_limit)
+            self.solve_seconds.append(self.plan_.solve_seconds)
             self._exo_id = id(env.exogenous)
         return _week_plan(env, self.plan_)
 
