@@ -21,6 +21,10 @@ kept within each week's HBM allocation of their generation, so nothing waits in 
 is therefore an estimate of the best return for the seed; ``tests/test_agents.py`` checks that the
 replayed plan earns it to within 3% on the default scenario and 15% on the small one (whose 26
 weeks and 256 chips make expected failures and whole replicas cost 7-13% there, measured on seeds 1-5).
+
+The program plans a :class:`Window`: any start week and state, over any number of weeks, along given arrays. The
+oracle's window is the whole episode from its initial state along the true path; ``agents.mpc`` solves windows
+from the env's state along forecasts.
 """
 
 from __future__ import annotations
