@@ -7,7 +7,7 @@
 >>> action, _ = policy.predict(obs)
 
 ``constant`` plays the best constant action for the env's scenario and variant, tuned on training
-seeds and cached in ``agents/tuned/`` (:mod:`agents.tuning`). ``lp-scheduler`` and ``oracle`` set
+seeds and cached in ``agents/tuned/`` (:mod:`agents.tuning`). ``lp-scheduler``, ``mpc`` and ``oracle`` set
 explicit role shares and need a ``ChipAlloc/DatacenterFine-*`` environment; the heuristics drive
 every variant.
 """
@@ -28,18 +28,20 @@ from agents.heuristics import (
     RandomPolicy,
 )
 from agents.lp_scheduler import LPSchedulerPolicy, SolverError, schedule_lp
+from agents.mpc import MPCPolicy
 from agents.oracle import OraclePolicy, solve_oracle
 
 _PROCUREMENT = {cls.name: cls for cls in (DoNothingPolicy, HomogeneousGPUPolicy, DisaggregatedGreedyPolicy,
                                            ForecastPolicy)}
 _POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (
     RandomPolicy, ConstantPolicy, DoNothingPolicy, HomogeneousGPUPolicy, DisaggregatedGreedyPolicy, ForecastPolicy,
-    LPSchedulerPolicy, OraclePolicy)}
-FINE_ONLY = ("lp-scheduler", "oracle")
+    LPSchedulerPolicy, MPCPolicy, OraclePolicy)}
+FINE_ONLY = ("lp-scheduler", "mpc", "oracle")
 # Policies whose parameters are tuned on training seeds and cached in agents/tuned/ (agents.tuning);
 # `python -m agents.tune --policy NAME` regenerates their caches.
 TUNABLE = ("constant",)
-BASELINES = ("random", "constant", "do-nothing", "homogeneous-gpu", "disaggregated-greedy", "forecast", "lp-scheduler")
+BASELINES = ("random", "constant", "do-nothing", "homogeneous-gpu", "disaggregated-greedy", "forecast", "lp-scheduler",
+             "mpc")
 
 
 def list_policies() -> list[str]:

@@ -27,6 +27,17 @@ DEBT_BUFFER = 0.5  # rules spend at most cash + this share of the credit line
 SITE_ENTRY = 0.5
 
 
+def holt(level: np.ndarray | None, trend: np.ndarray | None, observed: np.ndarray, alpha: float,
+         beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """One step of Holt's linear-trend smoothing: (level, trend) after ``observed``; the first observation
+    (``level`` None) starts the level there, with no trend."""
+    if level is None:
+        return observed, np.zeros_like(observed)
+    predicted = level + trend
+    new_level = alpha * observed + (1 - alpha) * predicted
+    return new_level, beta * (new_level - level) + (1 - beta) * trend
+
+
 class _Sizing(Policy):
     """Shared reads of the environment (only what is known at decision time) and sizing arithmetic."""
 
@@ -191,14 +202,9 @@ class ForecastPolicy(DisaggregatedGreedyPolicy):
             if path != last_path or week < last_week:  # a new episode
                 self._reset_forecast()
         observed = np.log(np.maximum(demand, 1.0))
-        if self.level is None:
-            self.level, self.trend = observed, np.zeros_like(observed)
-        else:
-            predicted = self.level + self.trend
-            self.errors.append(observed - predicted)
-            level = self.alpha * observed + (1 - self.alpha) * predicted
-            self.trend = self.beta * (level - self.level) + (1 - self.beta) * self.trend
-            self.level = level
+        if self.level is not None:
+            self.errors.append(observed - (self.level + self.trend))
+        self.level, self.trend = holt(self.level, self.trend, observed, self.alpha, self.beta)
         horizon = self._lead_weeks()
         sigma = np.std(self.errors[-26:], axis=0) if len(self.errors) >= 4 else 0.1 * np.ones_like(observed)
         target = np.exp(self.level + self.trend * horizon + self.z * sigma * np.sqrt(max(horizon, 1.0)))

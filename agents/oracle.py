@@ -21,6 +21,10 @@ kept within each week's HBM allocation of their generation, so nothing waits in 
 is therefore an estimate of the best return for the seed; ``tests/test_agents.py`` checks that the
 replayed plan earns it to within 3% on the default scenario and 15% on the small one (whose 26
 weeks and 256 chips make expected failures and whole replicas cost 7-13% there, measured on seeds 1-5).
+
+The program plans a :class:`Window`: any start week and state, over any number of weeks, along given arrays. The
+oracle's window is the whole episode from its initial state along the true path; ``agents.mpc`` solves windows
+from the env's state along forecasts.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ LUMPY_STACKS = 0.1  # an HBM chip whose order unit needs more than this share of
 MIP_GAP = 1e-2  # relative optimality gap at which HiGHS stops (1%: contract acceptance is binary, and at 0.1% the
 #   default scenario's solve took ~60 s against ~9 s, for the same replayed return on seed 20000)
 JOB_MARGIN = 1.03  # plan 3% more FLOPs than a job needs: whole chips and failures shave the replay's rate
+_MONEY = ("cash", "queue_value", "pipeline_value", "book_value", "depreciation_rate", "site_book_value",
+          "site_depreciation_rate", "job_value")  # state fields in $, which the program counts in reward_scale
 
 
 @contextmanager
@@ -144,6 +150,35 @@ class OraclePlan:
     solve_seconds: float
 
 
+@dataclass(frozen=True)
+class Window:
+    """What the horizon program plans: the weeks from ``week`` on, from the state ``row`` (the layout of
+    ``envs.dynamics.STATE_FIELDS``), along an exogenous path for them, true (the oracle) or forecast (MPC). Its
+    length is that of ``demand``; the program settles the books at its end as the env does at the episode's."""
+
+    week: int
+    row: np.ndarray
+    demand: np.ndarray  # (T, C) exogenous demand, tokens/s
+    allocation: np.ndarray  # (T, G) HBM stacks of each generation our orders may draw
+    hbm_price: np.ndarray  # (T, G) each generation's price index
+    job_arrival: np.ndarray  # (T,) training jobs or contract offers arriving: 1 certain (its acceptance is a
+    #   binary), w in (0, 1) an expected arrival (its acceptance a share of at most w), 0 none
+    job_flops: np.ndarray  # (T,) their FLOPs
+
+
+def true_window(env: DatacenterEnv, orders: np.ndarray, accepted: np.ndarray, week: int = 0,
+                row: np.ndarray | None = None) -> Window:
+    """The episode's true path from ``week`` to its end, from ``row`` (default: the initial state): HBM prices
+    from our ``orders`` (T, K) over the whole episode, FLOP jobs where ``accepted`` (T,) (contract offers
+    wherever they arrive)."""
+    params, exo = env.params, env.exogenous
+    arrivals = exo.job_arrival[0] > 0 if env.scenario.training["clusters"] else accepted
+    return Window(week=week, row=params.initial_row if row is None else row, demand=exo.demand[0, week:],
+                  allocation=_allocation(params, exo)[week:],
+                  hbm_price=_hbm_price_path(params, exo, orders)[week:],
+                  job_arrival=np.asarray(arrivals, dtype=float)[week:], job_flops=exo.job_flops[0, week:])
+
+
 def _hbm_price_path(params: Params, exo: Exogenous, orders: np.ndarray) -> np.ndarray:
     """(T, G) each HBM generation's price index at the start of each week, given our orders (they join the
     demand for their generation)."""
@@ -164,7 +199,7 @@ def solve_oracle(env: DatacenterEnv, time_limit: float = TIME_LIMIT_S, passes: i
     orders = np.zeros((scenario.weeks, scenario.n_chips))
     accepted = exo.job_arrival[0] > 0
     for _ in range(passes):
-        plan = _solve(params, exo, _hbm_price_path(params, exo, orders), accepted, time_limit)
+        plan = _solve(params, true_window(env, orders, accepted), time_limit)
         orders = plan.orders
         replayed = _replay(env, plan)
         if np.array_equal(replayed, accepted):
@@ -186,11 +221,13 @@ def _replay(env: DatacenterEnv, plan: OraclePlan) -> np.ndarray:
     return accepted
 
 
-def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.ndarray,
-           time_limit: float) -> OraclePlan:
+def _solve(params: Params, window: Window, time_limit: float) -> OraclePlan:
+    """The horizon program over ``window``: week w of the plan is the env's week ``window.week`` + w."""
     scenario = params.scenario
     a = scenario.arrays
-    T, K, C = scenario.weeks, scenario.n_chips, scenario.n_classes
+    T, K, C = window.demand.shape[0], scenario.n_chips, scenario.n_classes
+    weeks = window.week + np.arange(T)  # the env's weeks
+    hbm_price = window.hbm_price
     L = max(int(scenario.base_lead_weeks), 1)
     p_fail = scenario.failure_rate_per_year / WEEKS_PER_YEAR
     keep = 1.0 - p_fail
@@ -198,8 +235,8 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     site_weeks = scenario.facility_life_years * WEEKS_PER_YEAR
     scale = scenario.reward_scale_usd
     coc = scenario.cost_of_capital_per_year / WEEKS_PER_YEAR
-    prices = chip_prices(params, np.arange(T), hbm_price)  # (T, K) deployed price per chip
-    rents = rent_prices(params, np.arange(T), hbm_price) / scale  # (T, K) weekly rent per chip; 0 = no market
+    prices = chip_prices(params, weeks, hbm_price)  # (T, K) deployed price per chip
+    rents = rent_prices(params, weeks, hbm_price) / scale  # (T, K) weekly rent per chip; 0 = no market
     depth = float(scenario.rental["max_chips_per_week"])
     fee = scenario.rental["rent_out_fee"]
     site_cfg = scenario.site
@@ -207,21 +244,58 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     E = max(int(site_cfg["expansion_lead_weeks"]), 1)
     block_kw = site_cfg["expansion_block_mw"] * W_PER_KW / scenario.pue
     block_cost = block_kw * scenario.facility_capex_usd_per_kw / scale
-    allocation = _allocation(params, exo)
+    allocation = window.allocation
     pools = generation_stacks(params)  # (K, G) stacks each chip draws from each generation
-    demand = exo.demand[0]
-    on_sale = (np.arange(T)[:, None] >= a["available_week"][None, :]) & (a["purchasable"][None, :] > 0)
+    demand = window.demand
+    on_sale = (weeks[:, None] >= a["available_week"][None, :]) & (a["purchasable"][None, :] > 0)
     # Rates change only with the episode year (the vendors' software efficiency).
     # (decode at the full rate: RL student update time is planned as chips of its own, xu below)
-    by_year = {y: serving_rates(scenario, y * WEEKS_PER_YEAR, update_share=0.0)
-               for y in range(int(np.ceil(T / WEEKS_PER_YEAR)))}
-    rates = [by_year[int(t // WEEKS_PER_YEAR)] for t in range(T)]
+    years = weeks // WEEKS_PER_YEAR
+    by_year = {int(y): serving_rates(scenario, y * WEEKS_PER_YEAR, update_share=0.0) for y in np.unique(years)}
+    rates = [by_year[int(y)] for y in years]
     maintenance = a["list_price"] * a["system_capex_multiple"] * scenario.maintenance_per_year / WEEKS_PER_YEAR
     flops_per_chip_week = a["train_flops_per_chip_s"] * WEEK_S / EXA
     kw = a["system_power_w"] / W_PER_KW
     facility = scenario.facility_capex_usd_per_kw / scale  # per kW
     decode_any = np.max([r[1] for r in rates], axis=0)
     prefill_any = np.max([r[0] for r in rates], axis=0)
+
+    # Where the window starts: its state row as the environment books it (the episode's initial row for the
+    # oracle; the env's state for MPC), in units of reward_scale for money.
+    so = params.offsets.state
+
+    def initial(name: str) -> np.ndarray:
+        i = getattr(STATE, name)
+        return window.row[so[i]:so[i + 1]] / (scale if name in _MONEY else 1.0)
+
+    fleet0, book0, dep0 = initial("fleet"), initial("book_value"), initial("depreciation_rate")
+    site0, site_book0, site_dep0 = initial("site_kw")[0], initial("site_book_value")[0], initial(
+        "site_depreciation_rate")[0]
+    age0, q0, backlog0 = initial("age_weeks"), initial("quality"), initial("backlog")
+    # Chips bought before the window: those in transit land in week j of it (pipeline slot j); those waiting for
+    # HBM stacks or wafers count as released now, landing in week L - 1 (the plans keep orders within the HBM
+    # allocation, so that queue stays short). Rows past the window never land in it. Site blocks under
+    # construction likewise land in week j (site pipeline slot j).
+    landing, landing_value = np.zeros((max(T, L), K)), np.zeros((max(T, L), K))
+    landing[:L], landing_value[:L] = initial("pipeline").reshape(K, L).T, initial("pipeline_value").reshape(K, L).T
+    landing[L - 1] += initial("queue")
+    landing_value[L - 1] += initial("queue_value")
+    site_landing = np.zeros(max(T, E))
+    site_landing[:E] = initial("site_pipeline")
+    # Training already taken on: FLOP jobs in their slots, and cluster contracts running.
+    slot_flops, slot_weeks, slot_value = initial("job_flops"), initial("job_weeks_left"), initial("job_value")
+    slot_chips, slot_type = initial("job_chips"), initial("job_type").astype(int)
+    running = np.zeros(T)  # contracts running each week of the window
+    running_chips = np.zeros((T, K))  # the chips they hold
+    running_pay = np.zeros(T)  # and what they pay
+    for j in np.flatnonzero(slot_chips > 0):
+        running[:int(slot_weeks[j])] += 1.0
+        running_chips[:int(slot_weeks[j]), slot_type[j]] += slot_chips[j]
+        running_pay[:int(slot_weeks[j])] += slot_value[j]
+    # (at most the chips expected to survive without sales or orders: a contract the expected failures would
+    # break holds what is left, so that the program stays feasible)
+    survivors = keep ** np.arange(1, T + 1)[:, None] * (fleet0 + np.cumsum(landing[:T], axis=0))
+    running_chips = np.minimum(running_chips, survivors)
 
     prog = _Program()
     cap = float(scenario.max_order_chips_per_week)
@@ -253,7 +327,6 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     updating = (a["update_flops_per_token"] > 0)[:, None] & (a["train_flops_per_chip_s"] > 0)[None, :]
     xu = prog.var((T, C, K), 0.0, np.where(updating & (decode_any > 0), np.inf, 0.0))
     students = np.flatnonzero(a["update_flops_per_token"] > 0)
-    q0 = a["initial_quality"]
     quality = prog.var((T + 1, C), 0.0, 1.0)
     effort = prog.var((T, C), 0.0, 1.0)
     for c in range(C):
@@ -278,66 +351,71 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     # the MILP minutes, and a block is small beside the fleet (1 MW of IT load, $12M, in the default scenario).
     blocks = prog.var(T, 0.0, float(site_cfg["max_blocks_per_week"]) if capped else 0.0)
 
-    # Training jobs: arrive at step t0, train in steps t0+1 .. t0+deadline, pay on completion.
+    # Training jobs: those in slots train in the window's first weeks; a job arriving at step t0 trains in steps
+    # t0+1 .. t0+deadline. Each pays on completion: z = 1 (a binary; for an expected arrival of weight w < 1,
+    # a share z <= w of it).
     tr = scenario.training
     clusters = bool(tr["clusters"])
+    taken = [(np.arange(min(int(slot_weeks[j]), T)), slot_flops[j], slot_value[j], 1.0)
+             for j in np.flatnonzero(slot_flops > 0)] if not clusters else []
+    arriving = [] if clusters else [
+        (np.arange(t0 + 1, min(t0 + 1 + tr["deadline_weeks"], T)), window.job_flops[t0],
+         tr["value_per_job_usd"] * window.job_flops[t0] / tr["flops_per_job"] / scale, window.job_arrival[t0])
+        for t0 in np.flatnonzero(window.job_arrival > 0)]
     jobs = []  # (y variables, window, z, value)
-    for t0 in ([] if clusters else np.flatnonzero(accepted)):
-        window = np.arange(t0 + 1, min(t0 + 1 + tr["deadline_weeks"], T))
-        if not len(window):
+    for train_weeks, flops, value, weight in taken + arriving:
+        if not len(train_weeks):
             continue
-        y = prog.var(len(window))
-        z = int(prog.var(1, 0.0, 1.0, integer=True)[0])
-        prog.row([(yi, 1.0) for yi in y] + [(z, -JOB_MARGIN * exo.job_flops[0, t0] / EXA)], 0.0, np.inf)
-        value = tr["value_per_job_usd"] * exo.job_flops[0, t0] / tr["flops_per_job"] / scale
+        y = prog.var(len(train_weeks))
+        z = int(prog.var(1, 0.0, min(weight, 1.0), integer=weight >= 1.0)[0])
+        prog.row([(yi, 1.0) for yi in y] + [(z, -JOB_MARGIN * flops / EXA)], 0.0, np.inf)
         prog.add_cost(z, -value)
-        jobs.append((y, window, z, value))
+        jobs.append((y, train_weeks, z, value))
     # Cluster contracts: the offer at t0 is accepted on at most one training-capable chip type k (binary
     # take[t0, k]), which then holds n_k whole chips in weeks t0 .. t0 + weeks - 1 and is paid each of them.
     contracts = []  # (t0, {k: take variable}, chips (K,), weekly pay, active weeks)
     if clusters:
         capable = np.flatnonzero(a["train_flops_per_chip_s"] > 0)
         mean_index = hbm_price.mean(axis=1) if hbm_price.ndim == 2 else hbm_price
-        for t0 in np.flatnonzero(exo.job_arrival[0] > 0):
-            h100s = exo.job_flops[0, t0] / (tr["h100_train_flops_per_s"] * WEEK_S * tr["deadline_weeks"])
+        for t0 in np.flatnonzero(window.job_arrival > 0):
+            h100s = window.job_flops[t0] / (tr["h100_train_flops_per_s"] * WEEK_S * tr["deadline_weeks"])
             chips = np.zeros(K)
             chips[capable] = np.ceil(h100s * tr["h100_train_flops_per_s"] / a["train_flops_per_chip_s"][capable]
                                      - 1e-6)
-            take = {int(k): int(prog.var(1, 0.0, 1.0, integer=True)[0]) for k in capable}
-            prog.row([(v, 1.0) for v in take.values()], -np.inf, 1.0)
-            market = (1.0 - scenario.price_decline_per_year) ** (t0 / WEEKS_PER_YEAR) * (
+            weight = min(window.job_arrival[t0], 1.0)
+            take = {int(k): int(prog.var(1, 0.0, weight, integer=weight >= 1.0)[0]) for k in capable}
+            prog.row([(v, 1.0) for v in take.values()], -np.inf, weight)
+            market = (1.0 - scenario.price_decline_per_year) ** (weeks[t0] / WEEKS_PER_YEAR) * (
                 1.0 + scenario.hbm["hbm_cost_share"] * (mean_index[t0] - 1.0))
-            pay = tr["value_per_job_usd"] * exo.job_flops[0, t0] / tr["flops_per_job"] * market / tr[
+            pay = tr["value_per_job_usd"] * window.job_flops[t0] / tr["flops_per_job"] * market / tr[
                 "deadline_weeks"] / scale
-            weeks = np.arange(t0, min(t0 + int(tr["deadline_weeks"]), T))
+            active_weeks = np.arange(t0, min(t0 + int(tr["deadline_weeks"]), T))
             for v in take.values():
-                prog.add_cost(v, -pay * len(weeks))
-            contracts.append((int(t0), take, chips, pay, weeks))
+                prog.add_cost(v, -pay * len(active_weeks))
+            contracts.append((int(t0), take, chips, pay, active_weeks))
+    prog.constant -= running_pay.sum()  # running contracts' pay (a gain)
 
-    # The initial fleet and site, as the environment books them (envs.functional's initial state).
-    initial_row = params.initial_row
-    so = params.offsets.state
-
-    def initial(name: str) -> np.ndarray:
-        i = getattr(STATE, name)
-        return initial_row[so[i]:so[i + 1]] / (1.0 if name in ("fleet", "site_kw", "age_weeks") else scale)
-
-    fleet0, book0, dep0 = initial("fleet"), initial("book_value"), initial("depreciation_rate")
-    site0, site_book0, site_dep0 = initial("site_kw")[0], initial("site_book_value")[0], initial(
-        "site_depreciation_rate")[0]
     prog.constant += p_fail * book0.sum()  # write-off of initial chips failing in week 0 (a cost)
+    # Chips bought before the window: the write-off of those failing the week they land, the capital charge
+    # while in transit, and a refund of part of what is paid for those landing after the window.
+    prog.constant += p_fail * landing_value[:T].sum() + coc * float(np.minimum(np.arange(len(landing)), T)
+                                                                      @ landing_value.sum(axis=1))
+    prog.constant += (1.0 - scenario.order_refund_fraction) * landing_value[T:].sum()
+    if capped:  # likewise site blocks under construction
+        block_value = facility * site_landing  # $ / reward_scale paid for them
+        prog.constant += coc * float(np.minimum(np.arange(len(site_landing)), T) @ block_value)
+        prog.constant += (1.0 - scenario.order_refund_fraction) * block_value[T:].sum()
     # Selling: chips of the initial fleet may be sold on the secondary market (after the week's arrivals, before
     # its failures, as the env does), at the resale price of their age, carrying their own book value with them.
     decay = scenario.resale_age_decay_per_year / WEEKS_PER_YEAR
-    age0 = float(scenario.initial_fleet_age_weeks)
     per_chip = fleet0 > 0
     book_pc = np.where(per_chip, book0 / np.maximum(fleet0, 1.0), 0.0)
     dep_pc = np.where(per_chip, dep0 / np.maximum(fleet0, 1.0), 0.0)
     sell = prog.var((T, K), 0.0, np.where(per_chip & bool(scenario.selling), fleet0, 0.0)[None, :].repeat(T, 0))
     # what one chip of the initial fleet fetches if sold in week t (its age then: age0 + t)
-    initial_resale = prices / scale * np.exp(-decay * (age0 + np.arange(T)))[:, None]
+    initial_resale = prices / scale * np.exp(-decay * (age0[None, :] + np.arange(T)[:, None]))
     last = T - 1
-    resale_now = chip_prices(params, np.array([float(last)]), hbm_price[last:last + 1])[0] / scale
+    resale_now = chip_prices(params, np.array([float(weeks[last])]), hbm_price[last:last + 1])[0] / scale
     for t in range(T):
         prefill_out, decode_out, power = rates[t]
         # Each HBM generation's allocation: nothing waits in the queue.
@@ -351,7 +429,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             arr_value = [(o[src, k], prices[src, k] / scale)] if src >= 0 else []
             # fleet after arrivals and expected failures
             prev = [(fleet[t - 1, k], 1.0)] if t else []
-            const = 0.0 if t else keep * fleet0[k]
+            const = keep * ((0.0 if t else fleet0[k]) + landing[t, k])
             prog.row([(fleet[t, k], 1.0), (sell[t, k], keep)] + [(c, -keep * v) for c, v in prev + arr], const, const)
             if per_chip[k]:
                 # no more of the initial cohort is sold than survives; each sale gains its resale less its book
@@ -360,7 +438,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
                 resale = initial_resale[t, k]
                 # (and gives up the chip's mark at the horizon, which the constant below counts for every
                 # initial chip expected to survive)
-                lost_mark = keep ** (T - t) * resale_now[k] * np.exp(-decay * (age0 + T - 1))
+                lost_mark = keep ** (T - t) * resale_now[k] * np.exp(-decay * (age0[k] + T - 1))
                 prog.add_cost(sell[t, k], book_now * (1.0 - p_fail) - resale + lost_mark)
             prog.row([(xt[t, k], 1.0)] + [(xp[t, c, k], 1.0) for c in range(C)]
                      + [(xd[t, c, k], 1.0) for c in range(C)] + [(xu[t, c, k], 1.0) for c in students]
@@ -372,11 +450,11 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             prog.add_cost(rout[t, k], -rents[t, k] * (1.0 - fee) + power[k] / scale)
             # depreciation rate and book value (units of reward_scale), as the env keeps them
             prev = [(dep[t - 1, k], 1.0)] if t else []
-            const = 0.0 if t else keep * dep0[k]
+            const = keep * ((0.0 if t else dep0[k]) + landing_value[t, k] / dep_weeks)
             prog.row([(dep[t, k], 1.0), (sell[t, k], -keep * dep_pc[k])] + [(c, -keep * v) for c, v in prev]
                      + [(c, -keep * v / dep_weeks) for c, v in arr_value], const, const)
             prev = [(book[t - 1, k], 1.0)] if t else []
-            const = 0.0 if t else keep * book0[k]
+            const = keep * ((0.0 if t else book0[k]) + landing_value[t, k])
             prog.row([(book[t, k], 1.0), (dep[t, k], 1.0), (sell[t, k], keep * max(book_pc[k] - t * dep_pc[k], 0.0))]
                      + [(c, -keep * v) for c, v in prev + arr_value], const, const)
             # economic profit: maintenance, power, depreciation, write-off of this week's failures, and the
@@ -403,20 +481,23 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
         prog.row([(site[t], 1.0), (build[t], -1.0)] + [(c, -v) for c, v in prev_site], const_site, const_site)
         if capped:
             ready = t - (E - 1)
-            prog.row([(build[t], 1.0)] + ([(blocks[ready], -block_kw)] if ready >= 0 else []), 0.0, 0.0)
+            prog.row([(build[t], 1.0)] + ([(blocks[ready], -block_kw)] if ready >= 0 else []), site_landing[t],
+                     site_landing[t])
             # Committed load (the fleet before its expected failures, so the replay's luckier fleet still
             # fits, plus the chips in transit and this week's order) within the power built by last week.
             committed = [(o[tau, k], kw[k]) for tau in range(max(t - L + 1, 0), t + 1) for k in range(K)]
+            bought = float(landing[t:].sum(axis=0) @ kw)  # chips bought before the window, landing now or later
             if t:
                 committed += [(fleet[t - 1, k], kw[k] / keep) for k in range(K)] + [(site[t - 1], -1.0)]
-                prog.row(committed, -np.inf, 0.0)
+                prog.row(committed, -np.inf, 0.0 - bought)
             else:
-                prog.row(committed, -np.inf, site0 - float(fleet0 @ kw))
+                prog.row(committed, -np.inf, site0 - float(fleet0 @ kw) - bought)
             for tau in range(max(t - E + 2, 0), t + 1):  # blocks paid and still being built
                 prog.add_cost(blocks[tau], coc * block_cost)
         else:
             in_transit = [(o[tau, k], -kw[k]) for tau in range(max(t - L + 2, 0), t + 1) for k in range(K)]
-            prog.row([(site[t], 1.0)] + [(fleet[t, k], -kw[k]) for k in range(K)] + in_transit, 0.0, np.inf)
+            prog.row([(site[t], 1.0)] + [(fleet[t, k], -kw[k]) for k in range(K)] + in_transit,
+                     float(landing[t + 1:].sum(axis=0) @ kw), np.inf)
         prev = [(site_dep[t - 1], 1.0)] if t else []
         const = 0.0 if t else site_dep0
         prog.row([(site_dep[t], 1.0), (build[t], -facility / site_weeks)] + [(c, -v) for c, v in prev], const, const)
@@ -426,7 +507,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
                  const, const)
         prog.add_cost(site_dep[t], 1.0)
         prog.add_cost(site_book[t], coc)
-        price = token_prices(scenario, t)
+        price = token_prices(scenario, weeks[t])
         for c in students:
             # quality moves toward update FLOPs done / those that hold it, at the decay rate; at most
             # MAX_UPDATE_SHARE of the class's training-capable decode chips update (the env's largest share)
@@ -445,7 +526,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
             carried = [(backlog[t - 1, c], 1.0)] if t else []
             # this week's demand: D for most classes, D x (floor + (1 - floor) q) for RL students
             wants = [(quality[t, c], -(1.0 - floor[c]) * demand[t, c])] if c in students else []
-            base = demand[t, c] * (floor[c] if c in students else 1.0)
+            base = demand[t, c] * (floor[c] if c in students else 1.0) + (0.0 if t else backlog0[c])
             prog.row([(s[t, c], 1.0)] + [(cb, -1.0) for cb, _ in carried] + wants, -np.inf, base)
             if colocated:
                 prog.row([(xcap[t, c], 1.0)] + [(ycap[t, c, k], -1.0) for k in range(K)], -np.inf, 0.0)
@@ -464,26 +545,28 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
                 prog.row([(backlog[t, c], 1.0), (s[t, c], 1.0)] + [(cb, -1.0) for cb, _ in carried] + wants,
                          -np.inf, base)
             prog.add_cost(s[t, c], -price[c] * WEEK_S / scale)
-        training = [(y[list(window).index(t)], 1.0) for y, window, _, _ in jobs if t in window]
+        training = [(y[list(span).index(t)], 1.0) for y, span, _, _ in jobs if t in span]
         if training:
             prog.row(training + [(xt[t, k], -flops_per_chip_week[k]) for k in range(K)], -np.inf, 0.0)
         if clusters:
             active = [c for c in contracts if t in c[4]]
             # at most `slots` contracts at once; each chip type's training chips are exactly its clusters, and
             # they are owned chips (1% spare, so a luckier failure draw in the replay cannot break a contract)
-            prog.row([(v, 1.0) for c in active for v in c[1].values()], -np.inf, float(tr["slots"]))
+            # (contracts running at the window's start hold their chips too, without the spare)
+            prog.row([(v, 1.0) for c in active for v in c[1].values()], -np.inf, float(tr["slots"]) - running[t])
             for k in range(K):
                 held = [(c[1][k], -c[2][k]) for c in active if k in c[1]]
-                prog.row([(xt[t, k], 1.0), *held], 0.0, 0.0)
-                prog.row([(xt[t, k], 1.0), (rout[t, k], 1.0), (fleet[t, k], -0.99)], -np.inf, 0.0)
+                prog.row([(xt[t, k], 1.0), *held], running_chips[t, k], running_chips[t, k])
+                prog.row([(xt[t, k], 1.0), (rout[t, k], 1.0), (fleet[t, k], -0.99)], -np.inf,
+                         0.01 * running_chips[t, k])
         # Money. Cash gets a job's value in the last week of its window at the latest (the env pays
         # on completion, possibly earlier), so the plan's cash is never above the replay's.
         prev_cash = [(cash[t - 1], 1.0)] if t else []
-        const_cash = 0.0 if t else scenario.initial_cash_usd / scale
+        const_cash = 0.0 if t else initial("cash")[0]
         capex = [(o[t, k], prices[t, k] / scale) for k in range(K)]
         inflow = ([(sell[t, k], initial_resale[t, k]) for k in range(K)]
                   + [(s[t, c], price[c] * WEEK_S / scale) for c in range(C)]
-                  + [(z, value) for _, window, z, value in jobs if window[-1] == t]
+                  + [(z, value) for _, span, z, value in jobs if span[-1] == t]
                   + [(v, c[3]) for c in contracts if t in c[4] for v in c[1].values()])
         outflow = ([(fleet[t, k], maintenance[k] / scale) for k in range(K)]
                    + [(xt[t, k], power[k] / scale) for k in range(K)]
@@ -494,7 +577,7 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
                    + [(rout[t, k], power[k] / scale - rents[t, k] * (1.0 - fee)) for k in range(K)]
                    + ([(blocks[t], block_cost)] if capped else [(build[t], facility)]))
         prog.row([(cash[t], 1.0)] + [(c_, -v) for c_, v in prev_cash + inflow] + capex + outflow,
-                 const_cash, const_cash)
+                 const_cash + running_pay[t], const_cash + running_pay[t])
         # the env scales expansions and orders down to cash plus credit
         prog.row(capex + ([(blocks[t], block_cost)] if capped else []) + [(c_, -v) for c_, v in prev_cash], -np.inf,
                  const_cash + scenario.credit_limit_usd / scale)
@@ -502,6 +585,9 @@ def _solve(params: Params, exo: Exogenous, hbm_price: np.ndarray, accepted: np.n
     # The end of the horizon settles the books: chips at resale value less book value (each cohort at its own
     # age, a relaxation of the env's mean age), orders still in transit refunded in part.
     prog.constant -= float(np.sum(fleet0 * keep ** T * resale_now * np.exp(-decay * (age0 + T - 1))))  # a gain
+    landed = np.arange(T)  # chips bought before the window, marked from the week they land
+    prog.constant -= float(np.sum(landing[:T] * keep ** (T - landed)[:, None] * resale_now
+                                  * np.exp(-decay * (last - landed))[:, None]))
     for k in range(K):
         prog.add_cost(book[last, k], 1.0)
         for arrival in range(L - 1, T):
@@ -545,6 +631,7 @@ class OraclePolicy(Policy):
                              f"(got variant {self.env.variant!r})")
         self.time_limit = time_limit
         self.plan_: OraclePlan | None = None
+        self.solve_seconds: list[float] = []  # wall time of each solve (one an episode)
         self._exo_id = None
 
     def plan(self) -> Plan:
@@ -553,14 +640,17 @@ class OraclePolicy(Policy):
             if int(env.state.week[0]) != 0:
                 raise RuntimeError("the oracle plans whole episodes: give it the environment right after reset()")
             self.plan_ = solve_oracle(env, self.time_limit)
+            self.solve_seconds.append(self.plan_.solve_seconds)
             self._exo_id = id(env.exogenous)
         return _week_plan(env, self.plan_)
 
 
-def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
-    """This week's orders (whole units within the HBM allocation) and shares of the plan."""
+def _week_plan(env: DatacenterEnv, plan: OraclePlan, t: int | None = None, fleet: np.ndarray | None = None) -> Plan:
+    """This week's orders (whole units within the HBM allocation) and shares: week ``t`` of the plan (default:
+    the env's week, for plans that start the episode). ``fleet`` is this week's fleet after its failures (K,);
+    by default the env's own failure draw, which only the oracle may read."""
     scenario, s = env.scenario, env.state
-    t = int(s.week[0])
+    t = int(s.week[0]) if t is None else t
     unit = scenario.arrays["order_unit"]
     orders = np.round(plan.orders[t] / unit) * unit
     # Whole order units may overshoot a generation's HBM allocation this week; trim that generation's largest
@@ -570,10 +660,10 @@ def _week_plan(env: DatacenterEnv, plan: OraclePlan) -> Plan:
         while orders @ pools[:, g] > plan.allocation[t, g] + 1e-6:
             k = int(np.argmax(orders * pools[:, g]))
             orders[k] -= unit[k]
-    # The failure draws are part of the exogenous path, so this week's fleet is known exactly.
-    arriving = s.fleet[0] + s.pipeline[0, :, 0]
-    p_fail = scenario.failure_rate_per_year / WEEKS_PER_YEAR
-    fleet = arriving - failed_chips(arriving, p_fail, env.exogenous.failure_u[0, t])
+    if fleet is None:  # the failure draws are part of the exogenous path, so this week's fleet is known exactly
+        arriving = s.fleet[0] + s.pipeline[0, :, 0]
+        p_fail = scenario.failure_rate_per_year / WEEKS_PER_YEAR
+        fleet = arriving - failed_chips(arriving, p_fail, env.exogenous.failure_u[0, int(s.week[0])])
     # Whole chips: rent in what the plan uses (rounded up), let out whole chips of those the fleet has.
     rent_in = np.ceil(plan.rent_in[t] - 1e-6)
     rent_out = np.minimum(np.floor(plan.rent_out[t] + 1e-6), fleet)

@@ -1,8 +1,9 @@
 """Baseline speed and returns: ``python -m benchmarks.bench_agents``.
 
 For each scenario: each policy's time per decision (its predict() alone, over whole episodes on
-the fine variant), its mean return over three seeds, the gap to the oracle, and the oracle's
-solve time (which includes replaying its plan to settle HBM prices and job slots).
+the fine variant, solves apart), its mean return over three seeds, the gap to the oracle, and the
+planners' time per solve: the oracle's once an episode (which includes replaying its plan to settle HBM
+prices and job slots), MPC's at each re-plan.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from envs import SCENARIO_SUFFIXES
 SEEDS = (0, 1, 2)
 
 
-def evaluate(env_id: str, name: str) -> tuple[float, float, float]:
-    """(mean return, seconds per decision, oracle solve seconds or nan)."""
+def evaluate(env_id: str, name: str) -> tuple[float, float, float, float]:
+    """(mean return, seconds per decision, seconds per solve or nan, solves per episode): planners count their
+    solves in ``policy.solve_seconds``."""
     env = gym.make(env_id)
     policy = make_policy(name, env)
     returns, decide, decisions, solves = [], 0.0, 0, []
@@ -31,7 +33,7 @@ def evaluate(env_id: str, name: str) -> tuple[float, float, float]:
             start = time.perf_counter()
             action, _ = policy.predict(obs)
             elapsed = time.perf_counter() - start
-            if name == "oracle" and env.unwrapped.state.week[0] == 0:
+            if len(getattr(policy, "solve_seconds", ())) > len(solves):  # this decision solved a plan
                 solves.append(elapsed)
             else:
                 decide += elapsed
@@ -41,7 +43,8 @@ def evaluate(env_id: str, name: str) -> tuple[float, float, float]:
             if terminated or truncated:
                 break
         returns.append(total)
-    return float(np.mean(returns)), decide / max(decisions, 1), float(np.mean(solves)) if solves else float("nan")
+    return (float(np.mean(returns)), decide / max(decisions, 1), float(np.mean(solves)) if solves else float("nan"),
+            len(solves) / len(SEEDS))
 
 
 def main() -> None:
@@ -53,10 +56,11 @@ def main() -> None:
         results = {name: evaluate(env_id, name) for name in list_policies() if name not in TUNABLE}
         best = results["oracle"][0]
         print(f"\n{scenario} ({env_id}, seeds {SEEDS})")
-        print(f"{'policy':<22}{'mean return':>12}{'gap to oracle':>15}{'ms/decision':>13}{'solve s':>9}")
-        for name, (ret, per, solve) in results.items():
+        print(f"{'policy':<22}{'mean return':>12}{'gap to oracle':>15}{'ms/decision':>13}{'solve s':>9}"
+              f"{'solves/ep':>11}")
+        for name, (ret, per, solve, count) in results.items():
             gap = (best - ret) / abs(best) if best else float("nan")
-            solve_text = f"{solve:9.2f}" if np.isfinite(solve) else f"{'':9}"
+            solve_text = f"{solve:9.2f}{count:11.1f}" if np.isfinite(solve) else f"{'':20}"
             print(f"{name:<22}{ret:12.1f}{gap:15.1%}{per * 1e3:13.3f}{solve_text}")
 
 
