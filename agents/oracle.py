@@ -30,6 +30,7 @@ from the env's state along forecasts.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import sys
 import time
@@ -124,9 +125,14 @@ class _Program:
             res = milp(c, constraints=LinearConstraint(a, self.lb, self.ub), integrality=np.concatenate(self.integer),
                        bounds=(np.concatenate(self.lower), np.concatenate(self.upper)),
                        options={"time_limit": time_limit, "mip_rel_gap": MIP_GAP})
-        if res.status != 0 or res.x is None:
-            raise SolverError(f"the oracle's program was not solved to optimality: HiGHS status {res.status} "
-                              f"({res.message})")
+        if res.x is None or res.status not in (0, 1):
+            raise SolverError(f"the oracle's program has no solution: HiGHS status {res.status} ({res.message}); "
+                              f"on a loaded machine, raise the time limit (OraclePolicy(env, time_limit=...))")
+        if res.status == 1:  # the time limit ran out with a feasible plan: use it, and say how far from optimal
+            bound = getattr(res, "mip_dual_bound", None)
+            logging.getLogger(__name__).warning(
+                "the oracle's MILP hit its %.0f s time limit; using the best plan found (objective %.4g, bound %s)",
+                time_limit, -res.fun, "unknown" if bound is None else f"{-bound:.4g}")
         self.objective = -(res.fun + self.constant)
         return res.x
 

@@ -159,7 +159,35 @@ def test_solver_failures_raise_a_clear_error(monkeypatch):
     with pytest.raises(SolverError, match="HiGHS status 2"):
         LPSchedulerPolicy(env).plan()
     monkeypatch.setattr("agents.oracle.milp", lambda *a, **k: Failed())
-    with pytest.raises(SolverError, match="not solved to optimality"):
+    with pytest.raises(SolverError, match="has no solution: HiGHS status 2"):
+        solve_oracle(env.unwrapped)
+
+
+def test_oracle_at_its_time_limit_uses_the_best_plan_found_and_says_so(monkeypatch, caplog):
+    """HiGHS status 1 (time limit) with a feasible incumbent: the plan is used, with a warning; without one,
+    a clear error."""
+    from scipy.optimize import milp
+
+    env = gym.make("ChipAlloc/DatacenterFine-Small-v0")
+    env.reset(seed=0)
+    optimal = solve_oracle(env.unwrapped)
+
+    def timed_out(*args, **kwargs):
+        res = milp(*args, **kwargs)
+        res.status = 1
+        return res
+
+    monkeypatch.setattr("agents.oracle.milp", timed_out)
+    with caplog.at_level("WARNING", logger="agents.oracle"):
+        plan = solve_oracle(env.unwrapped)
+    assert "time limit" in caplog.text
+    assert plan.objective == pytest.approx(optimal.objective)
+
+    class NoIncumbent:
+        status, message, x, fun = 1, "Time limit reached", None, None
+
+    monkeypatch.setattr("agents.oracle.milp", lambda *a, **k: NoIncumbent())
+    with pytest.raises(SolverError, match="no solution.*raise the time limit"):
         solve_oracle(env.unwrapped)
 
 
