@@ -41,6 +41,7 @@ from experiments.runs import (
 )
 from experiments.trained import TrainedPolicy
 from experiments.vec_env import NativeVecEnv
+from experiments.warm_start import warm_start
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 
@@ -113,6 +114,11 @@ def build(cfg: Config, params: dict, run_dir: Path):
     kwargs = {k: v for k, v in params.items() if k not in RUN_KEYS}
     model = algo.cls(params.get("policy", algo.policy), venv, seed=cfg.seed, device=cfg.device,
                      tensorboard_log=str(run_dir / "tb"), verbose=0, **kwargs)
+    if params.get("warm_start"):  # start at a baseline's action (a tuned open-loop one: training seeds only)
+        baseline = make_policy(params["warm_start"], make_env(cfg.env_id, cfg.scenario))
+        if not hasattr(baseline, "action"):
+            raise ValueError(f"warm_start: {params['warm_start']!r} does not play one fixed action; use constant")
+        warm_start(model, baseline.action)
     return model, venv
 
 

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 # Keys of an rl-baselines3-zoo entry that configure the run rather than the algorithm's constructor.
-RUN_KEYS = ("n_envs", "n_timesteps", "policy", "normalize")
+RUN_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "warm_start")
 
 
 def load_hyperparams(path: str | Path, env_id: str) -> dict[str, Any]:

@@ -187,7 +187,7 @@ def test_oracle_at_its_time_limit_uses_the_best_plan_found_and_says_so(monkeypat
         status, message, x, fun = 1, "Time limit reached", None, None
 
     monkeypatch.setattr("agents.oracle.milp", lambda *a, **k: NoIncumbent())
-    with pytest.raises(SolverError, match="no solution.*raise the time limit"):
+    with pytest.raises(SolverError, match=r"no solution.*raise the time limit"):
         solve_oracle(env.unwrapped)
 
 

@@ -184,3 +184,31 @@ def test_final_comparison_runs_evaluate_on_held_out_seeds(tmp_path, monkeypatch)
     assert set(summary["policies"]) == {"agent", *list_policies()}
     assert "agent - " in (run_dir / "comparison" / "results.md").read_text()
     assert len(summary["policies"]["agent"]["minus_best_baseline"]["ci95"]) == 2
+
+
+def test_warm_start_plays_the_constant_action_before_training(tmp_path):
+    """With ``warm_start: constant`` the untrained agent's deterministic action is the tuned constant's, at
+    every observation (the mean head's weights shrink to 1%, so it may move by a hair); off-policy or
+    discrete agents have no such head and are refused."""
+    from stable_baselines3 import PPO, SAC
+
+    from agents import make_policy
+    from experiments.warm_start import warm_start
+
+    env = gym.make(SMALL)
+    constant = make_policy("constant", env).action
+    model = PPO("MlpPolicy", env, seed=0, device="cpu")
+    obs, _ = env.reset(seed=0)
+    before = model.predict(obs, deterministic=True)[0]
+    warm_start(model, constant)
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        for _ in range(5):
+            action = model.predict(obs, deterministic=True)[0]
+            np.testing.assert_allclose(action, np.clip(constant, -1, 1), atol=0.05)
+            obs = env.step(action)[0]
+    assert np.abs(before - constant).max() > 0.05  # it did move the policy
+    with pytest.raises(ValueError, match="Gaussian policy over a Box"):
+        warm_start(SAC("MlpPolicy", env, device="cpu", buffer_size=10), constant)
+    with pytest.raises(ValueError, match="must lie in"):
+        warm_start(PPO("MlpPolicy", env, device="cpu"), constant * 3 + 2)
