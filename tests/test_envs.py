@@ -391,8 +391,9 @@ def test_fine_variant_decodes_exact_shares_and_orders():
     shares /= shares.sum(0, keepdims=True) * 1.25  # each chip type 80% allocated
     fractions = np.array([0.5, 0.0, 0.25])
     action = fine_action(s, fractions, shares)
-    orders, sales, decoded, blocks, rent_in, rent_out, accept = decode(env.params, env.state, action[None])
+    orders, sales, decoded, blocks, rent_in, rent_out, accept, update = decode(env.params, env.state, action[None])
     assert accept[0] == -1 and blocks[0] == 0 and (rent_in == 0).all() and (rent_out == 0).all()
+    assert update[0] == pytest.approx(0.3)  # fine_action's default: the neutral RL update share
     assert (sales == 0).all()
     np.testing.assert_allclose(decoded[0], shares, atol=1e-6)
     np.testing.assert_allclose(orders[0], fractions * s.max_order_chips_per_week, atol=1e-4)
