@@ -313,7 +313,7 @@ def test_a_shock_to_one_hbm_generation_delays_its_chips_and_spares_the_others():
     flag = [0.0, 0.0, 1.0, 0.0]
     env = start(s, paths(s, hbm_supply=[shocked, [100_000.0] * 4], hbm_shock=[flag, [0.0] * 4]))
     # The observation's HBM block: G price indices, G supplies, G queued stacks, G shock flags.
-    i = 4 + 6 * s.n_chips + 4 * s.n_classes
+    i = 4 + 6 * s.n_chips + 5 * s.n_classes
     obs = fn.observe(env.unwrapped.params, env.unwrapped.state)[0]
     assert obs[i:i + 4].tolist() == [1.0] * 4 and obs[i + 12:i + 16].tolist() == flag
 
@@ -998,7 +998,7 @@ def test_compact_sale_entry_sells_a_share_of_the_oldest_chip_type():
     sales = []
     for a in (-1.0, 0.0, 0.5, 1.0):
         # no chip weight, no target: no orders; no expansion or renting
-        act = np.array([[-1.0, -1.0, -1.0, a, -1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0]])
+        act = np.array([[-1.0, -1.0, -1.0, a, -1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
         orders, sold, *_ = fn.decode(p, state, act)
         assert orders.tolist() == [[0.0, 0.0]]
         sales.append(sold[0].tolist())
