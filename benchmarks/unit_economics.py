@@ -30,7 +30,7 @@ def chip_hour_costs(params: fn.Params) -> dict[str, dict[str, float]]:
     """$ per chip-hour of each chip on sale at week 0, over its depreciation life, at full load."""
     s = params.scenario
     a = s.arrays
-    deployed = fn.chip_prices(params, np.zeros(1), np.ones(1))[0]
+    deployed = fn.chip_prices(params, np.zeros(1), 1.0)[0]
     kw = a["system_power_w"] / W_PER_KW
     facility = kw * s.facility_capex_usd_per_kw
     coc = s.cost_of_capital_per_year
@@ -60,7 +60,7 @@ def payback_years(params: fn.Params) -> dict[str, dict[str, tuple[float, float]]
     a = s.arrays
     prefill_out, decode_out, power = serving_rates(s, 0.0)
     price = token_prices(s, 0.0)
-    deployed = fn.chip_prices(params, np.zeros(1), np.ones(1))[0]
+    deployed = fn.chip_prices(params, np.zeros(1), 1.0)[0]
     cost = deployed + a["system_power_w"] / W_PER_KW * s.facility_capex_usd_per_kw
     maintenance = deployed * s.maintenance_per_year
     out = {}
