@@ -50,7 +50,7 @@ class Randomization:
         "world HBM output: hbm_market_and_demand.md a1 (derived): 60-90M stacks in 2025 (24-36 GB a stack), "
         "0.82x to 1.24x the default's 73M a year"))
     hbm_supply_growth_tilt: tuple[float, float] = _range(-0.15, 0.15, TILT, (
-        "HBM output growth: +53% to +106% a year around the default's +77%. hbm_market_and_demand.md a1: "
+        "HBM output growth: +52% to +106% a year around the default's +77%. hbm_market_and_demand.md a1: "
         "TrendForce forecasts of different vintages put yearly bit growth at +77% (2026) and +105% to +260% "
         "(2024); SK hynix expects ~60% a year mid-to-long term (a4)"))
     other_hbm_demand_level: tuple[float, float] = _range(0.9, 1.1, MULTIPLIER, (
