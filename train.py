@@ -3,6 +3,7 @@
     python train.py                                   # PPO on ChipAlloc/Datacenter-v0, default scenario
     python train.py --algo sac --timesteps 200000     # another algorithm, a shorter run
     python train.py --resume runs/<run>               # continue a run from its last checkpoint
+    python train.py --randomize                       # each training episode draws its market (envs.randomization)
     tensorboard --logdir runs                         # curves: SB3's scalars plus the datacenter's KPIs
 
 Seeds: training environment i follows seed (seed + i); the periodic evaluation uses seeds from
@@ -64,6 +65,10 @@ class Config:
     test_episodes: int = field(default=20, metadata={"help": "held-out episodes per policy of the final comparison "
                                                              "(evaluate.py's, written to <run>/comparison; 0: skip)"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 is fastest for small MLPs)"})
+    randomize: bool = field(default=False, metadata={"help": "domain randomisation: each training episode draws its "
+                                                             "demand, HBM market and training jobs within "
+                                                             "envs.randomization's ranges; evaluations stay on the "
+                                                             "plain scenario"})
 
 
 def resolve(cfg: Config) -> tuple[Config, dict, Path]:
@@ -107,7 +112,7 @@ def build(cfg: Config, params: dict, run_dir: Path):
     algo = ALGORITHMS[cfg.algo]
     if cfg.resume:
         return restore_run_state(run_dir / CHECKPOINT_DIR, algo.cls, cfg.device)
-    env_kwargs = {"scenario": cfg.scenario} if cfg.scenario else None
+    env_kwargs = {"randomize": cfg.randomize, **({"scenario": cfg.scenario} if cfg.scenario else {})}
     venv = VecMonitor(NativeVecEnv(cfg.env_id, cfg.n_envs, seed=cfg.seed, env_kwargs=env_kwargs))
     normalize = params.get("normalize", True)
     venv = VecNormalize(venv, gamma=params.get("gamma", 0.99), **(normalize if isinstance(normalize, dict) else {}))

@@ -9,6 +9,7 @@ from gymnasium.envs.registration import register
 from envs.datacenter import DatacenterEnv, DatacenterVectorEnv
 from envs.exogenous import Exogenous, draw_exogenous
 from envs.functional import Params, State, observe, params, reset, step
+from envs.randomization import Randomization
 from envs.scenario import SCENARIO_NAMES, Scenario, ScenarioError, load_scenario
 
 # The ID suffix of each registered scenario (envs/scenarios/<name>.yaml).
@@ -26,7 +27,8 @@ for _name, (_variant, _discrete) in _VARIANTS.items():
             id=_id,
             entry_point="envs.datacenter:DatacenterEnv",
             vector_entry_point="envs.datacenter:DatacenterVectorEnv",
-            kwargs={"scenario": _scenario, "variant": _variant, "discrete": _discrete},
+            # randomize=True (or a dict of ranges) draws each episode's market: envs.randomization
+            kwargs={"scenario": _scenario, "variant": _variant, "discrete": _discrete, "randomize": False},
         )
         ENV_IDS.append(_id)
 
@@ -46,6 +48,7 @@ __all__ = [
     "DatacenterVectorEnv",
     "Exogenous",
     "Params",
+    "Randomization",
     "Scenario",
     "ScenarioError",
     "State",

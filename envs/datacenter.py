@@ -11,6 +11,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from envs import functional as fn
 from envs import render as rendering
 from envs.exogenous import Exogenous, draw_exogenous
+from envs.randomization import Randomization, randomize
 from envs.scenario import Scenario
 
 
@@ -92,9 +93,12 @@ class DatacenterEnv(gym.Env):
 
     ## Arguments
     ``scenario`` (registered name, YAML path, dict or Scenario), ``variant``, ``discrete``,
-    ``render_mode`` ("ansi" or "rgb_array").
-    ``reset(options={"exogenous": exo})`` replays a given exogenous path;
-    ``options={"path_seed": s}`` draws it from seed ``s`` (common random numbers across policies).
+    ``render_mode`` ("ansi" or "rgb_array"), ``randomize`` (domain randomisation, :mod:`envs.randomization`:
+    True draws each episode's demand, HBM market and training jobs within the documented ranges, a dict
+    overrides some ranges; reset's info reports the draw as ``market``).
+    ``reset(options={"exogenous": exo})`` replays a given exogenous path as given (never randomised);
+    ``options={"path_seed": s}`` draws it, and any randomisation, from seed ``s`` (common random numbers across
+    policies).
 
     ## Version History
     * v0: initial release. The economics of the second wave (economic-profit reward, deployed and
@@ -106,11 +110,13 @@ class DatacenterEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
-                 discrete: bool = False, render_mode: str | None = None):
+                 discrete: bool = False, render_mode: str | None = None,
+                 randomize: bool | dict | Randomization | None = False):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']} or None")
         self.params = fn.params(scenario, variant, discrete)
         self.scenario = self.params.scenario
+        self.randomization = _randomization(randomize, self.scenario)
         self.variant, self.discrete, self.render_mode = variant, discrete, render_mode
         self.observation_space = self.params.observation_space
         self.action_space = self.params.action_space
@@ -127,16 +133,18 @@ class DatacenterEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = options or {}
+        info: dict[str, Any] = {"week": 0}
         if "exogenous" in options:
             exo = options["exogenous"]
-        elif "path_seed" in options:
-            exo = draw_exogenous(self.scenario, np.random.default_rng(options["path_seed"]), 1,
-                                 self.params.exogenous_trend)
         else:
-            exo = draw_exogenous(self.scenario, self.np_random, 1, self.params.exogenous_trend)
+            rng = np.random.default_rng(options["path_seed"]) if "path_seed" in options else self.np_random
+            exo = draw_exogenous(self.scenario, rng, 1, self.params.exogenous_trend)
+            if self.randomization is not None:  # drawn after the path, so that without it nothing changes
+                exo, market = randomize(exo, self.scenario, self.randomization, rng)
+                info["market"] = market.row(0)
         self.state, obs = fn.reset(self.params, exogenous=exo)
         self.history, self._done, self._week = [], False, 0
-        return obs[0], {"week": 0}
+        return obs[0], info
 
     def step(self, action):
         if self.state is None:
@@ -173,7 +181,8 @@ class DatacenterVectorEnv(VectorEnv):
     """N datacenters stepped in one compiled call; matches N single environments step for step.
 
     Sub-environment ``i`` of ``reset(seed=s)`` uses seed ``s + i`` (as Gymnasium's SyncVectorEnv
-    does), so it follows the same exogenous path as a single env reset with that seed.
+    does), so it follows the same exogenous path as a single env reset with that seed; with ``randomize``
+    each sub-environment draws its own market from its own generator, as that single env would.
     ``autoreset_mode`` NEXT_STEP (default): the step after an episode ends resets that
     sub-environment and ignores its action. SAME_STEP: the ending step returns the reset
     observation and puts the last one in ``info["final_obs"]`` (masked by ``info["_final_obs"]``),
@@ -184,13 +193,15 @@ class DatacenterVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int, scenario: str | dict | Scenario | None = None, variant: str = "datacenter",
                  discrete: bool = False, render_mode: str | None = None,
-                 autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP):
+                 autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
+                 randomize: bool | dict | Randomization | None = False):
         if render_mode is not None:
             raise ValueError("the native vector env does not render; use a single env with render_mode")
         if autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {autoreset_mode!r}")
         self.params = fn.params(scenario, variant, discrete)
         self.scenario, self.variant, self.discrete = self.params.scenario, variant, discrete
+        self.randomization = _randomization(randomize, self.scenario)
         self.num_envs = num_envs
         self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
         self.single_observation_space = self.params.observation_space
@@ -207,8 +218,14 @@ class DatacenterVectorEnv(VectorEnv):
         return None if self.state is None else self.state.exogenous
 
     def _draw(self, indices) -> Exogenous:
-        return Exogenous.concatenate([draw_exogenous(self.scenario, self._rngs[i], 1, self.params.exogenous_trend)
-                                      for i in indices])
+        return Exogenous.concatenate([self._draw_one(self._rngs[i]) for i in indices])
+
+    def _draw_one(self, rng: np.random.Generator) -> Exogenous:
+        """One sub-environment's path, as :meth:`DatacenterEnv.reset` draws it from the same generator."""
+        exo = draw_exogenous(self.scenario, rng, 1, self.params.exogenous_trend)
+        if self.randomization is not None:
+            exo, _ = randomize(exo, self.scenario, self.randomization, rng)
+        return exo
 
     def _reset_rows(self, mask: np.ndarray) -> None:
         """Restart the sub-environments in ``mask`` on freshly drawn paths."""
@@ -248,3 +265,11 @@ class DatacenterVectorEnv(VectorEnv):
         if not self.discrete:
             raise AttributeError("action_masks() exists only for discrete=True")
         return fn.action_masks(self.params, self.state)
+
+
+def _randomization(randomize: bool | dict | Randomization | None, scenario: Scenario) -> Randomization | None:
+    """The ranges an env's ``randomize`` argument asks for, checked against its scenario (None: off)."""
+    ranges = Randomization.coerce(randomize)
+    if ranges is not None:
+        ranges.check(scenario)
+    return ranges

@@ -223,6 +223,9 @@ def compare(specs: list[Spec], env_id: str, scenario: str | None, seeds: list[in
     scenario_params = make_env(env_id, scenario).unwrapped.scenario
     for spec in specs:
         summary["policies"][spec.label]["env_id"] = spec.env_id(env_id)
+        if spec.kind == "trained":  # so that a score on another scenario says whether training saw many markets
+            summary["policies"][spec.label]["randomized_training"] = [
+                bool((read_run_config(run) or {}).get("randomize")) for run in spec.runs]
     summary.update(env_id=env_id, scenario=scenario, scenario_name=scenario_params.name, seeds=seeds,
                    provenance=provenance(scenario_params.raw))
     table = markdown(summary, env_id, seeds)
