@@ -78,6 +78,7 @@ def training_returns(cls: Tunable, params: fn.Params, candidates: np.ndarray, se
 def tune_heuristic(cls: Tunable, params: fn.Params, seeds: Sequence[int] = TRAIN_SEEDS,
                    budget: Budget = HEURISTIC_BUDGET) -> Result:
     """The parameter vector of ``cls`` with the best mean return over ``seeds``, the defaults among the candidates."""
+    seeds = check_training_seeds(seeds)  # here too: scipy would hide the objective's error behind its own
     return optimise(lambda x: training_returns(cls, params, x, seeds), parameters.bounds(cls.PARAMS), budget,
                     x0=parameters.to_vector(cls.PARAMS, parameters.defaults(cls.PARAMS)))
 
