@@ -7,9 +7,12 @@
 >>> action, _ = policy.predict(obs)
 
 ``constant`` plays the best constant action for the env's scenario and variant, tuned on training
-seeds and cached in ``agents/tuned/`` (:mod:`agents.tuning`). ``lp-scheduler``, ``mpc`` and ``oracle`` set
-explicit role shares and need a ``ChipAlloc/DatacenterFine-*`` environment; the heuristics drive
-every variant.
+seeds and cached in ``agents/tuned/`` (:mod:`agents.tuning`). The buying heuristics use their parameters
+tuned the same way when the env's scenario and variant have a cache entry, and their defaults (with a
+warning) otherwise; ``tuned=False`` asks for the defaults (:mod:`agents.heuristics`).
+
+``lp-scheduler``, ``mpc`` and ``oracle`` set explicit role shares and need a ``ChipAlloc/DatacenterFine-*``
+environment; the heuristics drive every variant.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ _POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (
 FINE_ONLY = ("lp-scheduler", "mpc", "oracle")
 # Policies whose parameters are tuned on training seeds and cached in agents/tuned/ (agents.tuning);
 # `python -m agents.tune --policy NAME` regenerates their caches.
-TUNABLE = ("constant",)
+TUNABLE = ("constant", "forecast", "disaggregated-greedy", "homogeneous-gpu")
 BASELINES = ("random", "constant", "do-nothing", "homogeneous-gpu", "disaggregated-greedy", "forecast", "lp-scheduler",
              "mpc")
 
@@ -53,6 +56,8 @@ def make_policy(name: str, env: gym.Env, **kwargs: Any) -> Policy:
     """Build a policy by name for ``env``.
 
     ``lp-scheduler`` takes ``procurement=`` (a heuristic's name, default ``forecast``) for its orders.
+    The buying heuristics and ``lp-scheduler`` take ``tuned=False`` for the heuristics' default parameters,
+    and the heuristics ``params={name: value}`` to set any of them.
     """
     if name not in _POLICIES:
         raise ValueError(f"unknown policy {name!r}; available: {', '.join(_POLICIES)}")

@@ -19,6 +19,7 @@ from agents.tuning import (
     TRAIN_SEEDS,
     Budget,
     Result,
+    box_problem,
     cached,
     constant_returns,
     default_budget,
@@ -68,18 +69,10 @@ class ConstantPolicy(Policy):
         super().__init__(env)
         params, space = self.env.params, self.env.action_space
         bounds, _ = _bounds(space)
-        low, high = np.array(bounds).T
         budget = budget or default_budget(len(bounds))
-
-        def validate(x: np.ndarray) -> str | None:
-            if x.shape != (len(bounds),):
-                return f"'x' has {x.size} entries, but {space} needs {len(bounds)}"
-            if not (np.isfinite(x).all() and (x >= low).all() and (x <= high).all()):
-                return f"'x' = {x.tolist()} is not inside {space}"
-            return None
-
         self.entry = cached(self.name, params, fingerprint_inputs(params, seeds, budget),
-                            lambda: tune_constant(params, seeds, budget), validate, cache_dir, refresh)
+                            lambda: tune_constant(params, seeds, budget), lambda x: box_problem(x, bounds, str(space)),
+                            cache_dir, refresh)
         self.action = to_actions(space, np.asarray(self.entry["x"]))[0]
         self.train_return: float = float(self.entry["train_return"])
 

@@ -2,13 +2,27 @@
 
 They share the sizing rule of :func:`envs.functional.coverage`: a rule buys the chips that lift the coverage of
 its demand target (counting chips already on order) to one, choosing chips its own way.
+
+The buying rules' constants (safety headroom, the knobs they send, forecast smoothing...) are per-instance
+parameters (``PARAMS``, with the documented defaults below), tuned on training seeds per scenario and action
+variant (:mod:`agents.heuristic_tuning`). ``tuned=True`` (the default) loads the committed tuned values when
+the env's scenario and variant have a fresh cache entry, and otherwise keeps the defaults with a warning that
+names the command that tunes them; ``tuned=False`` keeps the defaults; ``params=`` overrides any of them.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
 import numpy as np
 
+from agents import parameters
 from agents.base import Plan, Policy
+from agents.heuristic_tuning import tuned_values
+from agents.parameters import Param
+from envs.dynamics import KNOBS
 from envs.functional import (
     available_mask,
     chip_prices,
@@ -19,12 +33,28 @@ from envs.functional import (
     prefill_and_decode_chips,
 )
 
+log = logging.getLogger(__name__)
+
 NEUTRAL_KNOBS = np.array([0.6, 0.5, 0.0, 0.5, 0.5])  # training at 1.2x the pace jobs need; balanced; neutral
-SAFETY = 0.2  # capacity headroom over the demand a rule sizes for
-DEBT_BUFFER = 0.5  # rules spend at most cash + this share of the credit line
-# Rules that buy chips also expand a power-capped site by the compact action's rule: they keep the power built
-# and under construction at 1.5x the IT load of the chips owned, on order and wanted (u x MAX_SITE_MULTIPLE).
-SITE_ENTRY = 0.5
+HOLT_ALPHA, HOLT_BETA = 0.5, 0.2  # the forecast rule's default smoothing, which MPC's forecasts share
+
+# The knobs a rule sends (specialisation is each rule's own: colocated or disaggregated), bounded by the action.
+KNOB_PARAMS = {name: Param(float(NEUTRAL_KNOBS[i]), 0.0, 1.0, f"the {name} knob, in [0, 1]")
+               for i, name in enumerate(KNOBS._fields) if name != "specialisation"}
+BUYING = {
+    # Rules spend at most cash + this share of the credit line.
+    "debt_buffer": Param(0.5, 0.0, 1.0, "share of the credit line a rule may spend beyond its cash"),
+    # Rules that buy chips also expand a power-capped site by the compact action's rule: at 0.5 they keep the power
+    # built and under construction at 1.5x the IT load of the chips owned, on order and wanted (u x MAX_SITE_MULTIPLE).
+    "site_entry": Param(0.5, 0.0, 1.0, "the compact action's site expansion entry"),
+}
+SAFETY = {"safety": Param(0.2, 0.0, 1.0, "capacity headroom over the demand a rule sizes for")}
+DISAGGREGATED = {
+    "specialisation": Param(1.0, 0.0, 1.0, "the specialisation knob: 1 places prefill and decode apart"),
+    # Capital waiting in the HBM queue earns nothing: a chip's price is charged this share per week of expected
+    # wait in its generation's queue.
+    "queue_cost": Param(0.01, 0.0, 0.05, "share of an HBM chip's price charged per week of queue wait"),
+}
 
 
 def holt(level: np.ndarray | None, trend: np.ndarray | None, observed: np.ndarray, alpha: float,
@@ -39,7 +69,24 @@ def holt(level: np.ndarray | None, trend: np.ndarray | None, observed: np.ndarra
 
 
 class _Sizing(Policy):
-    """Shared reads of the environment (only what is known at decision time) and sizing arithmetic."""
+    """Shared reads of the environment (only what is known at decision time), sizing arithmetic, and the
+    rule's parameters (``self.parameters``; ``self.tuned`` says whether they came from a tuned cache entry)."""
+
+    PARAMS: parameters.Declared = {}
+
+    def __init__(self, env, params: Mapping[str, float] | None = None, tuned: bool = True,
+                 cache_dir: Path | None = None):
+        super().__init__(env)
+        base = None
+        if tuned and self.PARAMS:
+            base, why = tuned_values(type(self), self.env.params, cache_dir)
+            if base is None:
+                log.warning("%s: %s; using its default parameters (tune them with `python -m agents.tune --policy %s "
+                            "--scenarios %s --variants %s%s`, or pass tuned=False to mean the defaults)", self.name,
+                            why, self.name, self.env.scenario.name, self.env.variant,
+                            " --discrete" if self.env.discrete else "")
+        self.tuned = base is not None
+        self.parameters: dict[str, float] = parameters.resolve(self.PARAMS, params, self.name, base)
 
     def _now(self):
         env = self.env
@@ -67,7 +114,7 @@ class _Sizing(Policy):
 
     def _budget(self) -> float:
         s = self.env.state
-        return max(0.0, float(s.cash[0]) + DEBT_BUFFER * self.env.scenario.credit_limit_usd)
+        return max(0.0, float(s.cash[0]) + self.parameters["debt_buffer"] * self.env.scenario.credit_limit_usd)
 
     def _order(self, chips: np.ndarray) -> np.ndarray:
         """``chips`` (K,) scaled down to the spending budget and the weekly maximum."""
@@ -76,10 +123,9 @@ class _Sizing(Policy):
             chips = chips * budget / cost
         return np.minimum(chips, self.env.scenario.max_order_chips_per_week)
 
-    def _knobs(self, specialisation: float) -> np.ndarray:
-        knobs = NEUTRAL_KNOBS.copy()
-        knobs[2] = specialisation
-        return knobs
+    def _knobs(self) -> np.ndarray:
+        """The knobs the rule sends: its parameters where it has them, the neutral ones otherwise."""
+        return np.array([self.parameters.get(name, NEUTRAL_KNOBS[i]) for i, name in enumerate(KNOBS._fields)])
 
 
 class RandomPolicy(Policy):
@@ -102,13 +148,14 @@ class DoNothingPolicy(_Sizing):
     name = "do-nothing"
 
     def plan(self) -> Plan:
-        return Plan(np.zeros(self.env.scenario.n_chips), knobs=self._knobs(specialisation=0.0))
+        return Plan(np.zeros(self.env.scenario.n_chips), knobs=self._knobs())
 
 
 class HomogeneousGPUPolicy(_Sizing):
     """Buys only the newest NVIDIA GPU on sale, serves colocated, sized to current demand plus headroom."""
 
     name = "homogeneous-gpu"
+    PARAMS = {**SAFETY, **BUYING, **KNOB_PARAMS}  # colocated by definition: specialisation stays 0
 
     def plan(self) -> Plan:
         scenario = self.env.scenario
@@ -117,11 +164,11 @@ class HomogeneousGPUPolicy(_Sizing):
         chips = np.zeros(scenario.n_chips)
         if on_sale.size:
             k = max(on_sale, key=lambda i: (scenario.arrays["available_week"][i], i))
-            shortfall = (1.0 + SAFETY) - self._coverage(self._owned_and_ordered(), demand)
+            shortfall = (1.0 + self.parameters["safety"]) - self._coverage(self._owned_and_ordered(), demand)
             wp, wd = self._work(demand)
             if shortfall > 0 and np.isfinite(wp[k] + wd[k]):
                 chips[k] = shortfall * (wp[k] + wd[k])
-        return Plan(self._order(chips), knobs=self._knobs(specialisation=0.0), expansion=SITE_ENTRY)
+        return Plan(self._order(chips), knobs=self._knobs(), expansion=self.parameters["site_entry"])
 
 
 class DisaggregatedGreedyPolicy(_Sizing):
@@ -130,10 +177,10 @@ class DisaggregatedGreedyPolicy(_Sizing):
     HBM chips' cost carries the expected wait of their generation's queue while it is long."""
 
     name = "disaggregated-greedy"
-    specialisation = 1.0
+    PARAMS = {**SAFETY, **BUYING, **KNOB_PARAMS, **DISAGGREGATED}
 
     def _demand_target(self, demand: np.ndarray) -> np.ndarray:
-        return demand * (1.0 + SAFETY)
+        return demand * (1.0 + self.parameters["safety"])
 
     def _queue(self) -> tuple[np.ndarray, np.ndarray]:
         """(stacks queued, stacks a week our share of the scheduled supply brings) of each HBM generation: the
@@ -146,12 +193,10 @@ class DisaggregatedGreedyPolicy(_Sizing):
         return queued, allocation
 
     def _cost_factor(self) -> np.ndarray:
-        # Capital waiting in the HBM queue earns nothing: charge 1% of the price per week of expected wait in the
-        # queue of the chip's generation.
         queued, allocation = self._queue()
         wait = queued / np.maximum(allocation, 1.0)  # (G,)
         generation = self.env.scenario.arrays["hbm_generation"].astype(int)
-        return 1.0 + 0.01 * np.where(generation >= 0, wait[np.maximum(generation, 0)], 0.0)
+        return 1.0 + self.parameters["queue_cost"] * np.where(generation >= 0, wait[np.maximum(generation, 0)], 0.0)
 
     def plan(self) -> Plan:
         scenario = self.env.scenario
@@ -169,7 +214,7 @@ class DisaggregatedGreedyPolicy(_Sizing):
                 p, d = int(np.argmin(prefill_cost)), int(np.argmin(decode_cost))
                 chips[p] += shortfall * wp[p]
                 chips[d] += shortfall * wd[d]
-        return Plan(self._order(chips), knobs=self._knobs(self.specialisation), expansion=SITE_ENTRY)
+        return Plan(self._order(chips), knobs=self._knobs(), expansion=self.parameters["site_entry"])
 
 
 class ForecastPolicy(DisaggregatedGreedyPolicy):
@@ -178,10 +223,15 @@ class ForecastPolicy(DisaggregatedGreedyPolicy):
     errors, and HBM chips' cost carries the expected wait of their generation's queue while it is long."""
 
     name = "forecast"
-    alpha, beta, z = 0.5, 0.2, 1.65
+    # Its target replaces the greedy rule's safety headroom with z sigma of safety stock.
+    PARAMS = {**BUYING, **KNOB_PARAMS, **DISAGGREGATED,
+              "alpha": Param(HOLT_ALPHA, 0.05, 1.0, "Holt's level smoothing"),
+              "beta": Param(HOLT_BETA, 0.0, 1.0, "Holt's trend smoothing"),
+              "z": Param(1.65, 0.0, 3.0, "safety stock, in sigmas of the forecast errors")}
 
-    def __init__(self, env):
-        super().__init__(env)
+    def __init__(self, env, params: Mapping[str, float] | None = None, tuned: bool = True,
+                 cache_dir: Path | None = None):
+        super().__init__(env, params, tuned, cache_dir)
         self._reset_forecast()
 
     def _reset_forecast(self):
@@ -204,9 +254,10 @@ class ForecastPolicy(DisaggregatedGreedyPolicy):
         observed = np.log(np.maximum(demand, 1.0))
         if self.level is not None:
             self.errors.append(observed - (self.level + self.trend))
-        self.level, self.trend = holt(self.level, self.trend, observed, self.alpha, self.beta)
+        self.level, self.trend = holt(self.level, self.trend, observed, self.parameters["alpha"],
+                                       self.parameters["beta"])
         horizon = self._lead_weeks()
         sigma = np.std(self.errors[-26:], axis=0) if len(self.errors) >= 4 else 0.1 * np.ones_like(observed)
-        target = np.exp(self.level + self.trend * horizon + self.z * sigma * np.sqrt(max(horizon, 1.0)))
+        target = np.exp(self.level + self.trend * horizon + self.parameters["z"] * sigma * np.sqrt(max(horizon, 1.0)))
         self._decided = (path, week, target)
         return target

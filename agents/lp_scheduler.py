@@ -216,12 +216,13 @@ class LPSchedulerPolicy(Policy):
 
     name = "lp-scheduler"
 
-    def __init__(self, env, procurement: type[Policy] = ForecastPolicy):
+    def __init__(self, env, procurement: type[Policy] = ForecastPolicy, tuned: bool = True):
+        """``procurement`` is a heuristic class, built with ``tuned`` (its tuned parameters when cached)."""
         super().__init__(env)
         if self.env.variant != "fine":
             raise ValueError(f"{self.name} sets explicit role shares; use a ChipAlloc/DatacenterFine-* environment "
                              f"(got variant {self.env.variant!r})")
-        self.procurement = procurement(env)
+        self.procurement = procurement(env, tuned=tuned)
 
     def plan(self) -> Plan:
         env = self.env

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from agents.base import Plan, Policy
-from agents.heuristics import ForecastPolicy, holt
+from agents.heuristics import HOLT_ALPHA, HOLT_BETA, holt
 from agents.oracle import TIME_LIMIT_S, OraclePlan, Window, _solve, _week_plan
 from envs.datacenter import DatacenterEnv
 from envs.dynamics import WEEKS_PER_YEAR
@@ -55,7 +55,7 @@ def forecast_window(env: DatacenterEnv, weeks: int) -> Window:
     trend = params.exogenous_trend
     level = slope = None
     for observed in np.log(np.maximum(exo.demand[0, :t0 + 1], 1.0)):
-        level, slope = holt(level, slope, observed, ForecastPolicy.alpha, ForecastPolicy.beta)
+        level, slope = holt(level, slope, observed, HOLT_ALPHA, HOLT_BETA)
     demand = np.exp(level + np.arange(weeks)[:, None] * slope)
     demand[0] = exo.demand[0, t0]
     mix = scenario.arrays["hbm_mix"][t0:t0 + weeks]

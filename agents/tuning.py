@@ -165,12 +165,14 @@ def constant_returns(params: fn.Params, paths: Exogenous, actions: np.ndarray, c
 
 
 def optimise(objective: Callable[[np.ndarray], np.ndarray], bounds: Sequence[tuple[float, float]], budget: Budget,
-             integrality: Sequence[bool] | None = None) -> Result:
+             integrality: Sequence[bool] | None = None, x0: np.ndarray | None = None) -> Result:
     """Maximise ``objective`` over the box ``bounds`` with differential evolution.
 
     ``objective`` maps (P, D) candidates to (P,) scores (mean training returns), so a whole
     generation is scored in one call. Integer entries (``integrality``) reach the objective
     already rounded. Seeded by ``budget.seed``: the same inputs give the same result.
+    ``x0`` (a policy's documented defaults) joins the first generation; a member is replaced only
+    by a better one, so the result scores at least what ``x0`` scores.
     """
     start = time.perf_counter()
     evaluations = 0  # scipy's nfev counts calls when vectorized, not candidates
@@ -183,7 +185,7 @@ def optimise(objective: Callable[[np.ndarray], np.ndarray], bounds: Sequence[tup
 
     res = differential_evolution(loss, bounds, maxiter=budget.maxiter, popsize=budget.popsize, tol=budget.tol,
                                  rng=np.random.default_rng(budget.seed), polish=False, init="latinhypercube",
-                                 updating="deferred", vectorized=True, integrality=integrality)
+                                 updating="deferred", vectorized=True, integrality=integrality, x0=x0)
     return Result(np.asarray(res.x, dtype=float), float(-res.fun), evaluations, int(res.nit),
                   time.perf_counter() - start)
 
@@ -196,6 +198,11 @@ def _digest(data: Any) -> str:
                           json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def code_digest(*files: Path) -> str:
+    """A digest of source files' bytes: a policy's own code, whose change can change its tuned answer."""
+    return _digest(b"".join(Path(f).read_bytes() for f in files))
+
+
 def fingerprint_inputs(params: fn.Params, seeds: Sequence[int], budget: Budget, **extra: Any) -> dict[str, Any]:
     """What a tuned answer depends on, readable in the cache file: the scenario's validated contents,
     the kernels' tables (so a hardware catalog change counts too), the action space, the model's code,
@@ -205,7 +212,7 @@ def fingerprint_inputs(params: fn.Params, seeds: Sequence[int], budget: Budget, 
                                      for t in (*params.tables, params.initial_row))).hexdigest()[:16]
     return {"format": _FORMAT, "scenario": _digest(dict(params.scenario.raw)), "tables": tables,
             "variant": params.variant, "discrete": params.discrete, "action_space": repr(params.action_space),
-            "model_code": _digest(b"".join((model / name).read_bytes() for name in _SOURCES)),
+            "model_code": code_digest(*(model / name for name in _SOURCES)),
             "train_seeds": list(check_training_seeds(seeds)), "budget": asdict(budget), **extra}
 
 
@@ -248,12 +255,46 @@ def _read_entry(path: Path, policy: str) -> dict[str, Any] | None:
     return entry
 
 
+def box_problem(x: np.ndarray, bounds: Sequence[tuple[float, float]], what: str) -> str | None:
+    """Why ``x`` cannot be a cached vector for the box ``bounds`` (wrong length, not finite, outside), or None."""
+    if x.shape != (len(bounds),):
+        return f"'x' has {x.size} entries, but {what} needs {len(bounds)}"
+    low, high = np.array(bounds, dtype=float).reshape(-1, 2).T
+    if not (np.isfinite(x).all() and (x >= low).all() and (x <= high).all()):
+        return f"'x' = {x.tolist()} is not inside {what}"
+    return None
+
+
+def lookup(policy: str, params: fn.Params, inputs: dict[str, Any], validate: Callable[[np.ndarray], str | None],
+           cache_dir: Path | None = None) -> tuple[dict[str, Any] | None, str]:
+    """``(entry, "")`` when ``policy``'s cache entry for ``params`` matches ``inputs``' fingerprint, else
+    ``(None, why)`` with why it is missing or stale. Never tunes. ``validate(x)`` returns why a cached vector
+    cannot be used (wrong length, out of bounds), or None; such an entry, or a malformed file, raises CacheError."""
+    path = cache_path(policy, params, cache_dir)
+    entry = _read_entry(path, policy)
+    if entry is None:
+        return None, f"tuned cache {path} is missing"
+    if entry["fingerprint"] != _digest(inputs):
+        return None, (f"tuned cache {path} is stale (the scenario, model, action space, seeds, budget or the "
+                      f"policy's code changed)")
+    try:
+        x = np.asarray(entry["x"], dtype=float)
+        problem = validate(x) if x.ndim == 1 else f"'x' has shape {x.shape}, expected a vector"
+    except (KeyError, TypeError, ValueError) as exc:
+        problem = f"'x' is missing or not a list of numbers ({exc!r})"
+    if problem is None and not isinstance(entry.get("train_return"), (int, float)):
+        problem = "'train_return' is missing or not a number"
+    if problem:
+        raise CacheError(f"tuned cache {path}: {problem}; delete it, or regenerate it with "
+                         f"`python -m agents.tune --policy {policy}`")
+    return entry, ""
+
+
 def cached(policy: str, params: fn.Params, inputs: dict[str, Any], tune: Callable[[], Result],
            validate: Callable[[np.ndarray], str | None], cache_dir: Path | None = None,
            refresh: bool = False) -> dict[str, Any]:
     """``policy``'s tuned entry for ``params``: read from the cache when its fingerprint matches
-    ``inputs`` (and not ``refresh``), else tuned by ``tune()``. ``validate(x)`` returns why a cached vector
-    cannot be used (wrong length, out of bounds), or None.
+    ``inputs`` (and not ``refresh``; see :func:`lookup`), else tuned by ``tune()``.
 
     A new entry is written only to a ``cache_dir`` the caller names (``python -m agents.tune`` names the
     committed one): a scenario that merely shares a registered name, or a package installed read-only,
@@ -261,22 +302,13 @@ def cached(policy: str, params: fn.Params, inputs: dict[str, Any], tune: Callabl
     """
     path = cache_path(policy, params, cache_dir)
     fingerprint = _digest(inputs)
-    entry = None if refresh else _read_entry(path, policy)
-    if entry is not None and entry["fingerprint"] == fingerprint:
-        try:
-            x = np.asarray(entry["x"], dtype=float)
-            problem = validate(x) if x.ndim == 1 else f"'x' has shape {x.shape}, expected a vector"
-        except (KeyError, TypeError, ValueError) as exc:
-            problem = f"'x' is missing or not a list of numbers ({exc!r})"
-        if problem is None and not isinstance(entry.get("train_return"), (int, float)):
-            problem = "'train_return' is missing or not a number"
-        if problem:
-            raise CacheError(f"tuned cache {path}: {problem}; delete it, or regenerate it with "
-                             f"`python -m agents.tune --policy {policy}`")
-        return entry
-    why = "missing" if entry is None else "stale (the scenario, model, action space, seeds or budget changed)"
-    log.warning("%s: tuned cache %s is %s; tuning on %d training seeds", policy, path, why,
-                len(inputs["train_seeds"]))
+    if not refresh:
+        entry, why = lookup(policy, params, inputs, validate, cache_dir)
+        if entry is not None:
+            return entry
+    else:
+        why = f"tuned cache {path} is being refreshed"
+    log.warning("%s: %s; tuning on %d training seeds", policy, why, len(inputs["train_seeds"]))
     result = tune()
     entry = {"policy": policy, "scenario": params.scenario.name, "variant": params.variant,
              "discrete": params.discrete, "fingerprint": fingerprint, "inputs": inputs,
