@@ -268,17 +268,17 @@ def step_single(params: Params, state: State, action: Any) -> tuple[State, np.nd
     info as :meth:`InfoReader.row` gives it). The single env's path: it runs every step, so it checks the action's
     shape and kind once, without batching it first."""
     arr = np.asarray(action)
-    variant, shape, kinds, n_obs, n_info, reward_column = params._step_constants
+    variant, shape, kinds, n_obs, n_info, _ = params._step_constants
     if arr.shape != shape or arr.dtype.kind not in kinds:
         _reject(params, arr[None], 1)
-    rows = np.empty_like(state.rows)
+    rows = np.empty(state.rows.shape)  # not empty_like: its dispatch costs more than the allocation
     obs = np.empty((1, n_obs), dtype=np.float32)
     info = np.empty((1, n_info))
     if not dyn.step_rows_tuples(variant, params.discrete, arr.astype(np.float64)[None], state.rows, state.exo_rows,
                                 *params._plain_tables, rows, obs, info):
         _reject(params, arr[None], 1)
-    return (State(rows, state.exo_rows, state.exogenous, params), obs[0], float(info[0, reward_column]),
-            params.info_reader.row(info, 0))
+    reward, info_row = params.info_reader.reward_and_row(info[0])
+    return State(rows, state.exo_rows, state.exogenous, params), obs[0], reward, info_row
 
 
 def decode(params: Params, state: State, action: Any) -> tuple[np.ndarray, ...]:
@@ -319,11 +319,12 @@ class InfoReader:
         self._ints = tuple(i for i, (_, _, kind) in enumerate(scalars) if kind == "i")
         self._bools = tuple(i for i, (_, _, kind) in enumerate(scalars) if kind == "b")
         vectors = [(n, s) for n, s, shape in self._arrays if len(shape) == 1]
-        self._row_names = (*(name for name, _, _ in scalars if name != "reward"), *(n for n, _ in vectors))
+        self._row_names = (*(name for name, _, _ in scalars if name != "reward"), *(n for n, _ in vectors),
+                           *(n for n, _, shape in self._arrays if len(shape) > 1))
         # One C call cuts every vector from the row (INFO_FIELDS declares dozens, so it returns a tuple): half
         # the time of a Python slice per vector.
         self._vectors = operator.itemgetter(*(s for _, s in vectors))
-        self._matrices = [(n, s, shape) for n, s, shape in self._arrays if len(shape) > 1]
+        self._matrices = [(s, shape) for _, s, shape in self._arrays if len(shape) > 1]
 
     def batch(self, info: np.ndarray) -> dict[str, np.ndarray]:
         """Every info entry as a (B, ...) array."""
@@ -335,17 +336,20 @@ class InfoReader:
 
     def row(self, info: np.ndarray, i: int) -> dict[str, Any]:
         """Datacenter ``i``'s info: Python scalars and (K,), (C,) or (C, K) arrays."""
-        row = info[i]
-        scalars = row[:dyn.N_INFO_SCALARS].tolist()
+        return self.reward_and_row(info[i])[1]
+
+    def reward_and_row(self, row: np.ndarray) -> tuple[float, dict[str, Any]]:
+        """(the reward, the info of :meth:`row`) of one raw info row: the single env reads both from one ``tolist``."""
+        values = row[:dyn.N_INFO_SCALARS].tolist()
         for j in self._ints:
-            scalars[j] = int(scalars[j])
+            values[j] = int(values[j])
         for j in self._bools:
-            scalars[j] = scalars[j] > 0.0
-        del scalars[dyn.INFO.reward]
-        out = dict(zip(self._row_names, (*scalars, *self._vectors(row))))
-        for name, s, shape in self._matrices:
-            out[name] = row[s].reshape(shape)
-        return out
+            values[j] = values[j] > 0.0
+        reward = values.pop(dyn.INFO.reward)
+        values += self._vectors(row)
+        for s, shape in self._matrices:
+            values.append(row[s].reshape(shape))
+        return reward, dict(zip(self._row_names, values))
 
 
 def info_dict(params: Params, info: np.ndarray) -> dict[str, np.ndarray]:
