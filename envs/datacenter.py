@@ -121,6 +121,7 @@ class DatacenterEnv(gym.Env):
         self.observation_space = self.params.observation_space
         self.action_space = self.params.action_space
         self.state: fn.State | None = None
+        self._info_rows = fn.InfoRows(self.params)
         self.history: list[dict[str, Any]] = []
         self._done, self._week = False, 0
         self._names = {"classes": tuple(c.name for c in self.scenario.classes), "chips": self.scenario.chips}
@@ -151,7 +152,7 @@ class DatacenterEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self._done:
             raise RuntimeError("the episode has ended; call reset() before step()")
-        self.state, obs, reward, info = fn.step_single(self.params, self.state, action)
+        self.state, obs, reward, info = fn.step_single(self.params, self.state, action, self._info_rows)
         self._week += 1
         info.update(self._names, week=self._week)
         if self.render_mode is not None:  # the history exists only to draw it

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import functools
 import operator
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -263,22 +264,24 @@ def step_arrays(params: Params, state: State, action: Any) -> tuple[State, np.nd
     return State(rows, state.exo_rows, state.exogenous, params), obs, info[:, reward_column], info
 
 
-def step_single(params: Params, state: State, action: Any) -> tuple[State, np.ndarray, float, dict[str, Any]]:
+def step_single(params: Params, state: State, action: Any,
+                info_rows: InfoRows | None = None) -> tuple[State, np.ndarray, float, dict[str, Any]]:
     """:func:`step` of one datacenter (B = 1) with one unbatched action: (next state, observation (O,), reward,
-    info as :meth:`InfoReader.row` gives it). The single env's path: it runs every step, so it checks the action's
-    shape and kind once, without batching it first."""
+    info of Python scalars and (K,), (C,) or (C, K) arrays). The single env's path: it runs every step, so it checks
+    the action's shape and kind once, without batching it first, and writes the raw info into ``info_rows`` (the
+    env keeps one, so the info's arrays are reused; a fresh one if None)."""
     arr = np.asarray(action)
-    variant, shape, kinds, n_obs, n_info, reward_column = params._step_constants
+    variant, shape, kinds, n_obs, _, _ = params._step_constants
     if arr.shape != shape or arr.dtype.kind not in kinds:
         _reject(params, arr[None], 1)
-    rows = np.empty_like(state.rows)
+    row = (info_rows or InfoRows(params)).take()
+    rows = np.empty(state.rows.shape)  # not empty_like: its dispatch costs more than the allocation
     obs = np.empty((1, n_obs), dtype=np.float32)
-    info = np.empty((1, n_info))
     if not dyn.step_rows_tuples(variant, params.discrete, arr.astype(np.float64)[None], state.rows, state.exo_rows,
-                                *params._plain_tables, rows, obs, info):
+                                *params._plain_tables, rows, obs, row.info):
         _reject(params, arr[None], 1)
-    return (State(rows, state.exo_rows, state.exogenous, params), obs[0], float(info[0, reward_column]),
-            params.info_reader.row(info, 0))
+    reward, info = params.info_reader.read(row)
+    return State(rows, state.exo_rows, state.exogenous, params), obs[0], reward, info
 
 
 def decode(params: Params, state: State, action: Any) -> tuple[np.ndarray, ...]:
@@ -301,6 +304,14 @@ def step(params: Params, state: State, action: Any) -> tuple[State, np.ndarray, 
     return state, obs, reward, info_dict(params, info)
 
 
+class InfoRow(NamedTuple):
+    """A raw info row (1, I) for :func:`step_single`, the arrays of its info (views of it) and a dict naming them."""
+
+    info: np.ndarray
+    arrays: tuple[np.ndarray, ...]
+    named: dict[str, Any]
+
+
 class InfoReader:
     """Turns raw info rows into dicts of named values (arrays for a batch, Python scalars for one row)."""
 
@@ -313,17 +324,19 @@ class InfoReader:
         self._floats = floats
         self._others = [(n, o, _KIND[kind]) for n, o, shape, kind in spec if shape == () and kind != "f"]
         self._arrays = [(n, slice(o, o + int(np.prod(shape))), shape) for n, o, shape, _ in spec if shape]
-        # The single env builds a row's dict every step, so its recipe is precomputed: the scalars are read in
-        # one ``tolist`` (the reward's column, dropped after, included), the ints and bools retyped by position.
+        self._width = int(offsets[-1])
+        # The single env reads a row's scalars every step, so the recipe is precomputed: one ``tolist`` (the
+        # reward's column, popped after, included), the ints and bools retyped by position.
         scalars = dyn.INFO_FIELDS[:dyn.N_INFO_SCALARS]
         self._ints = tuple(i for i, (_, _, kind) in enumerate(scalars) if kind == "i")
         self._bools = tuple(i for i, (_, _, kind) in enumerate(scalars) if kind == "b")
+        self._scalar_names = tuple(name for name, _, _ in scalars if name != "reward")
         vectors = [(n, s) for n, s, shape in self._arrays if len(shape) == 1]
-        self._row_names = (*(name for name, _, _ in scalars if name != "reward"), *(n for n, _ in vectors))
+        self._array_names = (*(n for n, _ in vectors), *(n for n, _, shape in self._arrays if len(shape) > 1))
         # One C call cuts every vector from the row (INFO_FIELDS declares dozens, so it returns a tuple): half
         # the time of a Python slice per vector.
         self._vectors = operator.itemgetter(*(s for _, s in vectors))
-        self._matrices = [(n, s, shape) for n, s, shape in self._arrays if len(shape) > 1]
+        self._matrices = [(s, shape) for _, s, shape in self._arrays if len(shape) > 1]
 
     def batch(self, info: np.ndarray) -> dict[str, np.ndarray]:
         """Every info entry as a (B, ...) array."""
@@ -333,19 +346,68 @@ class InfoReader:
         out.update({name: info[:, s].reshape(B, *shape) for name, s, shape in self._arrays})
         return out
 
-    def row(self, info: np.ndarray, i: int) -> dict[str, Any]:
-        """Datacenter ``i``'s info: Python scalars and (K,), (C,) or (C, K) arrays."""
-        row = info[i]
-        scalars = row[:dyn.N_INFO_SCALARS].tolist()
+    def empty_row(self) -> InfoRow:
+        """A new raw info row for :func:`step_single`, its arrays cut and named."""
+        info = np.empty((1, self._width))
+        row = info[0]
+        arrays = (*self._vectors(row), *(row[s].reshape(shape) for s, shape in self._matrices))
+        named = dict.fromkeys(self._scalar_names)  # the scalars' places come first, as they always have
+        named.update(zip(self._array_names, arrays))
+        return InfoRow(info, arrays, named)
+
+    def read(self, row: InfoRow) -> tuple[float, dict[str, Any]]:
+        """(the reward, the info: Python scalars and the row's (K,), (C,) or (C, K) arrays) of a row the kernels
+        wrote. The dict is new; its arrays are the row's."""
+        values = row.info[0, :dyn.N_INFO_SCALARS].tolist()
         for j in self._ints:
-            scalars[j] = int(scalars[j])
+            values[j] = int(values[j])
         for j in self._bools:
-            scalars[j] = scalars[j] > 0.0
-        del scalars[dyn.INFO.reward]
-        out = dict(zip(self._row_names, (*scalars, *self._vectors(row))))
-        for name, s, shape in self._matrices:
-            out[name] = row[s].reshape(shape)
-        return out
+            values[j] = values[j] > 0.0
+        reward = values.pop(dyn.INFO.reward)
+        info = row.named.copy()
+        info.update(zip(self._scalar_names, values))
+        return reward, info
+
+
+class InfoRows:
+    """Where :func:`step_single` writes one caller's raw info (a single env keeps one): rows reused while nothing
+    outside holds them or their arrays.
+
+    An info dict holds dozens of arrays cut from its row, and making them took a third of a single env's step in
+    Python; a reused row keeps its arrays, so a step only copies a dict and sets the scalars. A row is reused only
+    when ``sys.getrefcount`` shows that no info handed out from it, none of its arrays and no view of them (a numpy
+    view of a view holds the row itself) is held anywhere; otherwise a fresh row replaces it, so an info a caller
+    keeps never changes. Two rows alternate, so a caller that keeps each step's info until the next (as vector envs
+    do) still reuses them.
+    """
+
+    def __init__(self, params: Params):
+        self._reader = params.info_reader
+        self._rows: list[InfoRow | None] = [None, None]
+        self._next = 0
+        self._free = 0  # the references of a row nothing outside holds (every row's are the same); 0 before the first
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (pickle, deepcopy) would cut a row's arrays off the row they view; the copy makes its own rows.
+        return {**self.__dict__, "_rows": [None, None], "_free": 0}
+
+    def take(self) -> InfoRow:
+        """A row to write the next step's info into."""
+        i = self._next
+        self._next = 1 - i
+        row = self._rows[i]
+        if row is not None and _references(row) == self._free:
+            return row
+        row = self._rows[i] = self._reader.empty_row()
+        if not self._free:
+            self._free = _references(row)
+        return row
+
+
+def _references(row: InfoRow) -> int:
+    """The references to a row's buffer and arrays, summed: more than a new row's exactly when something else holds
+    one of them."""
+    return sum(map(sys.getrefcount, (row.info, *row.arrays)))
 
 
 def info_dict(params: Params, info: np.ndarray) -> dict[str, np.ndarray]:

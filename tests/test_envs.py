@@ -2,6 +2,7 @@
 
 import copy
 import pickle
+import weakref
 
 import gymnasium as gym
 import numpy as np
@@ -83,6 +84,52 @@ def test_native_vector_env_matches_single_envs_step_for_step():
             assert np.allclose(vobs[i], o) and np.isclose(vrew[i], r)
             assert vterm[i] == term and vtrunc[i] == trunc
     assert vtrunc.all()
+
+
+def test_single_env_info_kept_from_any_step_never_changes():
+    """The single env refills an earlier step's info arrays (envs.functional.InfoRows) only when nothing holds that
+    info, one of its arrays or a view of one: an env whose caller keeps pieces of every info gives the same infos
+    as one whose caller keeps them all, and none of the pieces changes afterwards."""
+    reusing, keeping = gym.make("ChipAlloc/Datacenter-Small-v0"), gym.make("ChipAlloc/Datacenter-Small-v0")
+    reusing.reset(seed=3)
+    keeping.reset(seed=3)
+    rng = np.random.default_rng(0)
+    kept, held = [], []
+    for t in range(26):
+        a = (rng.random(reusing.action_space.shape) * 0.6 - 0.3).astype(np.float32)
+        info, everything = reusing.step(a)[4], keeping.step(a)[4]
+        assert list(info) == list(everything)
+        for name, value in everything.items():
+            assert type(info[name]) is type(value)
+            np.testing.assert_array_equal(info[name], value)
+        kept.append((everything, copy.deepcopy(everything)))
+        piece = (info, info["fleet"], info["prefill_chips"][1:, :2], info["demand"].base, memoryview(info["served"]),
+                 None)[t % 6]  # every sixth info nothing is kept, so its arrays are reused
+        held.append((piece, copy.deepcopy(piece) if isinstance(piece, dict) else np.array(piece)))
+    for info, snapshot in kept:
+        for name, value in snapshot.items():
+            np.testing.assert_array_equal(info[name], value)
+    for piece, snapshot in held:
+        if isinstance(piece, dict):
+            for name, value in snapshot.items():
+                np.testing.assert_array_equal(piece[name], value)
+        elif piece is not None:
+            np.testing.assert_array_equal(np.asarray(piece), snapshot)
+
+
+def test_single_env_reuses_the_arrays_of_an_info_nothing_holds():
+    env = gym.make("ChipAlloc/Datacenter-v0")
+    env.reset(seed=0)
+    a = np.zeros(env.action_space.shape, dtype=np.float32)
+    fleet = weakref.ref(env.step(a)[4]["fleet"])
+    env.step(a)
+    info = env.step(a)[4]  # two rows alternate, so this is the first step's, refilled
+    assert info["fleet"] is fleet()
+    clone = copy.deepcopy(env)  # a copy's arrays must still view the rows its steps write
+    for _ in range(3):
+        mine, theirs = env.step(a)[4], clone.step(a)[4]
+        for name, value in mine.items():
+            np.testing.assert_array_equal(theirs[name], value)
 
 
 @pytest.mark.parametrize(("bad", "message"), [
