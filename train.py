@@ -65,6 +65,8 @@ class Config:
     test_episodes: int = field(default=20, metadata={"help": "held-out episodes per policy of the final comparison "
                                                              "(evaluate.py's, written to <run>/comparison; 0: skip)"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 is fastest for small MLPs)"})
+    workers: int = field(default=2, metadata={"help": "parallel processes for the final comparison's episodes "
+                                                      "(its horizon solvers take most of its time)"})
     randomize: bool = field(default=False, metadata={"help": "domain randomisation: each training episode draws its "
                                                              "demand, HBM market and training jobs within "
                                                              "envs.randomization's ranges; evaluations stay on the "
@@ -96,7 +98,7 @@ def resolve(cfg: Config) -> tuple[Config, dict, Path]:
     params = load_hyperparams(cfg.hyperparams or HYPERPARAMS_DIR / f"{cfg.algo}.yml", cfg.env_id)
     cfg.timesteps = cfg.timesteps or int(params.get("n_timesteps", 1_000_000))
     cfg.n_envs = cfg.n_envs or int(params.get("n_envs", 8))
-    for name in ("timesteps", "n_envs", "checkpoint_every", "eval_every", "eval_episodes"):
+    for name in ("timesteps", "n_envs", "checkpoint_every", "eval_every", "eval_episodes", "workers"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive whole number, got {getattr(cfg, name)}")
     if cfg.test_episodes < 0:
@@ -162,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"saved {run_dir}/model.zip ({model.num_timesteps:,} steps)")
     if cfg.test_episodes > 0:  # the agent, every baseline and the oracle on the same held-out seeds, as evaluate.py
         compare(resolve_policies(f"agent={run_dir},baselines,oracle"), cfg.env_id, cfg.scenario,
-                list(range(TEST_SEED_START, TEST_SEED_START + cfg.test_episodes)), run_dir / "comparison")
+                list(range(TEST_SEED_START, TEST_SEED_START + cfg.test_episodes)), run_dir / "comparison",
+                workers=cfg.workers)
 
 
 if __name__ == "__main__":
