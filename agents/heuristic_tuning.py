@@ -13,6 +13,7 @@ minutes. ``python -m agents.tune --policy forecast`` (re)writes the committed en
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ from agents.tuning import (
 )
 from envs import functional as fn
 from envs.datacenter import DatacenterEnv
+from envs.probe import PROBE_SEEDS
 
 # One candidate is 16 closed-loop episodes (0.07-0.17 s each on a 156-week scenario, 2 shared cores), so a
 # generation is as small as scipy allows (one candidate per parameter) and there are few of them: 7 generations
@@ -83,8 +85,25 @@ def tune_heuristic(cls: Tunable, params: fn.Params, seeds: Sequence[int] = TRAIN
                     x0=parameters.to_vector(cls.PARAMS, parameters.defaults(cls.PARAMS)))
 
 
+def policy_digest(cls: Tunable, params: fn.Params) -> str:
+    """A digest of the actions ``cls`` (default parameters) takes on the dynamics' probe episodes: it changes when
+    a helper of the model that only policies call (coverage, chip counts for demand) changes what they do."""
+    env = DatacenterEnv(scenario=params.scenario, variant=params.variant, discrete=params.discrete)
+    policy, digest = cls(env, tuned=False), hashlib.sha256()
+    for seed in PROBE_SEEDS:
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            action, _ = policy.predict(obs)
+            digest.update(np.ascontiguousarray(action).tobytes())
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+    return digest.hexdigest()[:16]
+
+
 def _inputs(cls: Tunable, params: fn.Params, seeds: Sequence[int], budget: Budget) -> dict[str, Any]:
     return fingerprint_inputs(params, seeds, budget, policy_code=code_digest(*_CODE),
+                              policy_probe=policy_digest(cls, params),
                               parameters={name: [p.default, p.low, p.high] for name, p in cls.PARAMS.items()})
 
 

@@ -1,7 +1,7 @@
 """Regenerate the tuned caches of a policy: ``python -m agents.tune --policy constant --discrete`` (or forecast...).
 
 An entry is re-tuned only when it is missing or stale (its fingerprint no longer matches the scenario,
-the model's code, the action space, the seeds or the budget), unless ``--force``; commit
+what the dynamics compute on probe episodes, the action space, the seeds or the budget), unless ``--force``; commit
 ``agents/tuned/`` afterwards. See :mod:`agents.tuning`.
 """
 

@@ -36,6 +36,7 @@ from scipy.optimize import differential_evolution
 from envs import dynamics as dyn
 from envs import functional as fn
 from envs.exogenous import Exogenous, draw_exogenous
+from envs.probe import dynamics_digest
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,7 @@ TRAIN_SEEDS: tuple[int, ...] = tuple(range(16))
 # serial chunks against 0.62 s with the parallel kernel on one 960-row batch; serial chunks leave the
 # other core to whoever shares the machine, and keep the gathered paths (~24 kB a row) small.
 CHUNK_ROWS = dyn.PARALLEL_FROM - 1
-_SOURCES = ("dynamics.py", "exogenous.py")  # the model's code: a change to either changes every answer
-_FORMAT = 1  # bump when the cache's layout or the meaning of its entries changes
+_FORMAT = 2  # bump when the cache's layout or the meaning of its entries changes (2: the dynamics' probe digest)
 
 
 class CacheError(ValueError):
@@ -205,14 +205,15 @@ def code_digest(*files: Path) -> str:
 
 def fingerprint_inputs(params: fn.Params, seeds: Sequence[int], budget: Budget, **extra: Any) -> dict[str, Any]:
     """What a tuned answer depends on, readable in the cache file: the scenario's validated contents,
-    the kernels' tables (so a hardware catalog change counts too), the action space, the model's code,
-    the training seeds and the budget; ``extra`` adds a policy's own settings."""
-    model = Path(dyn.__file__).parent
+    the kernels' tables (so a hardware catalog change counts too), the action space, what the dynamics compute
+    (:func:`envs.probe.dynamics_digest`: a faster kernel with bit-identical trajectories keeps an entry, any change
+    to an episode's numbers makes it stale), the training seeds and the budget; ``extra`` adds a policy's own
+    settings."""
     tables = hashlib.sha256(b"".join(np.ascontiguousarray(t).tobytes()
                                      for t in (*params.tables, params.initial_row))).hexdigest()[:16]
     return {"format": _FORMAT, "scenario": _digest(dict(params.scenario.raw)), "tables": tables,
             "variant": params.variant, "discrete": params.discrete, "action_space": repr(params.action_space),
-            "model_code": code_digest(*(model / name for name in _SOURCES)),
+            "dynamics": dynamics_digest(params),
             "train_seeds": list(check_training_seeds(seeds)), "budget": asdict(budget), **extra}
 
 
@@ -275,7 +276,7 @@ def lookup(policy: str, params: fn.Params, inputs: dict[str, Any], validate: Cal
     if entry is None:
         return None, f"tuned cache {path} is missing"
     if entry["fingerprint"] != _digest(inputs):
-        return None, (f"tuned cache {path} is stale (the scenario, model, action space, seeds, budget or the "
+        return None, (f"tuned cache {path} is stale (the scenario, the dynamics, action space, seeds, budget or the "
                       f"policy's code changed)")
     try:
         x = np.asarray(entry["x"], dtype=float)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from agents import BASELINES, FINE_ONLY, list_policies, make_policy
 from agents.base import Policy
 from envs import fine_variant
+from envs.probe import dynamics_digest
 from experiments.episodes import TEST_SEED_START, Episode, make_env, run_episode
 from experiments.plots import plots
 from experiments.provenance import provenance
@@ -227,7 +228,9 @@ def compare(specs: list[Spec], env_id: str, scenario: str | None, seeds: list[in
             summary["policies"][spec.label]["randomized_training"] = [
                 bool((read_run_config(run) or {}).get("randomize")) for run in spec.runs]
     summary.update(env_id=env_id, scenario=scenario, scenario_name=scenario_params.name, seeds=seeds,
-                   provenance=provenance(scenario_params.raw))
+                   provenance=provenance(scenario_params.raw, {
+                       spec.env_id(env_id): dynamics_digest(make_env(spec.env_id(env_id), scenario).unwrapped.params)
+                       for spec in specs}))
     table = markdown(summary, env_id, seeds)
     atomic_write_text(out / "results.md", table + "\n")
     atomic_write_text(out / "per_seed.csv", per_seed_csv(rows))

@@ -1,7 +1,7 @@
 """What a result was scored on, so that results can be compared only with results scored on the same thing:
-the git commit of the env code (``envs/`` and ``hardware/``: the dynamics, scenarios and chip tables), whether
-that code had uncommitted changes, the commit of the whole checkout, a fingerprint of the scenario's validated
-contents, and the time."""
+what the dynamics compute (``envs.probe``'s digest of probe episodes, per env ID scored), the git commit of the env
+code (``envs/`` and ``hardware/``: the dynamics, scenarios and chip tables), whether that code had uncommitted
+changes, the commit of the whole checkout, a fingerprint of the scenario's validated contents, and the time."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+
 import envs
+from envs.probe import scenario_digest
 
 ROOT = Path(envs.__file__).resolve().parent.parent
 # What decides an episode's returns besides the policy: the dynamics, the scenarios and the hardware tables.
@@ -46,8 +49,19 @@ def scenario_fingerprint(raw: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def provenance(scenario_raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The record evaluate.py writes into summary.json."""
-    return {"commit": _git("rev-parse", "HEAD"), "env_commit": env_commit(), "env_dirty": env_dirty(),
+def current_dynamics(scenario: str, env_id: str) -> str | None:
+    """This checkout's probe digest of registered ``env_id`` (its action variant) on registered ``scenario``; None
+    when either is not registered (a scenario file scored elsewhere), so the caller falls back to the commit."""
+    try:
+        kwargs = gym.spec(env_id).kwargs
+        return scenario_digest(scenario, kwargs["variant"], kwargs["discrete"])
+    except (gym.error.Error, KeyError, ValueError, FileNotFoundError):
+        return None
+
+
+def provenance(scenario_raw: Mapping[str, Any], dynamics: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The record evaluate.py writes into summary.json; ``dynamics`` maps each env ID scored to its probe digest."""
+    return {"dynamics": dict(dynamics or {}),
+            "commit": _git("rev-parse", "HEAD"), "env_commit": env_commit(), "env_dirty": env_dirty(),
             "scenario_fingerprint": scenario_fingerprint(scenario_raw),
             "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()}

@@ -10,11 +10,13 @@ scenario: each policy's mean return with its 95% bootstrap interval and its shar
 over mean oracle), both atomically. An entry replaces the one of the same policy label and scenario (a label
 held by another policy, a user's class named like a baseline say, is refused).
 
-Every entry records the git commit of the env code it was scored on (envs/ and hardware/), the seeds and the
-date. Entries scored on other env code than the checkout's are marked stale, and a policy's share of the
-oracle is given only when both were scored on the same env code. Within a scenario every entry must be
-scored on the same seeds and the same scenario definition: results that are not are refused, as are results
-scored with uncommitted changes to the env code (unless --allow-dirty; such entries are stale).
+Every entry records what the dynamics computed when it was scored (envs.probe's digest of probe episodes of its
+scenario and action variant), the git commit of the env code (envs/ and hardware/), the seeds and the date. An
+entry whose digest differs from the checkout's is marked stale, so a change to the code that leaves every
+trajectory bit-identical (a faster kernel) keeps the board; an entry scored before digests were recorded is stale
+when its env code commit differs. A policy's share of the oracle is given only when neither is stale. Within a
+scenario every entry must be scored on the same seeds and the same scenario definition: results that are not are
+refused, as are results scored with uncommitted changes to the env code (unless --allow-dirty).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 import tyro
 
 from experiments.cli import parse_config
-from experiments.provenance import env_commit
+from experiments.provenance import current_dynamics, env_commit
 from experiments.runs import atomic_write_text
 from experiments.stats import stratified_ci
 
@@ -41,6 +43,7 @@ JSON_FILE, MARKDOWN_FILE = "leaderboard.json", "README.md"
 # What an entry records; the statistics (mean, ci95, oracle_share, stale) are recomputed at every build.
 RECORD = ("policy", "kind", "env_id", "target", "training_runs", "seeds", "returns", "commit", "env_commit",
           "env_dirty", "date", "source")
+OPTIONAL = ("dynamics",)  # absent from entries scored before the probe digest existed
 
 
 class LeaderboardError(ValueError):
@@ -109,6 +112,9 @@ def read_results(folder: str | Path, allow_dirty: bool = False) -> tuple[str, di
                         "commit": record.get("commit"), "env_commit": record["env_commit"],
                         "env_dirty": bool(record.get("env_dirty")), "date": record.get("date"),
                         "source": folder.name})
+        digest = (record.get("dynamics") or {}).get(info.get("env_id"))
+        if digest:  # results written before evaluate.py recorded the probe digest have none
+            entries[-1]["dynamics"] = digest
     return scenario, {"scenario_fingerprint": record["scenario_fingerprint"], "seeds": seeds}, entries
 
 
@@ -163,19 +169,27 @@ def merge(board: dict[str, Any], scenario: str, definition: dict[str, Any], entr
     known["entries"] = [e for e in known["entries"] if e["policy"] not in new] + entries
 
 
+def _stale(entry: dict[str, Any], scenario: str, current: str | None) -> bool:
+    """Whether ``entry``'s returns may differ from what this checkout's dynamics give: by the probe digest when
+    the entry has one (and the scenario is a registered one), else by the env code commit."""
+    digest = current_dynamics(scenario, entry["env_id"]) if entry.get("dynamics") else None
+    if digest is not None:
+        return entry["dynamics"] != digest
+    return bool(entry["env_dirty"] or current is None or entry["env_commit"] != current)
+
+
 def _annotate(board: dict[str, Any], current: str | None) -> None:
     """Each entry's mean, 95% bootstrap interval, staleness and share of the oracle (recomputed each build)."""
-    for scenario in board["scenarios"].values():
+    for name, scenario in board["scenarios"].items():
         for e in scenario["entries"]:
             mean, low, high = stratified_ci([np.array(e["returns"])], np.mean)
-            e.update(mean=mean, ci95=[low, high], stale=bool(e["env_dirty"] or current is None
-                                                             or e["env_commit"] != current))
+            e.update(mean=mean, ci95=[low, high], stale=_stale(e, name, current))
         oracle = next((e for e in scenario["entries"] if e["kind"] == "oracle"), None)
         for e in scenario["entries"]:
             if oracle is None:
                 e.update(oracle_share=None, oracle_share_note="no oracle entry")
-            elif oracle["env_commit"] != e["env_commit"] or oracle["env_dirty"] or e["env_dirty"]:
-                e.update(oracle_share=None, oracle_share_note="oracle scored on other env code")
+            elif oracle["stale"] or e["stale"]:
+                e.update(oracle_share=None, oracle_share_note="oracle or entry scored on other dynamics")
             elif oracle["mean"] <= 0:
                 e.update(oracle_share=None, oracle_share_note="oracle mean return is not positive")
             else:
@@ -190,10 +204,10 @@ def markdown(board: dict[str, Any]) -> str:
              "seed's return); do not edit by hand. To add a policy, see \"Submitting a result\" in the project's "
              "README.", "",
              "Per scenario, every policy meets the same held-out seeds (common random numbers). *Share of oracle* is "
-             "the policy's mean return over the perfect-foresight oracle's, both scored on the same env code. "
+             "the policy's mean return over the perfect-foresight oracle's, both scored on the current dynamics. "
              f"The env code (`envs/`, `hardware/`) was at `{(current or 'unknown')[:10]}` when this was built; an "
-             "entry scored on other env code is **stale**: listed after the ranked ones, not comparable with them "
-             "until it is scored again."]
+             "entry scored on dynamics that compute other numbers (by `envs.probe`'s digest of probe episodes) is "
+             "**stale**: listed after the ranked ones, not comparable with them until it is scored again."]
     for name, scenario in sorted(board["scenarios"].items()):
         lines += ["", f"## {name}", "",
                   f"Seeds {_seed_range(scenario['seeds'])}; scenario fingerprint `{scenario['scenario_fingerprint']}`.",
@@ -223,7 +237,7 @@ def build(results: list[str | Path], out: str | Path = HERE, fresh: bool = False
     for source, scenario, definition, entries in read:
         merge(board, scenario, definition, entries, source, origins)
     for scenario in board["scenarios"].values():
-        scenario["entries"] = [{k: e[k] for k in RECORD} for e in scenario["entries"]]
+        scenario["entries"] = [{k: e[k] for k in (*RECORD, *OPTIONAL) if k in e} for e in scenario["entries"]]
     current = env_commit()
     board.update(env_commit=current, built=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
     _annotate(board, current)

@@ -1,6 +1,6 @@
 """leaderboard.build: evaluate.py results become per-seed entries and a table; extending keeps earlier entries;
 results on other seeds, another scenario definition, uncommitted env code or without provenance are refused;
-entries from other env code are marked stale."""
+entries whose dynamics compute other numbers (by the probe digest) are marked stale."""
 
 import csv
 import json
@@ -117,23 +117,46 @@ def test_another_scenario_definition_is_refused_until_rebuilt_fresh(results, tmp
     assert board["scenarios"]["small"]["scenario_fingerprint"] == "0123456789abcdef"
 
 
-def test_entries_from_other_env_code_are_stale_and_get_no_oracle_share(results, tmp_path):
+def _submit_mine(results, tmp_path, name, edit):
+    """Build the board from ``results``, then add only "mine", relabelled ``name``, with ``edit`` applied."""
     build([results], tmp_path / "board")
 
-    def older(summary):  # only "mine", scored on an older commit of the env code
-        summary["provenance"]["env_commit"] = "0" * 40
+    def only_mine(summary):
+        edit(summary)
         summary["policies"] = {"mine": summary["policies"]["mine"]}
 
-    old = _copy(results, tmp_path, "old", older)
-    _relabel(old, "mine", "old-mine")
-    board = build([old], tmp_path / "board")
-    entries = board["scenarios"]["small"]["entries"]
+    folder = _copy(results, tmp_path, name, only_mine)
+    _relabel(folder, "mine", name)
+    return build([folder], tmp_path / "board")["scenarios"]["small"]["entries"]
+
+
+def test_entries_from_other_dynamics_are_stale_and_get_no_oracle_share(results, tmp_path):
+    def other_dynamics(summary):
+        summary["provenance"]["dynamics"] = {SMALL: "0" * 16}
+
+    entries = _submit_mine(results, tmp_path, "old-mine", other_dynamics)
     assert entries[-1]["policy"] == "old-mine" and entries[-1]["stale"]
     assert entries[-1]["oracle_share"] is None
     assert not any(e["stale"] for e in entries[:-1])
     table = (tmp_path / "board" / MARKDOWN_FILE).read_text()
     assert "| stale | old-mine (`examples.my_policy:FixedActionPolicy`) | user |" in table
-    assert "n/a (oracle scored on other env code)" in table
+    assert "n/a (oracle or entry scored on other dynamics)" in table
+
+
+def test_other_env_code_with_the_same_dynamics_stays_ranked(results, tmp_path):
+    """A commit that leaves every probe trajectory bit-identical (a faster kernel) keeps an entry comparable."""
+    entries = _submit_mine(results, tmp_path, "refactored", lambda s: s["provenance"].update(env_commit="0" * 40))
+    mine = next(e for e in entries if e["policy"] == "refactored")
+    assert not mine["stale"] and mine["oracle_share"] is not None
+
+
+def test_an_entry_without_a_dynamics_digest_is_judged_by_its_env_commit(results, tmp_path):
+    def legacy(summary):
+        summary["provenance"].pop("dynamics")
+        summary["provenance"]["env_commit"] = "0" * 40
+
+    entries = _submit_mine(results, tmp_path, "legacy", legacy)
+    assert entries[-1]["policy"] == "legacy" and entries[-1]["stale"] and "dynamics" not in entries[-1]
 
 
 def test_uncommitted_env_code_is_refused_unless_allowed(results, tmp_path):
@@ -141,7 +164,8 @@ def test_uncommitted_env_code_is_refused_unless_allowed(results, tmp_path):
     with pytest.raises(LeaderboardError, match=r"uncommitted changes to envs/ or hardware/.*--allow-dirty"):
         build([dirty], tmp_path / "board")
     board = build([dirty], tmp_path / "board", allow_dirty=True)
-    assert all(e["stale"] and e["env_dirty"] for e in board["scenarios"]["small"]["entries"])
+    # Staleness follows what the dynamics compute: these probe digests are the checkout's.
+    assert all(e["env_dirty"] and not e["stale"] for e in board["scenarios"]["small"]["entries"])
     assert "(uncommitted changes)" in (tmp_path / "board" / MARKDOWN_FILE).read_text()
 
 

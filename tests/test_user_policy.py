@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import evaluate
+from envs.probe import scenario_digest
 from examples.my_policy import FixedActionPolicy
 from experiments.episodes import TEST_SEED_START, run_episode
 from experiments.user_policy import UserPolicyError, build
@@ -43,9 +44,13 @@ def test_a_user_policy_is_scored_beside_baselines_and_the_oracle(mixed):
 def test_summary_records_what_the_result_was_scored_on(mixed):
     _, summary = mixed
     record = summary["provenance"]
-    assert set(record) == {"commit", "env_commit", "env_dirty", "scenario_fingerprint", "date"}
+    assert set(record) == {"dynamics", "commit", "env_commit", "env_dirty", "scenario_fingerprint", "date"}
     assert len(record["scenario_fingerprint"]) == 16
     assert summary["policies"]["oracle"]["env_id"] == "ChipAlloc/DatacenterFine-Small-v0"
+    # one probe digest per action variant scored, the checkout's
+    env_ids = {info["env_id"] for info in summary["policies"].values()}
+    assert set(record["dynamics"]) == env_ids and len(env_ids) == 2
+    assert record["dynamics"]["ChipAlloc/DatacenterFine-Small-v0"] == scenario_digest("small", "fine")
 
 
 def test_the_example_handles_the_discrete_variant():
