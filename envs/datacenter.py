@@ -139,9 +139,8 @@ class DatacenterEnv(gym.Env):
             exo = options["exogenous"]
         else:
             rng = np.random.default_rng(options["path_seed"]) if "path_seed" in options else self.np_random
-            exo = draw_exogenous(self.scenario, rng, 1, self.params.exogenous_trend)
-            if self.randomization is not None:  # drawn after the path, so that without it nothing changes
-                exo, market = randomize(exo, self.scenario, self.randomization, rng)
+            exo, market = draw_episode(self.params, self.randomization, rng)
+            if market is not None:
                 info["market"] = market.row(0)
         self.state, obs = fn.reset(self.params, exogenous=exo)
         self.history, self._done, self._week = [], False, 0
@@ -219,14 +218,8 @@ class DatacenterVectorEnv(VectorEnv):
         return None if self.state is None else self.state.exogenous
 
     def _draw(self, indices) -> Exogenous:
-        return Exogenous.concatenate([self._draw_one(self._rngs[i]) for i in indices])
-
-    def _draw_one(self, rng: np.random.Generator) -> Exogenous:
-        """One sub-environment's path, as :meth:`DatacenterEnv.reset` draws it from the same generator."""
-        exo = draw_exogenous(self.scenario, rng, 1, self.params.exogenous_trend)
-        if self.randomization is not None:
-            exo, _ = randomize(exo, self.scenario, self.randomization, rng)
-        return exo
+        return Exogenous.concatenate([draw_episode(self.params, self.randomization, self._rngs[i])[0]
+                                      for i in indices])
 
     def _reset_rows(self, mask: np.ndarray) -> None:
         """Restart the sub-environments in ``mask`` on freshly drawn paths."""
@@ -266,6 +259,17 @@ class DatacenterVectorEnv(VectorEnv):
         if not self.discrete:
             raise AttributeError("action_masks() exists only for discrete=True")
         return fn.action_masks(self.params, self.state)
+
+
+def draw_episode(params: fn.Params, randomization: Randomization | None,
+                 rng: np.random.Generator) -> tuple[Exogenous, Any]:
+    """(exogenous path (B = 1), market draw or None) of one episode from ``rng``: what the single env's reset and
+    each vector sub-environment draw, so that a seed gives the same episode in both. The randomised market is
+    drawn after the path, so that without randomisation nothing changes."""
+    exo = draw_exogenous(params.scenario, rng, 1, params.exogenous_trend)
+    if randomization is None:
+        return exo, None
+    return randomize(exo, params.scenario, randomization, rng)
 
 
 def _randomization(randomize: bool | dict | Randomization | None, scenario: Scenario) -> Randomization | None:
