@@ -35,7 +35,7 @@ import tyro
 from experiments.cli import parse_config
 from experiments.provenance import current_dynamics, env_commit
 from experiments.runs import atomic_write_text
-from experiments.stats import stratified_ci
+from experiments.stats import paired_difference_ci, stratified_ci
 
 FORMAT = 1
 HERE = Path(__file__).resolve().parent
@@ -194,7 +194,21 @@ def _annotate(board: dict[str, Any], current: str | None) -> None:
                 e.update(oracle_share=None, oracle_share_note="oracle mean return is not positive")
             else:
                 e.update(oracle_share=e["mean"] / oracle["mean"], oracle_share_note="")
+        _paired_with_best_baseline(scenario["entries"])
         scenario["entries"].sort(key=lambda e: (e["stale"], -e["mean"]))
+
+
+def _paired_with_best_baseline(entries: list[dict[str, Any]]) -> None:
+    """Each ranked entry's mean return minus the best ranked baseline's, paired over the seeds, with its 95%
+    bootstrap interval: the comparison an RL claim needs (above zero: it beats every baseline on the board)."""
+    baselines = [e for e in entries if e["kind"] == "baseline" and not e["stale"]]
+    best = max(baselines, key=lambda e: e["mean"], default=None)
+    for e in entries:
+        if e["stale"] or best is None or e is best:
+            e.update(vs_best_baseline=None, best_baseline=None if best is None or e["stale"] else best["policy"])
+        else:
+            e.update(vs_best_baseline=list(paired_difference_ci(e["returns"], best["returns"])),
+                     best_baseline=best["policy"])
 
 
 def markdown(board: dict[str, Any]) -> str:
@@ -211,18 +225,23 @@ def markdown(board: dict[str, Any]) -> str:
     for name, scenario in sorted(board["scenarios"].items()):
         lines += ["", f"## {name}", "",
                   f"Seeds {_seed_range(scenario['seeds'])}; scenario fingerprint `{scenario['scenario_fingerprint']}`.",
-                  "", "| rank | policy | kind | env | mean return [95% CI] | share of oracle | env code | scored |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "", "| rank | policy | kind | env | mean return [95% CI] | share of oracle | "
+                  "minus best baseline, paired [95% CI] | env code | scored |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         rank = 0
         for e in scenario["entries"]:
             rank += not e["stale"]
             share = f"{e['oracle_share']:.1%}" if e["oracle_share"] is not None else f"n/a ({e['oracle_share_note']})"
+            paired = e.get("vs_best_baseline")
+            versus = (f"{paired[0]:+.1f} [{paired[1]:+.1f}, {paired[2]:+.1f}] vs {e['best_baseline']}" if paired
+                      else "best baseline" if e.get("best_baseline") == e["policy"] else "n/a")
             code = f"`{e['env_commit'][:10]}`" + (" (uncommitted changes)" if e["env_dirty"] else "")
             runs = f" ({e['training_runs']} runs)" if e["training_runs"] > 1 else ""
             target = f" (`{e['target']}`)" if e["target"] and e["target"] != e["policy"] else ""
             lines.append(f"| {'stale' if e['stale'] else rank} | {e['policy']}{target}{runs} | {e['kind']} | "
                          f"{(e['env_id'] or '').removeprefix('ChipAlloc/')} | {e['mean']:.1f} "
-                         f"[{e['ci95'][0]:.1f}, {e['ci95'][1]:.1f}] | {share} | {code} | {(e['date'] or '')[:10]} |")
+                         f"[{e['ci95'][0]:.1f}, {e['ci95'][1]:.1f}] | {share} | {versus} | {code} | "
+                         f"{(e['date'] or '')[:10]} |")
     return "\n".join(lines) + "\n"
 
 

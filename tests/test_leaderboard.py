@@ -73,6 +73,20 @@ def test_entries_hold_every_seed_and_the_table_their_statistics(results, tmp_pat
             f"[{mine['ci95'][0]:.1f}, {mine['ci95'][1]:.1f}] | {mine['oracle_share']:.1%} |") in table
 
 
+def test_each_entry_is_paired_with_the_best_baseline(results, tmp_path):
+    entries = {e["policy"]: e for e in main(["--results", str(results), "--out", str(tmp_path)])
+               ["scenarios"]["small"]["entries"]}
+    best = entries["do-nothing"]  # the only baseline scored
+    assert best["vs_best_baseline"] is None and best["best_baseline"] == "do-nothing"
+    for label in ("mine", "oracle"):
+        difference = np.subtract(entries[label]["returns"], best["returns"])
+        mean, low, high = entries[label]["vs_best_baseline"]
+        assert mean == pytest.approx(difference.mean()) and low <= mean <= high
+        assert entries[label]["best_baseline"] == "do-nothing"
+    table = (tmp_path / MARKDOWN_FILE).read_text()
+    assert f"| {entries['oracle']['vs_best_baseline'][0]:+.1f} [" in table and "| best baseline |" in table
+
+
 def test_a_submission_extends_the_leaderboard_and_replaces_its_own_label(results, tmp_path):
     board_dir = tmp_path / "board"
     build([results], board_dir)
