@@ -413,13 +413,13 @@ def _solve(params: Params, window: Window, time_limit: float) -> OraclePlan:
         prog.constant += (1.0 - scenario.order_refund_fraction) * block_value[T:].sum()
     # Selling: chips of the initial fleet may be sold on the secondary market (after the week's arrivals, before
     # its failures, as the env does), at the resale price of their age, carrying their own book value with them.
-    decay = scenario.resale_age_decay_per_year / WEEKS_PER_YEAR
+    age_decay = scenario.resale_age_decay_per_year / WEEKS_PER_YEAR
     per_chip = fleet0 > 0
     book_pc = np.where(per_chip, book0 / np.maximum(fleet0, 1.0), 0.0)
     dep_pc = np.where(per_chip, dep0 / np.maximum(fleet0, 1.0), 0.0)
     sell = prog.var((T, K), 0.0, np.where(per_chip & bool(scenario.selling), fleet0, 0.0)[None, :].repeat(T, 0))
     # what one chip of the initial fleet fetches if sold in week t (its age then: age0 + t)
-    initial_resale = prices / scale * np.exp(-decay * (age0[None, :] + np.arange(T)[:, None]))
+    initial_resale = prices / scale * np.exp(-age_decay * (age0[None, :] + np.arange(T)[:, None]))
     last = T - 1
     resale_now = chip_prices(params, np.array([float(weeks[last])]), hbm_price[last:last + 1])[0] / scale
     for t in range(T):
@@ -444,7 +444,7 @@ def _solve(params: Params, window: Window, time_limit: float) -> OraclePlan:
                 resale = initial_resale[t, k]
                 # (and gives up the chip's mark at the horizon, which the constant below counts for every
                 # initial chip expected to survive)
-                lost_mark = keep ** (T - t) * resale_now[k] * np.exp(-decay * (age0[k] + T - 1))
+                lost_mark = keep ** (T - t) * resale_now[k] * np.exp(-age_decay * (age0[k] + T - 1))
                 prog.add_cost(sell[t, k], book_now * (1.0 - p_fail) - resale + lost_mark)
             prog.row([(xt[t, k], 1.0)] + [(xp[t, c, k], 1.0) for c in range(C)]
                      + [(xd[t, c, k], 1.0) for c in range(C)] + [(xu[t, c, k], 1.0) for c in students]
@@ -590,16 +590,16 @@ def _solve(params: Params, window: Window, time_limit: float) -> OraclePlan:
 
     # The end of the horizon settles the books: chips at resale value less book value (each cohort at its own
     # age, a relaxation of the env's mean age), orders still in transit refunded in part.
-    prog.constant -= float(np.sum(fleet0 * keep ** T * resale_now * np.exp(-decay * (age0 + T - 1))))  # a gain
+    prog.constant -= float(np.sum(fleet0 * keep ** T * resale_now * np.exp(-age_decay * (age0 + T - 1))))  # a gain
     landed = np.arange(T)  # chips bought before the window, marked from the week they land
     prog.constant -= float(np.sum(landing[:T] * keep ** (T - landed)[:, None] * resale_now
-                                  * np.exp(-decay * (last - landed))[:, None]))
+                                  * np.exp(-age_decay * (last - landed))[:, None]))
     for k in range(K):
         prog.add_cost(book[last, k], 1.0)
         for arrival in range(L - 1, T):
             tau = arrival - (L - 1)
             survive = keep ** (T - arrival)
-            prog.add_cost(o[tau, k], -survive * resale_now[k] * np.exp(-decay * (last - arrival)))
+            prog.add_cost(o[tau, k], -survive * resale_now[k] * np.exp(-age_decay * (last - arrival)))
         for tau in range(max(T - L + 1, 0), T):  # never arrives: refunded in part
             prog.add_cost(o[tau, k], (1.0 - scenario.order_refund_fraction) * prices[tau, k] / scale)
     if capped:  # site blocks not ready by the horizon are cancelled for the refund fraction too
