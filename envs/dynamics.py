@@ -573,12 +573,25 @@ def _site_building_kw(row, so, E):
 
 
 @njit(cache=True)
-def _weekly_rent(week, hbm_price, pk, ps, k):
+def _weekly_rent(week, price, pk, k):
     """$ a week to rent one chip k in the cloud at week ``week``: its quoted rent, moving with the chip's deployed
-    price (which falls with time on the market and rises with HBM scarcity); 0 where it cannot be rented."""
+    ``price`` (which falls with time on the market and rises with HBM scarcity); 0 where it cannot be rented."""
     if pk[CHIP.rent_per_price, k] <= 0 or not _available(week, pk, k):
         return 0.0
-    return pk[CHIP.rent_per_price, k] * _chip_price(week, hbm_price, pk, ps, k)
+    return pk[CHIP.rent_per_price, k] * price
+
+
+@njit(cache=True)
+def _week_prices(row, so, pk, ps, K, G):
+    """(deployed price (K,), weekly rent (K,)) of each chip at the row's week and HBM price indices. Each price costs
+    a ``pow``, so a step works them out once and hands them to everything that prices chips that week."""
+    week = row[so[STATE.week]]
+    hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
+    prices, rents = np.empty(K), np.empty(K)
+    for k in range(K):
+        prices[k] = _chip_price(week, hbm_price, pk, ps, k)
+        rents[k] = _weekly_rent(week, prices[k], pk, k)
+    return prices, rents
 
 
 @njit(cache=True)
@@ -597,19 +610,18 @@ def _expansion_blocks(u, row, so, orders, pk, ps, K, L, E):
 
 
 @njit(cache=True)
-def _rent_in_chips(u, row, so, hbm_price, dem, work, pk, ps, K):
+def _rent_in_chips(u, row, so, rents, dem, work, ps, K):
     """(K,) chips the compact rent-in entry ``u`` rents for the week: the shortfall between u x MAX_RENT_COVERAGE
     of demand ``dem`` and the coverage of the fleet, from the rentable chip with the lowest rent per unit of
-    coverage (the next cheapest past the market's weekly depth)."""
+    coverage (the next cheapest past the market's weekly depth), at this week's ``rents`` (K,)."""
     rent = np.zeros(K)
-    week = row[so[STATE.week]]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     shortfall = u * MAX_RENT_COVERAGE - _coverage(fleet, dem, work)
     if not (shortfall > 0 and math.isfinite(shortfall)):
         return rent
     cost = np.full(K, np.inf)
     for k in range(K):
-        price = _weekly_rent(week, hbm_price, pk, ps, k)
+        price = rents[k]
         if price > 0 and math.isfinite(work[k]) and work[k] > 0:
             cost[k] = price * work[k]
     for k in np.argsort(cost):
@@ -622,13 +634,12 @@ def _rent_in_chips(u, row, so, hbm_price, dem, work, pk, ps, K):
 
 
 @njit(cache=True)
-def _rent_out_chips(u, row, so, hbm_price, pk, ps, K):
+def _rent_out_chips(u, row, so, rents, ps, K):
     """(K,) chips the compact rent-out entry ``u`` lets out: u x the idle chips (last week's unused share of the
-    fleet) of each type that has a rental market, within the market's weekly depth."""
+    fleet) of each type that has a rental market this week (``rents`` (K,) > 0), within the market's weekly depth."""
     out = np.zeros(K)
-    week = row[so[STATE.week]]
     for k in range(K):
-        if _weekly_rent(week, hbm_price, pk, ps, k) > 0:
+        if rents[k] > 0:
             idle = row[so[STATE.fleet] + k] * max(1.0 - row[so[STATE.last_utilisation] + k], 0.0)
             out[k] = min(_whole(u * idle), ps[SCALAR.max_rent_chips_per_week])
     return out
@@ -659,21 +670,21 @@ def _reserved_chips(row, so, K, J):
 
 
 @njit(cache=True)
-def _cluster_type(h100s, free, week, hbm_price, pk, ps, K):
+def _cluster_type(h100s, free, prices, pk, ps, K):
     """The chip type a contract for ``h100s`` H100s reserves by rule: of the training-capable types with enough
-    ``free`` chips (K,), the one whose cluster is worth least at this week's prices; -1 if none fits."""
+    ``free`` chips (K,), the one whose cluster is worth least at this week's ``prices`` (K,); -1 if none fits."""
     best, cost = -1, np.inf
     for k in range(K):
         if pk[CHIP.train_flops_per_chip_s, k] > 0:
             n = _cluster_chips(h100s, pk, ps, k)
-            value = n * _chip_price(week, hbm_price, pk, ps, k)
+            value = n * prices[k]
             if n <= free[k] and value < cost:
                 best, cost = k, value
     return best
 
 
 @njit(cache=True)
-def _decode(variant, discrete, act, row, so, dem, p, dims):
+def _decode(variant, discrete, act, row, so, dem, rents, p, dims):
     """(orders (K,), sales (K,), shares (1 + 2C, K), site blocks, rent in (K,), rent out (K,), accept, RL update
     share) from one
     datacenter's action: chips wanted, chips to sell, each chip type's split over roles, site expansion blocks
@@ -757,9 +768,8 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
             # Only the upper half of the entry's range sells, so a neutral (zero) action keeps the fleet.
             sales[oldest] = _whole(max(2.0 * u[K + 1] - 1.0, 0.0) * SELL_MAX_SHARE * row[so[STATE.fleet] + oldest])
         blocks = _expansion_blocks(u[K + 2], row, so, orders, pk, ps, K, L, E)
-        hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + dims[5]]
-        rent_in = _rent_in_chips(u[K + 3], row, so, hbm_price, dem, work, pk, ps, K)
-        rent_out = _rent_out_chips(u[K + 4], row, so, hbm_price, pk, ps, K)
+        rent_in = _rent_in_chips(u[K + 3], row, so, rents, dem, work, ps, K)
+        rent_out = _rent_out_chips(u[K + 4], row, so, rents, ps, K)
     knobs = PROCUREMENT_KNOBS.copy() if variant == VARIANT.procurement else u[u.shape[0] - N_KNOBS:]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     shares = _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d)
@@ -768,11 +778,12 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
 
 
 @njit(cache=True)
-def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent_in, rent_out, accept, update_share,
-                p):
+def _transition(row, new, info, o, exo, dem, prices, rents, orders, sales, shares, blocks, rent_in, rent_out, accept,
+                update_share, p):
     """One week of one datacenter: writes the next state row ``new`` and the info row.
 
-    ``dem`` is this week's demand plus backlog; ``orders`` (K,) are chips wanted, ``sales`` (K,) chips to
+    ``dem`` is this week's demand plus backlog; ``prices`` and ``rents`` (K,) this week's deployed chip prices
+    and weekly rents (:func:`_week_prices`); ``orders`` (K,) are chips wanted, ``sales`` (K,) chips to
     sell, ``shares`` (1 + 2C, K) split each chip type's serving fleet (owned, less rented out, plus rented
     in) into training, prefill and decode of each class, ``blocks`` is the site expansion blocks to order,
     ``rent_in`` / ``rent_out`` (K,) chips rented from and let out to the cloud market this week, and ``accept``
@@ -808,7 +819,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
     #    built: orders must fit the power it has spare for chips not yet committed, and expansion blocks are
     #    ordered (and paid) ahead, ready after the build lead time. Both are scaled down to cash plus credit.
     capped = ps[SCALAR.power_capped] > 0
-    wanted, prices = np.empty(K), np.empty(K)
+    wanted = np.empty(K)
     capex_wanted, wanted_kw, committed_kw = 0.0, 0.0, 0.0
     for k in range(K):
         unit = pk[CHIP.order_unit, k]
@@ -816,7 +827,6 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
         unavailable = 0.0 if _available(week, pk, k) and pk[CHIP.purchasable, k] > 0 else want
         wanted[k] = want - unavailable
         info[io[INFO.orders_unavailable] + k] = unavailable
-        prices[k] = _chip_price(week, hbm_price, pk, ps, k)
         kw = pk[CHIP.system_power_w, k] / W_PER_KW
         wanted_kw += wanted[k] * kw
         committed_kw += (fleet[k] + queue[k] + _in_transit(row, so, L, k)) * kw
@@ -981,7 +991,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
                 slot = j
         if arrived_job and slot >= 0 and accept != -1:
             free = fleet - reserved
-            k = _cluster_type(h100s, free, week, hbm_price, pk, ps, K) if accept < 0 else accept
+            k = _cluster_type(h100s, free, prices, pk, ps, K) if accept < 0 else accept
             if k >= 0 and pk[CHIP.train_flops_per_chip_s, k] > 0 and _cluster_chips(h100s, pk, ps, k) <= free[k]:
                 mean_index = 0.0
                 for g in range(G):
@@ -1012,7 +1022,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
     own_serving = np.empty(K)
     rent_cost, rent_income, let_out_kw = 0.0, 0.0, 0.0
     for k in range(K):
-        rent = _weekly_rent(week, hbm_price, pk, ps, k)
+        rent = rents[k]
         took = min(_whole(max(rent_in[k], 0.0)), ps[SCALAR.max_rent_chips_per_week]) if rent > 0 else 0.0
         let = min(_whole(max(rent_out[k], 0.0)), fleet[k] - reserved[k], ps[SCALAR.max_rent_chips_per_week]) \
             if rent > 0 else 0.0
@@ -1402,10 +1412,11 @@ def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, i
     row = state[b]
     t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
     dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, o.dims[1])
+    prices, rents = _week_prices(row, o.state, p.chip, p.scalar, o.dims[0], o.dims[5])
     orders, sales, shares, blocks, rent_in, rent_out, accept, update_share = _decode(
-        variant, discrete, actions[b], row, o.state, dem, p, o.dims)
-    _transition(row, new_state[b], info[b], o, exo[b], dem, orders, sales, shares, blocks, rent_in, rent_out, accept,
-                update_share, p)
+        variant, discrete, actions[b], row, o.state, dem, rents, p, o.dims)
+    _transition(row, new_state[b], info[b], o, exo[b], dem, prices, rents, orders, sales, shares, blocks, rent_in,
+                rent_out, accept, update_share, p)
     _observe(new_state[b], obs[b], o, exo[b], p)
 
 
@@ -1470,7 +1481,7 @@ def rent_prices_rows(week, hbm_price, p):
     out = np.empty((week.shape[0], pk.shape[1]))
     for b in range(week.shape[0]):
         for k in range(pk.shape[1]):
-            out[b, k] = _weekly_rent(week[b], hbm_price[b], pk, ps, k)
+            out[b, k] = _weekly_rent(week[b], _chip_price(week[b], hbm_price[b], pk, ps, k), pk, k)
     return out
 
 
@@ -1541,8 +1552,9 @@ def decode_rows(variant, discrete, actions, state, exo, p, o):
         row = state[b]
         t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
         dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, C)
+        rents = _week_prices(row, o.state, p.chip, p.scalar, K, o.dims[5])[1]
         orders[b], sales[b], shares[b], blocks[b], rent_in[b], rent_out[b], accept[b], update_share[b] = _decode(
-            variant, discrete, actions[b], row, o.state, dem, p, o.dims)
+            variant, discrete, actions[b], row, o.state, dem, rents, p, o.dims)
     return orders, sales, shares, blocks, rent_in, rent_out, accept, update_share
 
 
@@ -1615,9 +1627,9 @@ def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o
         eff_p, eff_d = _efficiency(row[so[STATE.week]], p.efficiency)
         work = _chips_for_demand(dem, p.class_chip, p.cls, eff_p, eff_d)
         blocks[b] = _expansion_blocks(u_expand[b], row, so, orders[b], p.chip, p.scalar, K, L, E)
-        hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + o.dims[5]]
-        rent_in[b] = _rent_in_chips(u_rent_in[b], row, so, hbm_price, dem, work, p.chip, p.scalar, K)
-        rent_out[b] = _rent_out_chips(u_rent_out[b], row, so, hbm_price, p.chip, p.scalar, K)
+        rents = _week_prices(row, so, p.chip, p.scalar, K, o.dims[5])[1]
+        rent_in[b] = _rent_in_chips(u_rent_in[b], row, so, rents, dem, work, p.scalar, K)
+        rent_out[b] = _rent_out_chips(u_rent_out[b], row, so, rents, p.scalar, K)
     return blocks, rent_in, rent_out
 
 
@@ -1635,6 +1647,6 @@ def contract_offer_rows(state, exo, p, o):
         h100s[b] = _offer_h100s(exo[b, t], o.exo, p.scalar)
         if h100s[b] > 0:
             free = row[so[STATE.fleet]:so[STATE.fleet] + K] - _reserved_chips(row, so, K, J)
-            hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
-            chosen[b] = _cluster_type(h100s[b], free, row[so[STATE.week]], hbm_price, p.chip, p.scalar, K)
+            prices = _week_prices(row, so, p.chip, p.scalar, K, G)[0]
+            chosen[b] = _cluster_type(h100s[b], free, prices, p.chip, p.scalar, K)
     return h100s, chosen
