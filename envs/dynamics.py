@@ -556,11 +556,13 @@ def _oldest_chip(row, so, K):
 
 @njit(cache=True)
 def _committed_kw(row, so, pk, K, L):
-    """kW of IT load of the chips owned, queued and in transit: what the site must power once they arrive."""
-    owned = _owned_and_ordered(row, so, K, L)
+    """kW of IT load of the chips owned, queued and in transit: what the site must power once they arrive.
+    (the sums of :func:`_owned_and_ordered`, added in its order, without allocating its array: the observation
+    calls this every step)"""
     kw = 0.0
     for k in range(K):
-        kw += owned[k] * pk[CHIP.system_power_w, k] / W_PER_KW
+        owned = row[so[STATE.fleet] + k] + row[so[STATE.queue] + k] + _in_transit(row, so, L, k)
+        kw += owned * pk[CHIP.system_power_w, k] / W_PER_KW
     return kw
 
 
@@ -1049,12 +1051,13 @@ def _transition(row, new, info, o, exo, dem, prices, rents, orders, sales, share
             n = max(pck[CLASS_CHIP.replica_chips, c, k], 1.0)
             prefill[c * K + k] = _whole(shares[1 + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
             decode[c * K + k] = _whole(shares[1 + C + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
-    # Decode rate per chip left to serve: RL student classes give update_share of their training-capable chips.
-    serve_d = np.empty((C, K))
+    # Decode rate per chip left to serve: RL student classes give update_share of their training-capable chips
+    # (``cuts``, also read by steps 8b and 10).
+    cuts, serve_d = np.empty((C, K)), np.empty((C, K))
     for c in range(C):
         for k in range(K):
-            serve_d[c, k] = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - _update_cut(update_share, pk, pc, c, k)) \
-                * eff_d[k]
+            cuts[c, k] = _update_cut(update_share, pk, pc, c, k)
+            serve_d[c, k] = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - cuts[c, k]) * eff_d[k]
     served_all = np.empty(C)
     load_d = np.empty(C)
     prefill_busy = np.zeros((C, K))  # share of each chip type's prefill replicas busy with each class
@@ -1150,7 +1153,7 @@ def _transition(row, new, info, o, exo, dem, prices, rents, orders, sales, share
         if pc[CLASS.update_flops_per_token, c] > 0:
             done = 0.0
             for k in range(K):
-                done += decode[c * K + k] * _update_cut(update_share, pk, pc, c, k) * pk[CHIP.train_flops_per_chip_s, k]
+                done += decode[c * K + k] * cuts[c, k] * pk[CHIP.train_flops_per_chip_s, k]
             done *= WEEK_S
             update_flops += done
             held = pc[CLASS.update_flops_per_token, c] * x[xo[EXO.demand] + c] * WEEK_S
@@ -1222,7 +1225,7 @@ def _transition(row, new, info, o, exo, dem, prices, rents, orders, sales, share
         busy_p, busy_d = 0.0, 0.0
         for c in range(C):
             busy_p += prefill[c * K + k] * prefill_busy[c, k]
-            cut = _update_cut(update_share, pk, pc, c, k)  # update time is busy time
+            cut = cuts[c, k]  # update time is busy time
             if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
                 busy_d += decode[c * K + k] * (cut + (1.0 - cut) * load_d[c])
             else:
