@@ -512,6 +512,9 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
         mean_p[c] = sum_p / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_prefill_rate, c]
         mean_d[c] = sum_d / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_decode_rate, c]
     gamma = AFFINITY_SHARPNESS * knobs[KNOBS.specialisation]
+    # The neutral specialisation (0.5: the zero action, Procurement-v0's fixed knob) gives exponent 1, and x ** 1.0 is
+    # x exactly (pow is exact when its result is representable), so the 2C K pows below are skipped there.
+    exponent = 0.5 * gamma
     shares = np.empty((1 + 2 * C, K))
     total_p, total_d = np.zeros(K), np.zeros(K)
     for c in range(C):
@@ -530,7 +533,11 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
             rel_p = pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] / mean_p[c] * fits
             rel_d = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - _update_cut(update_share, pk, pc, c, k)) * eff_d[k] \
                 / mean_d[c] * fits
-            tilt = max(rel_p / max(rel_d, 1e-12), 1e-24) ** (0.5 * gamma) if rel_d > 0 and gamma != 0.0 else 1.0
+            tilt = 1.0
+            if rel_d > 0 and gamma != 0.0:
+                tilt = max(rel_p / max(rel_d, 1e-12), 1e-24)
+                if exponent != 1.0:
+                    tilt = tilt ** exponent
             shares[1 + c, k] = need_p * priority * fits * tilt
             shares[1 + C + c, k] = need_d * priority * fits / tilt
             total_p[k] += shares[1 + c, k]
