@@ -295,12 +295,19 @@ def _demand_with_backlog(row, so, x, xo, pc, C):
 
 
 @njit(cache=True)
-def _update_cut(share, pk, pc, c, k):
-    """The share of class c's decode chips of type k spent on RL updates: ``share`` for an RL student class on a
-    training-capable chip, else 0 (an inference-only chip serves a student at its full rate, and cannot update it)."""
-    if pc[CLASS.update_flops_per_token, c] > 0 and pk[CHIP.train_flops_per_chip_s, k] > 0:
-        return share
-    return 0.0
+def _update_cuts(share, pk, pc):
+    """(C, K) the share of each class's decode chips of each type spent on RL updates: ``share`` for an RL student
+    class on a training-capable chip, else 0 (an inference-only chip serves a student at its full rate, and cannot
+    update it). Worked out once, before the (class, chip) loops that read it: a kernel called with arrays inside such
+    a loop pays two atomic reference counts per array per call."""
+    C, K = pc.shape[1], pk.shape[1]
+    cuts = np.zeros((C, K))
+    for c in range(C):
+        if pc[CLASS.update_flops_per_token, c] > 0:
+            for k in range(K):
+                if pk[CHIP.train_flops_per_chip_s, k] > 0:
+                    cuts[c, k] = share
+    return cuts
 
 
 @njit(cache=True)
@@ -490,7 +497,7 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
         on RL updates (0.5 = NEUTRAL_UPDATE_SHARE); their decode needs are sized at the rate left to serve.
     """
     C, K = pck.shape[1], pck.shape[2]
-    update_share = knobs[KNOBS.rl_updates] * MAX_UPDATE_SHARE
+    cuts = _update_cuts(knobs[KNOBS.rl_updates] * MAX_UPDATE_SHARE, pk, pc)
     fleet_flops = 0.0
     for k in range(K):
         fleet_flops += fleet[k] * pk[CHIP.train_flops_per_chip_s, k]
@@ -507,8 +514,7 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
             weight = fleet[k] * (1.0 - train[k]) * pck[CLASS_CHIP.fits, c, k]
             owned += weight
             sum_p += weight * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k]
-            sum_d += weight * pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - _update_cut(update_share, pk, pc, c, k)) \
-                * eff_d[k]
+            sum_d += weight * pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - cuts[c, k]) * eff_d[k]
         mean_p[c] = sum_p / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_prefill_rate, c]
         mean_d[c] = sum_d / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_decode_rate, c]
     gamma = AFFINITY_SHARPNESS * knobs[KNOBS.specialisation]
@@ -531,8 +537,7 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
             # Comparative advantage: the ratio of the chip's prefill and decode strengths, each relative
             # to the fleet's average chip for that class; advantage ** gamma with advantage = sqrt(rel_p / rel_d).
             rel_p = pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] / mean_p[c] * fits
-            rel_d = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - _update_cut(update_share, pk, pc, c, k)) * eff_d[k] \
-                / mean_d[c] * fits
+            rel_d = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - cuts[c, k]) * eff_d[k] / mean_d[c] * fits
             tilt = 1.0
             if rel_d > 0 and gamma != 0.0:
                 tilt = max(rel_p / max(rel_d, 1e-12), 1e-24)
@@ -1060,10 +1065,9 @@ def _transition(row, new, info, o, exo, dem, prices, rents, orders, sales, share
             decode[c * K + k] = _whole(shares[1 + C + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
     # Decode rate per chip left to serve: RL student classes give update_share of their training-capable chips
     # (``cuts``, also read by steps 8b and 10).
-    cuts, serve_d = np.empty((C, K)), np.empty((C, K))
+    cuts, serve_d = _update_cuts(update_share, pk, pc), np.empty((C, K))
     for c in range(C):
         for k in range(K):
-            cuts[c, k] = _update_cut(update_share, pk, pc, c, k)
             serve_d[c, k] = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - cuts[c, k]) * eff_d[k]
     served_all = np.empty(C)
     load_d = np.empty(C)
