@@ -567,14 +567,12 @@ def _oldest_chip(row, so, K):
 
 
 @njit(cache=True)
-def _committed_kw(row, so, pk, K, L):
-    """kW of IT load of the chips owned, queued and in transit: what the site must power once they arrive.
-    (the sums of :func:`_owned_and_ordered`, added in its order, without allocating its array: the observation
-    calls this every step)"""
+def _committed_kw(owned, pk, K):
+    """kW of IT load of the ``owned`` (K,) chips owned, queued and in transit (:func:`_owned_and_ordered`): what the
+    site must power once they arrive."""
     kw = 0.0
     for k in range(K):
-        owned = row[so[STATE.fleet] + k] + row[so[STATE.queue] + k] + _in_transit(row, so, L, k)
-        kw += owned * pk[CHIP.system_power_w, k] / W_PER_KW
+        kw += owned[k] * pk[CHIP.system_power_w, k] / W_PER_KW
     return kw
 
 
@@ -609,12 +607,13 @@ def _week_prices(row, so, pk, ps, K, G):
 
 
 @njit(cache=True)
-def _expansion_blocks(u, row, so, orders, pk, ps, K, L, E):
+def _expansion_blocks(u, row, so, owned, orders, pk, ps, K, E):
     """Site blocks the compact expansion entry ``u`` in [0, 1] orders: enough to lift the site built and under
-    construction to u x MAX_SITE_MULTIPLE x the IT load of the chips committed and wanted (``orders``)."""
+    construction to u x MAX_SITE_MULTIPLE x the IT load of the chips committed (``owned`` (K,), see
+    :func:`_owned_and_ordered`) and wanted (``orders``)."""
     if ps[SCALAR.power_capped] == 0.0 or ps[SCALAR.site_block_kw] <= 0:
         return 0.0
-    load = _committed_kw(row, so, pk, K, L)
+    load = _committed_kw(owned, pk, K)
     for k in range(K):
         load += max(orders[k], 0.0) * pk[CHIP.system_power_w, k] / W_PER_KW
     gap = u * MAX_SITE_MULTIPLE * load - row[so[STATE.site_kw]] - _site_building_kw(row, so, E)
@@ -698,7 +697,7 @@ def _cluster_type(h100s, free, prices, pk, ps, K):
 
 
 @njit(cache=True)
-def _decode(variant, discrete, act, row, so, dem, rents, p, dims):
+def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
     """(orders (K,), sales (K,), shares (1 + 2C, K), site blocks, rent in (K,), rent out (K,), accept, RL update
     share) from one
     datacenter's action: chips wanted, chips to sell, each chip type's split over roles, site expansion blocks
@@ -725,7 +724,7 @@ def _decode(variant, discrete, act, row, so, dem, rents, p, dims):
     entries, row-major by role; u = (a + 1) / 2 and each chip type's shares are u / max(1, sum of its u).
     """
     pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
-    K, C, J, L, E = dims[0], dims[1], dims[2], dims[3], dims[4]
+    K, C, J, E = dims[0], dims[1], dims[2], dims[4]
     R = 1 + 2 * C
     week = row[so[STATE.week]]
     eff_p, eff_d = _efficiency(week, p.efficiency)
@@ -763,7 +762,7 @@ def _decode(variant, discrete, act, row, so, dem, rents, p, dims):
                 newest, newest_week = k, pk[CHIP.available_week, k]
         if int(week) % SCHEDULING_PLAN_EVERY_WEEKS == 0 and newest_week > -np.inf:
             orders[newest] = min(SCHEDULING_PLAN_GROWTH * fleet_total, ps[SCALAR.max_order_chips_per_week])
-        blocks = _expansion_blocks(SCHEDULING_SITE_ENTRY, row, so, orders, pk, ps, K, L, E)
+        blocks = _expansion_blocks(SCHEDULING_SITE_ENTRY, row, so, owned, orders, pk, ps, K, E)
     else:
         work = _chips_for_demand(dem, pck, pc, eff_p, eff_d)
         weights = np.zeros(K)
@@ -772,7 +771,7 @@ def _decode(variant, discrete, act, row, so, dem, rents, p, dims):
             if _available(week, pk, k) and pk[CHIP.purchasable, k] > 0 and math.isfinite(work[k]) and work[k] > 0:
                 weights[k] = math.exp(WEIGHT_SHARPNESS * (u[k] - 1.0)) - math.exp(-WEIGHT_SHARPNESS)
                 total += weights[k]
-        shortfall = max(u[K] * MAX_COVERAGE - _coverage(_owned_and_ordered(row, so, K, L), dem, work), 0.0)
+        shortfall = max(u[K] * MAX_COVERAGE - _coverage(owned, dem, work), 0.0)
         if total > 0 and math.isfinite(shortfall):
             for k in range(K):
                 if weights[k] != 0.0:
@@ -781,7 +780,7 @@ def _decode(variant, discrete, act, row, so, dem, rents, p, dims):
         if oldest >= 0:
             # Only the upper half of the entry's range sells, so a neutral (zero) action keeps the fleet.
             sales[oldest] = _whole(max(2.0 * u[K + 1] - 1.0, 0.0) * SELL_MAX_SHARE * row[so[STATE.fleet] + oldest])
-        blocks = _expansion_blocks(u[K + 2], row, so, orders, pk, ps, K, L, E)
+        blocks = _expansion_blocks(u[K + 2], row, so, owned, orders, pk, ps, K, E)
         rent_in = _rent_in_chips(u[K + 3], row, so, rents, dem, work, ps, K)
         rent_out = _rent_out_chips(u[K + 4], row, so, rents, ps, K)
     knobs = PROCUREMENT_KNOBS.copy() if variant == VARIANT.procurement else u[u.shape[0] - N_KNOBS:]
@@ -792,11 +791,12 @@ def _decode(variant, discrete, act, row, so, dem, rents, p, dims):
 
 
 @njit(cache=True)
-def _transition(row, new, info, o, exo, dem, prices, rents, orders, sales, shares, blocks, rent_in, rent_out, accept,
-                update_share, p):
+def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales, shares, blocks, rent_in, rent_out,
+                accept, update_share, p):
     """One week of one datacenter: writes the next state row ``new`` and the info row.
 
-    ``dem`` is this week's demand plus backlog; ``prices`` and ``rents`` (K,) this week's deployed chip prices
+    ``dem`` is this week's demand plus backlog; ``owned`` (K,) the chips owned, queued and in transit
+    (:func:`_owned_and_ordered`); ``prices`` and ``rents`` (K,) this week's deployed chip prices
     and weekly rents (:func:`_week_prices`); ``orders`` (K,) are chips wanted, ``sales`` (K,) chips to
     sell, ``shares`` (1 + 2C, K) split each chip type's serving fleet (owned, less rented out, plus rented
     in) into training, prefill and decode of each class, ``blocks`` is the site expansion blocks to order,
@@ -843,7 +843,7 @@ def _transition(row, new, info, o, exo, dem, prices, rents, orders, sales, share
         info[io[INFO.orders_unavailable] + k] = unavailable
         kw = pk[CHIP.system_power_w, k] / W_PER_KW
         wanted_kw += wanted[k] * kw
-        committed_kw += (fleet[k] + queue[k] + _in_transit(row, so, L, k)) * kw
+        committed_kw += owned[k] * kw
     site_kw = new[so[STATE.site_kw]]
     spare_kw = max(site_kw - committed_kw, 0.0)
     power_scale = 1.0
@@ -1369,7 +1369,8 @@ def _observe(row, obs, o, exo, p):
     out[0] = week / ps[SCALAR.weeks]
     out[1] = row[so[STATE.cash]] / ps[SCALAR.credit_limit_usd]
     out[2] = min(_coverage(fleet, wanted, work), OBS_CLIP) / MAX_COVERAGE
-    out[3] = min(_coverage(_owned_and_ordered(row, so, K, L), wanted, work), OBS_CLIP) / MAX_COVERAGE
+    owned = _owned_and_ordered(row, so, K, L)
+    out[3] = min(_coverage(owned, wanted, work), OBS_CLIP) / MAX_COVERAGE
     queued_stacks = np.zeros(G)
     life = ps[SCALAR.depreciation_years] * WEEKS_PER_YEAR
     for k in range(K):
@@ -1405,7 +1406,7 @@ def _observe(row, obs, o, exo, p):
     out[i] = remaining / (ps[SCALAR.slots] * ps[SCALAR.flops_per_job])
     out[i + 1] = (nearest if nearest < np.inf else ps[SCALAR.deadline_weeks]) / ps[SCALAR.deadline_weeks]
     site_kw = max(row[so[STATE.site_kw]], 1.0)
-    out[i + 2] = (row[so[STATE.site_kw]] - _committed_kw(row, so, pk, K, L)) / site_kw
+    out[i + 2] = (row[so[STATE.site_kw]] - _committed_kw(owned, pk, K)) / site_kw
     out[i + 3] = _site_building_kw(row, so, o.dims[4]) / site_kw
     reserved = 0.0
     for j in range(J):
@@ -1426,11 +1427,12 @@ def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, i
     row = state[b]
     t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
     dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, o.dims[1])
+    owned = _owned_and_ordered(row, o.state, o.dims[0], o.dims[3])
     prices, rents = _week_prices(row, o.state, p.chip, p.scalar, o.dims[0], o.dims[5])
     orders, sales, shares, blocks, rent_in, rent_out, accept, update_share = _decode(
-        variant, discrete, actions[b], row, o.state, dem, rents, p, o.dims)
-    _transition(row, new_state[b], info[b], o, exo[b], dem, prices, rents, orders, sales, shares, blocks, rent_in,
-                rent_out, accept, update_share, p)
+        variant, discrete, actions[b], row, o.state, dem, owned, rents, p, o.dims)
+    _transition(row, new_state[b], info[b], o, exo[b], dem, owned, prices, rents, orders, sales, shares, blocks,
+                rent_in, rent_out, accept, update_share, p)
     _observe(new_state[b], obs[b], o, exo[b], p)
 
 
@@ -1566,9 +1568,10 @@ def decode_rows(variant, discrete, actions, state, exo, p, o):
         row = state[b]
         t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
         dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, C)
+        owned = _owned_and_ordered(row, o.state, K, o.dims[3])
         rents = _week_prices(row, o.state, p.chip, p.scalar, K, o.dims[5])[1]
         orders[b], sales[b], shares[b], blocks[b], rent_in[b], rent_out[b], accept[b], update_share[b] = _decode(
-            variant, discrete, actions[b], row, o.state, dem, rents, p, o.dims)
+            variant, discrete, actions[b], row, o.state, dem, owned, rents, p, o.dims)
     return orders, sales, shares, blocks, rent_in, rent_out, accept, update_share
 
 
@@ -1640,7 +1643,8 @@ def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o
         dem = _demand_with_backlog(row, so, exo[b, t], o.exo, p.cls, C)
         eff_p, eff_d = _efficiency(row[so[STATE.week]], p.efficiency)
         work = _chips_for_demand(dem, p.class_chip, p.cls, eff_p, eff_d)
-        blocks[b] = _expansion_blocks(u_expand[b], row, so, orders[b], p.chip, p.scalar, K, L, E)
+        owned = _owned_and_ordered(row, so, K, L)
+        blocks[b] = _expansion_blocks(u_expand[b], row, so, owned, orders[b], p.chip, p.scalar, K, E)
         rents = _week_prices(row, so, p.chip, p.scalar, K, o.dims[5])[1]
         rent_in[b] = _rent_in_chips(u_rent_in[b], row, so, rents, dem, work, p.scalar, K)
         rent_out[b] = _rent_out_chips(u_rent_out[b], row, so, rents, p.scalar, K)
