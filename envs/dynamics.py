@@ -295,12 +295,19 @@ def _demand_with_backlog(row, so, x, xo, pc, C):
 
 
 @njit(cache=True)
-def _update_cut(share, pk, pc, c, k):
-    """The share of class c's decode chips of type k spent on RL updates: ``share`` for an RL student class on a
-    training-capable chip, else 0 (an inference-only chip serves a student at its full rate, and cannot update it)."""
-    if pc[CLASS.update_flops_per_token, c] > 0 and pk[CHIP.train_flops_per_chip_s, k] > 0:
-        return share
-    return 0.0
+def _update_cuts(share, pk, pc):
+    """(C, K) the share of each class's decode chips of each type spent on RL updates: ``share`` for an RL student
+    class on a training-capable chip, else 0 (an inference-only chip serves a student at its full rate, and cannot
+    update it). Worked out once, before the (class, chip) loops that read it: a kernel called with arrays inside such
+    a loop pays two atomic reference counts per array per call."""
+    C, K = pc.shape[1], pk.shape[1]
+    cuts = np.zeros((C, K))
+    for c in range(C):
+        if pc[CLASS.update_flops_per_token, c] > 0:
+            for k in range(K):
+                if pk[CHIP.train_flops_per_chip_s, k] > 0:
+                    cuts[c, k] = share
+    return cuts
 
 
 @njit(cache=True)
@@ -490,7 +497,7 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
         on RL updates (0.5 = NEUTRAL_UPDATE_SHARE); their decode needs are sized at the rate left to serve.
     """
     C, K = pck.shape[1], pck.shape[2]
-    update_share = knobs[KNOBS.rl_updates] * MAX_UPDATE_SHARE
+    cuts = _update_cuts(knobs[KNOBS.rl_updates] * MAX_UPDATE_SHARE, pk, pc)
     fleet_flops = 0.0
     for k in range(K):
         fleet_flops += fleet[k] * pk[CHIP.train_flops_per_chip_s, k]
@@ -507,11 +514,13 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
             weight = fleet[k] * (1.0 - train[k]) * pck[CLASS_CHIP.fits, c, k]
             owned += weight
             sum_p += weight * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k]
-            sum_d += weight * pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - _update_cut(update_share, pk, pc, c, k)) \
-                * eff_d[k]
+            sum_d += weight * pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - cuts[c, k]) * eff_d[k]
         mean_p[c] = sum_p / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_prefill_rate, c]
         mean_d[c] = sum_d / max(owned, 1e-9) if owned > 0 else pc[CLASS.median_decode_rate, c]
     gamma = AFFINITY_SHARPNESS * knobs[KNOBS.specialisation]
+    # The neutral specialisation (0.5: the zero action, Procurement-v0's fixed knob) gives exponent 1, and x ** 1.0 is
+    # x exactly (pow is exact when its result is representable), so the 2C K pows below are skipped there.
+    exponent = 0.5 * gamma
     shares = np.empty((1 + 2 * C, K))
     total_p, total_d = np.zeros(K), np.zeros(K)
     for c in range(C):
@@ -528,9 +537,12 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
             # Comparative advantage: the ratio of the chip's prefill and decode strengths, each relative
             # to the fleet's average chip for that class; advantage ** gamma with advantage = sqrt(rel_p / rel_d).
             rel_p = pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] / mean_p[c] * fits
-            rel_d = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - _update_cut(update_share, pk, pc, c, k)) * eff_d[k] \
-                / mean_d[c] * fits
-            tilt = max(rel_p / max(rel_d, 1e-12), 1e-24) ** (0.5 * gamma) if rel_d > 0 and gamma != 0.0 else 1.0
+            rel_d = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - cuts[c, k]) * eff_d[k] / mean_d[c] * fits
+            tilt = 1.0
+            if rel_d > 0 and gamma != 0.0:
+                tilt = max(rel_p / max(rel_d, 1e-12), 1e-24)
+                if exponent != 1.0:
+                    tilt = tilt ** exponent
             shares[1 + c, k] = need_p * priority * fits * tilt
             shares[1 + C + c, k] = need_d * priority * fits / tilt
             total_p[k] += shares[1 + c, k]
@@ -555,9 +567,9 @@ def _oldest_chip(row, so, K):
 
 
 @njit(cache=True)
-def _committed_kw(row, so, pk, K, L):
-    """kW of IT load of the chips owned, queued and in transit: what the site must power once they arrive."""
-    owned = _owned_and_ordered(row, so, K, L)
+def _committed_kw(owned, pk, K):
+    """kW of IT load of the ``owned`` (K,) chips owned, queued and in transit (:func:`_owned_and_ordered`): what the
+    site must power once they arrive."""
     kw = 0.0
     for k in range(K):
         kw += owned[k] * pk[CHIP.system_power_w, k] / W_PER_KW
@@ -573,21 +585,35 @@ def _site_building_kw(row, so, E):
 
 
 @njit(cache=True)
-def _weekly_rent(week, hbm_price, pk, ps, k):
+def _weekly_rent(week, price, pk, k):
     """$ a week to rent one chip k in the cloud at week ``week``: its quoted rent, moving with the chip's deployed
-    price (which falls with time on the market and rises with HBM scarcity); 0 where it cannot be rented."""
+    ``price`` (which falls with time on the market and rises with HBM scarcity); 0 where it cannot be rented."""
     if pk[CHIP.rent_per_price, k] <= 0 or not _available(week, pk, k):
         return 0.0
-    return pk[CHIP.rent_per_price, k] * _chip_price(week, hbm_price, pk, ps, k)
+    return pk[CHIP.rent_per_price, k] * price
 
 
 @njit(cache=True)
-def _expansion_blocks(u, row, so, orders, pk, ps, K, L, E):
+def _week_prices(row, so, pk, ps, K, G):
+    """(deployed price (K,), weekly rent (K,)) of each chip at the row's week and HBM price indices. Each price costs
+    a ``pow``, so a step works them out once and hands them to everything that prices chips that week."""
+    week = row[so[STATE.week]]
+    hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
+    prices, rents = np.empty(K), np.empty(K)
+    for k in range(K):
+        prices[k] = _chip_price(week, hbm_price, pk, ps, k)
+        rents[k] = _weekly_rent(week, prices[k], pk, k)
+    return prices, rents
+
+
+@njit(cache=True)
+def _expansion_blocks(u, row, so, owned, orders, pk, ps, K, E):
     """Site blocks the compact expansion entry ``u`` in [0, 1] orders: enough to lift the site built and under
-    construction to u x MAX_SITE_MULTIPLE x the IT load of the chips committed and wanted (``orders``)."""
+    construction to u x MAX_SITE_MULTIPLE x the IT load of the chips committed (``owned`` (K,), see
+    :func:`_owned_and_ordered`) and wanted (``orders``)."""
     if ps[SCALAR.power_capped] == 0.0 or ps[SCALAR.site_block_kw] <= 0:
         return 0.0
-    load = _committed_kw(row, so, pk, K, L)
+    load = _committed_kw(owned, pk, K)
     for k in range(K):
         load += max(orders[k], 0.0) * pk[CHIP.system_power_w, k] / W_PER_KW
     gap = u * MAX_SITE_MULTIPLE * load - row[so[STATE.site_kw]] - _site_building_kw(row, so, E)
@@ -597,19 +623,18 @@ def _expansion_blocks(u, row, so, orders, pk, ps, K, L, E):
 
 
 @njit(cache=True)
-def _rent_in_chips(u, row, so, hbm_price, dem, work, pk, ps, K):
+def _rent_in_chips(u, row, so, rents, dem, work, ps, K):
     """(K,) chips the compact rent-in entry ``u`` rents for the week: the shortfall between u x MAX_RENT_COVERAGE
     of demand ``dem`` and the coverage of the fleet, from the rentable chip with the lowest rent per unit of
-    coverage (the next cheapest past the market's weekly depth)."""
+    coverage (the next cheapest past the market's weekly depth), at this week's ``rents`` (K,)."""
     rent = np.zeros(K)
-    week = row[so[STATE.week]]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     shortfall = u * MAX_RENT_COVERAGE - _coverage(fleet, dem, work)
     if not (shortfall > 0 and math.isfinite(shortfall)):
         return rent
     cost = np.full(K, np.inf)
     for k in range(K):
-        price = _weekly_rent(week, hbm_price, pk, ps, k)
+        price = rents[k]
         if price > 0 and math.isfinite(work[k]) and work[k] > 0:
             cost[k] = price * work[k]
     for k in np.argsort(cost):
@@ -622,13 +647,12 @@ def _rent_in_chips(u, row, so, hbm_price, dem, work, pk, ps, K):
 
 
 @njit(cache=True)
-def _rent_out_chips(u, row, so, hbm_price, pk, ps, K):
+def _rent_out_chips(u, row, so, rents, ps, K):
     """(K,) chips the compact rent-out entry ``u`` lets out: u x the idle chips (last week's unused share of the
-    fleet) of each type that has a rental market, within the market's weekly depth."""
+    fleet) of each type that has a rental market this week (``rents`` (K,) > 0), within the market's weekly depth."""
     out = np.zeros(K)
-    week = row[so[STATE.week]]
     for k in range(K):
-        if _weekly_rent(week, hbm_price, pk, ps, k) > 0:
+        if rents[k] > 0:
             idle = row[so[STATE.fleet] + k] * max(1.0 - row[so[STATE.last_utilisation] + k], 0.0)
             out[k] = min(_whole(u * idle), ps[SCALAR.max_rent_chips_per_week])
     return out
@@ -659,21 +683,21 @@ def _reserved_chips(row, so, K, J):
 
 
 @njit(cache=True)
-def _cluster_type(h100s, free, week, hbm_price, pk, ps, K):
+def _cluster_type(h100s, free, prices, pk, ps, K):
     """The chip type a contract for ``h100s`` H100s reserves by rule: of the training-capable types with enough
-    ``free`` chips (K,), the one whose cluster is worth least at this week's prices; -1 if none fits."""
+    ``free`` chips (K,), the one whose cluster is worth least at this week's ``prices`` (K,); -1 if none fits."""
     best, cost = -1, np.inf
     for k in range(K):
         if pk[CHIP.train_flops_per_chip_s, k] > 0:
             n = _cluster_chips(h100s, pk, ps, k)
-            value = n * _chip_price(week, hbm_price, pk, ps, k)
+            value = n * prices[k]
             if n <= free[k] and value < cost:
                 best, cost = k, value
     return best
 
 
 @njit(cache=True)
-def _decode(variant, discrete, act, row, so, dem, p, dims):
+def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
     """(orders (K,), sales (K,), shares (1 + 2C, K), site blocks, rent in (K,), rent out (K,), accept, RL update
     share) from one
     datacenter's action: chips wanted, chips to sell, each chip type's split over roles, site expansion blocks
@@ -700,7 +724,7 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
     entries, row-major by role; u = (a + 1) / 2 and each chip type's shares are u / max(1, sum of its u).
     """
     pk, pck, pc, ps = p.chip, p.class_chip, p.cls, p.scalar
-    K, C, J, L, E = dims[0], dims[1], dims[2], dims[3], dims[4]
+    K, C, J, E = dims[0], dims[1], dims[2], dims[4]
     R = 1 + 2 * C
     week = row[so[STATE.week]]
     eff_p, eff_d = _efficiency(week, p.efficiency)
@@ -738,7 +762,7 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
                 newest, newest_week = k, pk[CHIP.available_week, k]
         if int(week) % SCHEDULING_PLAN_EVERY_WEEKS == 0 and newest_week > -np.inf:
             orders[newest] = min(SCHEDULING_PLAN_GROWTH * fleet_total, ps[SCALAR.max_order_chips_per_week])
-        blocks = _expansion_blocks(SCHEDULING_SITE_ENTRY, row, so, orders, pk, ps, K, L, E)
+        blocks = _expansion_blocks(SCHEDULING_SITE_ENTRY, row, so, owned, orders, pk, ps, K, E)
     else:
         work = _chips_for_demand(dem, pck, pc, eff_p, eff_d)
         weights = np.zeros(K)
@@ -747,7 +771,7 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
             if _available(week, pk, k) and pk[CHIP.purchasable, k] > 0 and math.isfinite(work[k]) and work[k] > 0:
                 weights[k] = math.exp(WEIGHT_SHARPNESS * (u[k] - 1.0)) - math.exp(-WEIGHT_SHARPNESS)
                 total += weights[k]
-        shortfall = max(u[K] * MAX_COVERAGE - _coverage(_owned_and_ordered(row, so, K, L), dem, work), 0.0)
+        shortfall = max(u[K] * MAX_COVERAGE - _coverage(owned, dem, work), 0.0)
         if total > 0 and math.isfinite(shortfall):
             for k in range(K):
                 if weights[k] != 0.0:
@@ -756,10 +780,9 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
         if oldest >= 0:
             # Only the upper half of the entry's range sells, so a neutral (zero) action keeps the fleet.
             sales[oldest] = _whole(max(2.0 * u[K + 1] - 1.0, 0.0) * SELL_MAX_SHARE * row[so[STATE.fleet] + oldest])
-        blocks = _expansion_blocks(u[K + 2], row, so, orders, pk, ps, K, L, E)
-        hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + dims[5]]
-        rent_in = _rent_in_chips(u[K + 3], row, so, hbm_price, dem, work, pk, ps, K)
-        rent_out = _rent_out_chips(u[K + 4], row, so, hbm_price, pk, ps, K)
+        blocks = _expansion_blocks(u[K + 2], row, so, owned, orders, pk, ps, K, E)
+        rent_in = _rent_in_chips(u[K + 3], row, so, rents, dem, work, ps, K)
+        rent_out = _rent_out_chips(u[K + 4], row, so, rents, ps, K)
     knobs = PROCUREMENT_KNOBS.copy() if variant == VARIANT.procurement else u[u.shape[0] - N_KNOBS:]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     shares = _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d)
@@ -768,11 +791,13 @@ def _decode(variant, discrete, act, row, so, dem, p, dims):
 
 
 @njit(cache=True)
-def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent_in, rent_out, accept, update_share,
-                p):
+def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales, shares, blocks, rent_in, rent_out,
+                accept, update_share, p):
     """One week of one datacenter: writes the next state row ``new`` and the info row.
 
-    ``dem`` is this week's demand plus backlog; ``orders`` (K,) are chips wanted, ``sales`` (K,) chips to
+    ``dem`` is this week's demand plus backlog; ``owned`` (K,) the chips owned, queued and in transit
+    (:func:`_owned_and_ordered`); ``prices`` and ``rents`` (K,) this week's deployed chip prices
+    and weekly rents (:func:`_week_prices`); ``orders`` (K,) are chips wanted, ``sales`` (K,) chips to
     sell, ``shares`` (1 + 2C, K) split each chip type's serving fleet (owned, less rented out, plus rented
     in) into training, prefill and decode of each class, ``blocks`` is the site expansion blocks to order,
     ``rent_in`` / ``rent_out`` (K,) chips rented from and let out to the cloud market this week, and ``accept``
@@ -808,7 +833,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
     #    built: orders must fit the power it has spare for chips not yet committed, and expansion blocks are
     #    ordered (and paid) ahead, ready after the build lead time. Both are scaled down to cash plus credit.
     capped = ps[SCALAR.power_capped] > 0
-    wanted, prices = np.empty(K), np.empty(K)
+    wanted = np.empty(K)
     capex_wanted, wanted_kw, committed_kw = 0.0, 0.0, 0.0
     for k in range(K):
         unit = pk[CHIP.order_unit, k]
@@ -816,10 +841,9 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
         unavailable = 0.0 if _available(week, pk, k) and pk[CHIP.purchasable, k] > 0 else want
         wanted[k] = want - unavailable
         info[io[INFO.orders_unavailable] + k] = unavailable
-        prices[k] = _chip_price(week, hbm_price, pk, ps, k)
         kw = pk[CHIP.system_power_w, k] / W_PER_KW
         wanted_kw += wanted[k] * kw
-        committed_kw += (fleet[k] + queue[k] + _in_transit(row, so, L, k)) * kw
+        committed_kw += owned[k] * kw
     site_kw = new[so[STATE.site_kw]]
     spare_kw = max(site_kw - committed_kw, 0.0)
     power_scale = 1.0
@@ -981,7 +1005,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
                 slot = j
         if arrived_job and slot >= 0 and accept != -1:
             free = fleet - reserved
-            k = _cluster_type(h100s, free, week, hbm_price, pk, ps, K) if accept < 0 else accept
+            k = _cluster_type(h100s, free, prices, pk, ps, K) if accept < 0 else accept
             if k >= 0 and pk[CHIP.train_flops_per_chip_s, k] > 0 and _cluster_chips(h100s, pk, ps, k) <= free[k]:
                 mean_index = 0.0
                 for g in range(G):
@@ -1012,7 +1036,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
     own_serving = np.empty(K)
     rent_cost, rent_income, let_out_kw = 0.0, 0.0, 0.0
     for k in range(K):
-        rent = _weekly_rent(week, hbm_price, pk, ps, k)
+        rent = rents[k]
         took = min(_whole(max(rent_in[k], 0.0)), ps[SCALAR.max_rent_chips_per_week]) if rent > 0 else 0.0
         let = min(_whole(max(rent_out[k], 0.0)), fleet[k] - reserved[k], ps[SCALAR.max_rent_chips_per_week]) \
             if rent > 0 else 0.0
@@ -1039,12 +1063,12 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
             n = max(pck[CLASS_CHIP.replica_chips, c, k], 1.0)
             prefill[c * K + k] = _whole(shares[1 + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
             decode[c * K + k] = _whole(shares[1 + C + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
-    # Decode rate per chip left to serve: RL student classes give update_share of their training-capable chips.
-    serve_d = np.empty((C, K))
+    # Decode rate per chip left to serve: RL student classes give update_share of their training-capable chips
+    # (``cuts``, also read by steps 8b and 10).
+    cuts, serve_d = _update_cuts(update_share, pk, pc), np.empty((C, K))
     for c in range(C):
         for k in range(K):
-            serve_d[c, k] = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - _update_cut(update_share, pk, pc, c, k)) \
-                * eff_d[k]
+            serve_d[c, k] = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - cuts[c, k]) * eff_d[k]
     served_all = np.empty(C)
     load_d = np.empty(C)
     prefill_busy = np.zeros((C, K))  # share of each chip type's prefill replicas busy with each class
@@ -1140,7 +1164,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
         if pc[CLASS.update_flops_per_token, c] > 0:
             done = 0.0
             for k in range(K):
-                done += decode[c * K + k] * _update_cut(update_share, pk, pc, c, k) * pk[CHIP.train_flops_per_chip_s, k]
+                done += decode[c * K + k] * cuts[c, k] * pk[CHIP.train_flops_per_chip_s, k]
             done *= WEEK_S
             update_flops += done
             held = pc[CLASS.update_flops_per_token, c] * x[xo[EXO.demand] + c] * WEEK_S
@@ -1212,7 +1236,7 @@ def _transition(row, new, info, o, exo, dem, orders, sales, shares, blocks, rent
         busy_p, busy_d = 0.0, 0.0
         for c in range(C):
             busy_p += prefill[c * K + k] * prefill_busy[c, k]
-            cut = _update_cut(update_share, pk, pc, c, k)  # update time is busy time
+            cut = cuts[c, k]  # update time is busy time
             if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
                 busy_d += decode[c * K + k] * (cut + (1.0 - cut) * load_d[c])
             else:
@@ -1345,7 +1369,8 @@ def _observe(row, obs, o, exo, p):
     out[0] = week / ps[SCALAR.weeks]
     out[1] = row[so[STATE.cash]] / ps[SCALAR.credit_limit_usd]
     out[2] = min(_coverage(fleet, wanted, work), OBS_CLIP) / MAX_COVERAGE
-    out[3] = min(_coverage(_owned_and_ordered(row, so, K, L), wanted, work), OBS_CLIP) / MAX_COVERAGE
+    owned = _owned_and_ordered(row, so, K, L)
+    out[3] = min(_coverage(owned, wanted, work), OBS_CLIP) / MAX_COVERAGE
     queued_stacks = np.zeros(G)
     life = ps[SCALAR.depreciation_years] * WEEKS_PER_YEAR
     for k in range(K):
@@ -1381,7 +1406,7 @@ def _observe(row, obs, o, exo, p):
     out[i] = remaining / (ps[SCALAR.slots] * ps[SCALAR.flops_per_job])
     out[i + 1] = (nearest if nearest < np.inf else ps[SCALAR.deadline_weeks]) / ps[SCALAR.deadline_weeks]
     site_kw = max(row[so[STATE.site_kw]], 1.0)
-    out[i + 2] = (row[so[STATE.site_kw]] - _committed_kw(row, so, pk, K, L)) / site_kw
+    out[i + 2] = (row[so[STATE.site_kw]] - _committed_kw(owned, pk, K)) / site_kw
     out[i + 3] = _site_building_kw(row, so, o.dims[4]) / site_kw
     reserved = 0.0
     for j in range(J):
@@ -1402,10 +1427,12 @@ def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, i
     row = state[b]
     t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
     dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, o.dims[1])
+    owned = _owned_and_ordered(row, o.state, o.dims[0], o.dims[3])
+    prices, rents = _week_prices(row, o.state, p.chip, p.scalar, o.dims[0], o.dims[5])
     orders, sales, shares, blocks, rent_in, rent_out, accept, update_share = _decode(
-        variant, discrete, actions[b], row, o.state, dem, p, o.dims)
-    _transition(row, new_state[b], info[b], o, exo[b], dem, orders, sales, shares, blocks, rent_in, rent_out, accept,
-                update_share, p)
+        variant, discrete, actions[b], row, o.state, dem, owned, rents, p, o.dims)
+    _transition(row, new_state[b], info[b], o, exo[b], dem, owned, prices, rents, orders, sales, shares, blocks,
+                rent_in, rent_out, accept, update_share, p)
     _observe(new_state[b], obs[b], o, exo[b], p)
 
 
@@ -1470,7 +1497,7 @@ def rent_prices_rows(week, hbm_price, p):
     out = np.empty((week.shape[0], pk.shape[1]))
     for b in range(week.shape[0]):
         for k in range(pk.shape[1]):
-            out[b, k] = _weekly_rent(week[b], hbm_price[b], pk, ps, k)
+            out[b, k] = _weekly_rent(week[b], _chip_price(week[b], hbm_price[b], pk, ps, k), pk, k)
     return out
 
 
@@ -1541,8 +1568,10 @@ def decode_rows(variant, discrete, actions, state, exo, p, o):
         row = state[b]
         t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
         dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, C)
+        owned = _owned_and_ordered(row, o.state, K, o.dims[3])
+        rents = _week_prices(row, o.state, p.chip, p.scalar, K, o.dims[5])[1]
         orders[b], sales[b], shares[b], blocks[b], rent_in[b], rent_out[b], accept[b], update_share[b] = _decode(
-            variant, discrete, actions[b], row, o.state, dem, p, o.dims)
+            variant, discrete, actions[b], row, o.state, dem, owned, rents, p, o.dims)
     return orders, sales, shares, blocks, rent_in, rent_out, accept, update_share
 
 
@@ -1614,10 +1643,11 @@ def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o
         dem = _demand_with_backlog(row, so, exo[b, t], o.exo, p.cls, C)
         eff_p, eff_d = _efficiency(row[so[STATE.week]], p.efficiency)
         work = _chips_for_demand(dem, p.class_chip, p.cls, eff_p, eff_d)
-        blocks[b] = _expansion_blocks(u_expand[b], row, so, orders[b], p.chip, p.scalar, K, L, E)
-        hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + o.dims[5]]
-        rent_in[b] = _rent_in_chips(u_rent_in[b], row, so, hbm_price, dem, work, p.chip, p.scalar, K)
-        rent_out[b] = _rent_out_chips(u_rent_out[b], row, so, hbm_price, p.chip, p.scalar, K)
+        owned = _owned_and_ordered(row, so, K, L)
+        blocks[b] = _expansion_blocks(u_expand[b], row, so, owned, orders[b], p.chip, p.scalar, K, E)
+        rents = _week_prices(row, so, p.chip, p.scalar, K, o.dims[5])[1]
+        rent_in[b] = _rent_in_chips(u_rent_in[b], row, so, rents, dem, work, p.scalar, K)
+        rent_out[b] = _rent_out_chips(u_rent_out[b], row, so, rents, p.scalar, K)
     return blocks, rent_in, rent_out
 
 
@@ -1635,6 +1665,6 @@ def contract_offer_rows(state, exo, p, o):
         h100s[b] = _offer_h100s(exo[b, t], o.exo, p.scalar)
         if h100s[b] > 0:
             free = row[so[STATE.fleet]:so[STATE.fleet] + K] - _reserved_chips(row, so, K, J)
-            hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
-            chosen[b] = _cluster_type(h100s[b], free, row[so[STATE.week]], hbm_price, p.chip, p.scalar, K)
+            prices = _week_prices(row, so, p.chip, p.scalar, K, G)[0]
+            chosen[b] = _cluster_type(h100s[b], free, prices, p.chip, p.scalar, K)
     return h100s, chosen
