@@ -276,8 +276,10 @@ def scenario_offsets(scenario: Any) -> Offsets:
 
 
 # --- Kernels for one datacenter ----------------------------------------------------------------
-# --- Kernels for one datacenter ----------------------------------------------------------------
-@njit(cache=True)
+# Small helpers that take arrays and are called inside (chip, class) loops are inlined into their callers
+# (inline="always"): a compiled call with array arguments costs two atomic reference counts per array, which
+# Numba drops once the body is inlined. Inlining leaves every float operation, and its order, as written.
+@njit(cache=True, inline="always")
 def _quality_demand(row, so, x, xo, pc, c):
     """Class c's demand this week: the exogenous demand, scaled for an RL student class by its quality q as
     floor + (1 - floor) x q (a better student wins more of the work it is built for)."""
@@ -359,12 +361,12 @@ def _coverage(chips, dem, work):
     return cover if total > 0 else np.inf
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _available(week, pk, k):
     return week >= pk[CHIP.available_week, k]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _chip_price(week, hbm_price, pk, ps, k):
     """Deployed price of one chip k: its chip price (the list price falling with time on the market, the HBM
     share moving with its HBM generation's price index, of ``hbm_price`` (G,)) times the system multiple of
@@ -376,7 +378,7 @@ def _chip_price(week, hbm_price, pk, ps, k):
     return price * (1.0 + ps[SCALAR.hbm_cost_share] * (index - 1.0)) * pk[CHIP.system_capex_multiple, k]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _wear(age_weeks, ps):
     """Share of a new chip's price that a used one of mean age ``age_weeks`` fetches (the used-GPU index's
     decline net of the new-price decline; see the scenario's provenance)."""
@@ -389,7 +391,7 @@ def _resale_price(week, hbm_price, age_weeks, pk, ps, k):
     return _chip_price(week, hbm_price, pk, ps, k) * _wear(age_weeks, ps)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _hbm_allocation(supply, other, ps):
     """HBM stacks of one generation our orders may draw this week: our share of its supply, shrunk when its
     market is short."""
@@ -397,7 +399,7 @@ def _hbm_allocation(supply, other, ps):
     return ps[SCALAR.our_allocation_share] * supply * fill
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _next_hbm_price(hbm_price, supply, other, stacks_needed, ps):
     """One generation's HBM price index a week later: it moves toward its excess-demand target (with a floor).
     A generation with neither supply nor demand (not yet made, or no longer) has no market: its index holds."""
@@ -452,7 +454,7 @@ def _served_with_peaks(capacity, demand, peak):
     return demand * x * (1.0 - u * (1.0 - 1.0 / peak))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _in_transit(row, so, L, k):
     total = 0.0
     for j in range(L):
@@ -584,7 +586,7 @@ def _site_building_kw(row, so, E):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _weekly_rent(week, price, pk, k):
     """$ a week to rent one chip k in the cloud at week ``week``: its quoted rent, moving with the chip's deployed
     ``price`` (which falls with time on the market and rises with HBM scarcity); 0 where it cannot be rented."""
@@ -666,7 +668,7 @@ def _offer_h100s(x, xo, ps):
     return x[xo[EXO.job_flops]] / (ps[SCALAR.h100_train_flops] * WEEK_S * ps[SCALAR.deadline_weeks])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cluster_chips(h100s, pk, ps, k):
     """Whole chips of training-capable type k that match ``h100s`` H100s of training throughput."""
     return float(math.ceil(h100s * ps[SCALAR.h100_train_flops] / pk[CHIP.train_flops_per_chip_s, k] - WHOLE_SLACK))
