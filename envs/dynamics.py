@@ -345,8 +345,10 @@ def _chips_for_demand(dem, pck, pc, eff_p, eff_d):
 
     A fleet of N_k chips covers sum_k N_k / W_k(D) of D (:func:`_coverage`).
     """
-    prefill, decode = _work_for_demand(dem, pck, pc, eff_p, eff_d)
-    return prefill + decode
+    work, decode = _work_for_demand(dem, pck, pc, eff_p, eff_d)
+    for k in range(work.shape[0]):
+        work[k] += decode[k]
+    return work
 
 
 @njit(cache=True)
@@ -730,9 +732,9 @@ def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
     R = 1 + 2 * C
     week = row[so[STATE.week]]
     eff_p, eff_d = _efficiency(week, p.efficiency)
-    orders, sales, rent_in, rent_out = np.zeros(K), np.zeros(K), np.zeros(K), np.zeros(K)
+    orders, sales = np.zeros(K), np.zeros(K)
     if variant == VARIANT.fine:
-        shares = np.empty((R, K))
+        shares, rent_in, rent_out = np.empty((R, K)), np.empty(K), np.empty(K)
         for k in range(K):
             orders[k] = max(act[k], 0.0) * ps[SCALAR.max_order_chips_per_week]
             sales[k] = _whole(max(act[K + k], 0.0) * row[so[STATE.fleet] + k])
@@ -765,6 +767,7 @@ def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
         if int(week) % SCHEDULING_PLAN_EVERY_WEEKS == 0 and newest_week > -np.inf:
             orders[newest] = min(SCHEDULING_PLAN_GROWTH * fleet_total, ps[SCALAR.max_order_chips_per_week])
         blocks = _expansion_blocks(SCHEDULING_SITE_ENTRY, row, so, owned, orders, pk, ps, K, E)
+        rent_in, rent_out = np.zeros(K), np.zeros(K)
     else:
         work = _chips_for_demand(dem, pck, pc, eff_p, eff_d)
         weights = np.zeros(K)
@@ -911,7 +914,11 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     #    generation are released in proportion to it; SRAM chips have a wafer cap.
     supply = x[xo[EXO.hbm_supply]:xo[EXO.hbm_supply] + G]
     other = x[xo[EXO.other_hbm_demand]:xo[EXO.other_hbm_demand] + G]
-    allocation, stacks_needed, hbm_share, hbm_drawn = np.empty(G), np.zeros(G), np.empty(G), np.zeros(G)
+    # (per-step arrays that end up in the info or the next state are worked out in place there: no allocation)
+    allocation = info[io[INFO.hbm_allocation]:io[INFO.hbm_allocation] + G]
+    hbm_drawn = info[io[INFO.hbm_drawn]:io[INFO.hbm_drawn] + G]
+    hbm_drawn[:] = 0.0
+    stacks_needed, hbm_share = np.zeros(G), np.empty(G)
     for k in range(K):
         g = int(pk[CHIP.hbm_generation, k])
         if g >= 0:
@@ -969,7 +976,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         info[io[INFO.in_transit] + k] = _in_transit(new, so, L, k)
 
     # 6. Each generation's HBM price index moves toward its excess-demand target.
-    new_hbm_price = np.empty(G)
+    new_hbm_price = new[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
     price_mean, supply_total = 0.0, 0.0
     for g in range(G):
         new_hbm_price[g] = _next_hbm_price(hbm_price[g], supply[g], other[g], stacks_needed[g], ps)
@@ -983,7 +990,8 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     #     offer, if accepted and a slot is free, reserves chips of the type chosen (or the rule's) if enough
     #     are free; its pay follows market rent: the contract value at the start, moving as chip prices do.
     clusters = ps[SCALAR.training_clusters] > 0
-    reserved = np.zeros(K)
+    reserved = info[io[INFO.reserved_chips]:io[INFO.reserved_chips] + K]
+    reserved[:] = 0.0
     revenue_training, completed_n, missed_n, train_used = 0.0, 0.0, 0.0, 0.0
     arrived_job, can_take = False, False
     if clusters:
@@ -1029,8 +1037,6 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
                 if c_weeks[j] <= 0:
                     completed_n += 1.0
                     job_chips[j], c_weeks[j], c_value[j] = 0.0, 0.0, 0.0
-    for k in range(K):
-        info[io[INFO.reserved_chips] + k] = reserved[k]
 
     # 7. Renting: chips rented in serve beside the fleet for the week at the cloud's weekly rent; chips let out
     #    leave it for the week and earn that rent less the marketplace's fee (their power is still ours).
@@ -1052,7 +1058,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         info[io[INFO.rent_price] + k] = rent
 
     # 8. Whole replicas from the shares of the serving fleet, then serving with admission control.
-    train = np.empty(K)
+    train = info[io[INFO.train_chips]:io[INFO.train_chips] + K]
     prefill = info[io[INFO.prefill_chips]:io[INFO.prefill_chips + 1]]
     decode = info[io[INFO.decode_chips]:io[INFO.decode_chips + 1]]
     for k in range(K):
@@ -1060,7 +1066,6 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
             train[k] = reserved[k]  # contracts hold their clusters; the training shares are not used
         else:
             train[k] = _whole(shares[0, k] * serving[k] * (1.0 if pk[CHIP.train_flops_per_chip_s, k] > 0 else 0.0))
-        info[io[INFO.train_chips] + k] = train[k]
         for c in range(C):
             n = max(pck[CLASS_CHIP.replica_chips, c, k], 1.0)
             prefill[c * K + k] = _whole(shares[1 + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
@@ -1233,7 +1238,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
 
     # 10-12. Utilisation, operating cost, capital, money. Chips at work are the serving fleet and the clusters.
     energy, maintenance, depreciation, fleet_stacks, fleet_total, book_total = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-    settled = np.empty(K)
+    settled = 0.0  # what the chips would settle for (read only at the end of the episode)
     for k in range(K):
         busy_p, busy_d = 0.0, 0.0
         for c in range(C):
@@ -1259,7 +1264,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         book[k] -= charge
         book_total += book[k]
         # The settlement marks chips at this week's price and their age this week, as a sale this week would.
-        settled[k] = fleet[k] * prices[k] * _wear(age[k], ps) - book[k]
+        settled += fleet[k] * prices[k] * _wear(age[k], ps) - book[k]
         age[k] = age[k] + 1.0 if fleet[k] > 0 else 0.0
     site_charge = min(new[so[STATE.site_depreciation_rate]], max(new[so[STATE.site_book_value]], 0.0))
     new[so[STATE.site_book_value]] -= site_charge
@@ -1292,9 +1297,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     #     resale value and orders not yet delivered are cancelled for the refund fraction of what was paid.
     settlement = 0.0
     if bankrupt or week + 1.0 >= ps[SCALAR.weeks]:
-        for k in range(K):
-            settlement += settled[k]
-        settlement -= (1.0 - ps[SCALAR.order_refund_fraction]) * prepaid
+        settlement = settled - (1.0 - ps[SCALAR.order_refund_fraction]) * prepaid
     profit = accounting - capital_charge + settlement
     tokens = 0.0
     for c in range(C):
@@ -1303,10 +1306,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     new[so[STATE.week]] = week + 1.0
     new[so[STATE.cash]] = new_cash
     for g in range(G):
-        new[so[STATE.hbm_price] + g] = new_hbm_price[g]
         info[io[INFO.hbm_supply] + g] = supply[g]
-        info[io[INFO.hbm_allocation] + g] = allocation[g]
-        info[io[INFO.hbm_drawn] + g] = hbm_drawn[g]
         info[io[INFO.hbm_price] + g] = new_hbm_price[g]
     new[so[STATE.bankrupt]] = 1.0 if bankrupt else 0.0
     exposure = fleet_stacks / max(fleet_total * ps[SCALAR.max_hbm_stacks], 1.0)
