@@ -1367,31 +1367,30 @@ def _observe(row, obs, o, exo, p):
     wanted = _demand_with_backlog(row, so, x, xo, pc, C)
     work = _chips_for_demand(wanted, pck, pc, eff_p, eff_d)
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
-    out = np.empty(obs.shape[0])
-    out[0] = week / ps[SCALAR.weeks]
-    out[1] = row[so[STATE.cash]] / ps[SCALAR.credit_limit_usd]
-    out[2] = min(_coverage(fleet, wanted, work), OBS_CLIP) / MAX_COVERAGE
+    obs[0] = week / ps[SCALAR.weeks]
+    obs[1] = row[so[STATE.cash]] / ps[SCALAR.credit_limit_usd]
+    obs[2] = min(_coverage(fleet, wanted, work), OBS_CLIP) / MAX_COVERAGE
     owned = _owned_and_ordered(row, so, K, L)
-    out[3] = min(_coverage(owned, wanted, work), OBS_CLIP) / MAX_COVERAGE
+    obs[3] = min(_coverage(owned, wanted, work), OBS_CLIP) / MAX_COVERAGE
     queued_stacks = np.zeros(G)
     life = ps[SCALAR.depreciation_years] * WEEKS_PER_YEAR
     for k in range(K):
-        out[4 + k] = fleet[k] / ps[SCALAR.fleet_scale]
-        out[4 + K + k] = (row[so[STATE.queue] + k] + _in_transit(row, so, L, k)) / ps[SCALAR.fleet_scale]
-        out[4 + 2 * K + k] = 1.0 if _available(week, pk, k) else 0.0
-        out[4 + 3 * K + k] = _chip_price(week, hbm_price, pk, ps, k) / pk[CHIP.list_price, k]
-        out[4 + 4 * K + k] = row[so[STATE.last_utilisation] + k]
-        out[4 + 5 * K + k] = row[so[STATE.age_weeks] + k] / life
+        obs[4 + k] = fleet[k] / ps[SCALAR.fleet_scale]
+        obs[4 + K + k] = (row[so[STATE.queue] + k] + _in_transit(row, so, L, k)) / ps[SCALAR.fleet_scale]
+        obs[4 + 2 * K + k] = 1.0 if _available(week, pk, k) else 0.0
+        obs[4 + 3 * K + k] = _chip_price(week, hbm_price, pk, ps, k) / pk[CHIP.list_price, k]
+        obs[4 + 4 * K + k] = row[so[STATE.last_utilisation] + k]
+        obs[4 + 5 * K + k] = row[so[STATE.age_weeks] + k] / life
         g = int(pk[CHIP.hbm_generation, k])
         if g >= 0:
             queued_stacks[g] += row[so[STATE.queue] + k] * pk[CHIP.hbm_stacks, k]
     i = 4 + 6 * K
     for c in range(C):
-        out[i + c] = x[xo[EXO.demand] + c] / (10.0 * max(pc[CLASS.demand0, c], 1.0))
-        out[i + C + c] = 10.0 * math.log(max(x[xo[EXO.demand] + c], 1.0) / max(past[xo[EXO.demand] + c], 1.0))
-        out[i + 2 * C + c] = row[so[STATE.last_served_fraction] + c]
-        out[i + 3 * C + c] = row[so[STATE.last_admissible_load] + c]
-        out[i + 4 * C + c] = row[so[STATE.quality] + c]
+        obs[i + c] = x[xo[EXO.demand] + c] / (10.0 * max(pc[CLASS.demand0, c], 1.0))
+        obs[i + C + c] = 10.0 * math.log(max(x[xo[EXO.demand] + c], 1.0) / max(past[xo[EXO.demand] + c], 1.0))
+        obs[i + 2 * C + c] = row[so[STATE.last_served_fraction] + c]
+        obs[i + 3 * C + c] = row[so[STATE.last_admissible_load] + c]
+        obs[i + 4 * C + c] = row[so[STATE.quality] + c]
     i += 5 * C
     nearest, remaining = np.inf, 0.0
     for j in range(J):
@@ -1400,23 +1399,25 @@ def _observe(row, obs, o, exo, p):
             nearest = min(nearest, row[so[STATE.job_weeks_left] + j])
     for g in range(G):
         scale = max(p.generation[GENERATION.hbm_supply_scale, g], 1.0)
-        out[i + g] = hbm_price[g]
-        out[i + G + g] = x[xo[EXO.hbm_supply] + g] / scale
-        out[i + 2 * G + g] = queued_stacks[g] / max(ps[SCALAR.our_allocation_share] * scale, 1.0) / 10.0
-        out[i + 3 * G + g] = x[xo[EXO.hbm_shock] + g]
+        obs[i + g] = hbm_price[g]
+        obs[i + G + g] = x[xo[EXO.hbm_supply] + g] / scale
+        obs[i + 2 * G + g] = queued_stacks[g] / max(ps[SCALAR.our_allocation_share] * scale, 1.0) / 10.0
+        obs[i + 3 * G + g] = x[xo[EXO.hbm_shock] + g]
     i += 4 * G
-    out[i] = remaining / (ps[SCALAR.slots] * ps[SCALAR.flops_per_job])
-    out[i + 1] = (nearest if nearest < np.inf else ps[SCALAR.deadline_weeks]) / ps[SCALAR.deadline_weeks]
+    obs[i] = remaining / (ps[SCALAR.slots] * ps[SCALAR.flops_per_job])
+    obs[i + 1] = (nearest if nearest < np.inf else ps[SCALAR.deadline_weeks]) / ps[SCALAR.deadline_weeks]
     site_kw = max(row[so[STATE.site_kw]], 1.0)
-    out[i + 2] = (row[so[STATE.site_kw]] - _committed_kw(owned, pk, K)) / site_kw
-    out[i + 3] = _site_building_kw(row, so, o.dims[4]) / site_kw
+    obs[i + 2] = (row[so[STATE.site_kw]] - _committed_kw(owned, pk, K)) / site_kw
+    obs[i + 3] = _site_building_kw(row, so, o.dims[4]) / site_kw
     reserved = 0.0
     for j in range(J):
         reserved += row[so[STATE.job_chips] + j]
-    out[i + 4] = _offer_h100s(x, xo, ps) / ps[SCALAR.fleet_scale]
-    out[i + 5] = reserved / ps[SCALAR.fleet_scale]
+    obs[i + 4] = _offer_h100s(x, xo, ps) / ps[SCALAR.fleet_scale]
+    obs[i + 5] = reserved / ps[SCALAR.fleet_scale]
+    # The entries are clipped after their float32 rounding, in place: rounding is monotonic and keeps +-OBS_CLIP, so
+    # each comes out as if clipped first (no float64 scratch row to allocate).
     for n in range(obs.shape[0]):
-        obs[n] = min(max(out[n], -OBS_CLIP), OBS_CLIP)
+        obs[n] = min(max(obs[n], -OBS_CLIP), OBS_CLIP)
 
 
 def observation_size(dims: dict[str, int]) -> int:
