@@ -1079,6 +1079,9 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     served_all = np.empty(C)
     load_d = np.empty(C)
     prefill_busy = np.zeros((C, K))  # share of each chip type's prefill replicas busy with each class
+    # Each chip type's prefill service time and M/D/1 load limit for the class at hand, worked out once for the three
+    # loops over chip types that read them (rewritten for each class; read only where cap_k > 0).
+    service, limit = np.empty(K), np.empty(K)
     revenue = 0.0
     link_rate = ps[SCALAR.kv_link_bytes_per_s]
     years = week / WEEKS_PER_YEAR
@@ -1116,7 +1119,9 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         for k in range(K):
             cap_k = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] * out_per_in
             if cap_k > 0:
-                admissible += cap_k * _max_prefill_load(pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k], budget)
+                service[k] = pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k]
+                limit[k] = _max_prefill_load(service[k], budget)
+                admissible += cap_k * limit[k]
         capacity = min(min(admissible, decode_ok), transfer_cap)
         if ps[SCALAR.disaggregation] == 0.0:
             # Without disaggregated serving a request's decode runs on the chip type that prefilled it, so each
@@ -1124,8 +1129,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
             capacity = 0.0
             for k in range(K):
                 cap_k = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] * out_per_in
-                own_p = cap_k * _max_prefill_load(pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k], budget) \
-                    if cap_k > 0 else 0.0
+                own_p = cap_k * limit[k] if cap_k > 0 else 0.0
                 own_d = 0.0
                 if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
                     own_d = decode[c * K + k] * serve_d[c, k]
@@ -1138,12 +1142,10 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         for k in range(K):
             cap_k = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] * out_per_in
             if cap_k > 0:
-                service_k = pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k]
-                limit = _max_prefill_load(service_k, budget)
-                weight = cap_k * limit / admissible if admissible > 0 else cap_k / prefill_cap
-                rho = limit * fraction
+                weight = cap_k * limit[k] / admissible if admissible > 0 else cap_k / prefill_cap
+                rho = limit[k] * fraction
                 prefill_busy[c, k] = rho
-                ttft += weight * (service_k + rho * service_k / (2.0 * (1.0 - rho)))
+                ttft += weight * (service[k] + rho * service[k] / (2.0 * (1.0 - rho)))
         price = (pc[CLASS.output_price_per_token, c]
                  + pc[CLASS.input_price_per_token, c] * pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c])
         price *= (1.0 - pc[CLASS.price_decline_per_year, c]) ** years
