@@ -276,8 +276,10 @@ def scenario_offsets(scenario: Any) -> Offsets:
 
 
 # --- Kernels for one datacenter ----------------------------------------------------------------
-# --- Kernels for one datacenter ----------------------------------------------------------------
-@njit(cache=True)
+# Small helpers that take arrays and are called inside (chip, class) loops are inlined into their callers
+# (inline="always"): a compiled call with array arguments costs two atomic reference counts per array, which
+# Numba drops once the body is inlined. Inlining leaves every float operation, and its order, as written.
+@njit(cache=True, inline="always")
 def _quality_demand(row, so, x, xo, pc, c):
     """Class c's demand this week: the exogenous demand, scaled for an RL student class by its quality q as
     floor + (1 - floor) x q (a better student wins more of the work it is built for)."""
@@ -343,8 +345,10 @@ def _chips_for_demand(dem, pck, pc, eff_p, eff_d):
 
     A fleet of N_k chips covers sum_k N_k / W_k(D) of D (:func:`_coverage`).
     """
-    prefill, decode = _work_for_demand(dem, pck, pc, eff_p, eff_d)
-    return prefill + decode
+    work, decode = _work_for_demand(dem, pck, pc, eff_p, eff_d)
+    for k in range(work.shape[0]):
+        work[k] += decode[k]
+    return work
 
 
 @njit(cache=True)
@@ -359,12 +363,12 @@ def _coverage(chips, dem, work):
     return cover if total > 0 else np.inf
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _available(week, pk, k):
     return week >= pk[CHIP.available_week, k]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _chip_price(week, hbm_price, pk, ps, k):
     """Deployed price of one chip k: its chip price (the list price falling with time on the market, the HBM
     share moving with its HBM generation's price index, of ``hbm_price`` (G,)) times the system multiple of
@@ -376,7 +380,7 @@ def _chip_price(week, hbm_price, pk, ps, k):
     return price * (1.0 + ps[SCALAR.hbm_cost_share] * (index - 1.0)) * pk[CHIP.system_capex_multiple, k]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _wear(age_weeks, ps):
     """Share of a new chip's price that a used one of mean age ``age_weeks`` fetches (the used-GPU index's
     decline net of the new-price decline; see the scenario's provenance)."""
@@ -389,7 +393,7 @@ def _resale_price(week, hbm_price, age_weeks, pk, ps, k):
     return _chip_price(week, hbm_price, pk, ps, k) * _wear(age_weeks, ps)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _hbm_allocation(supply, other, ps):
     """HBM stacks of one generation our orders may draw this week: our share of its supply, shrunk when its
     market is short."""
@@ -397,7 +401,7 @@ def _hbm_allocation(supply, other, ps):
     return ps[SCALAR.our_allocation_share] * supply * fill
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _next_hbm_price(hbm_price, supply, other, stacks_needed, ps):
     """One generation's HBM price index a week later: it moves toward its excess-demand target (with a floor).
     A generation with neither supply nor demand (not yet made, or no longer) has no market: its index holds."""
@@ -452,7 +456,7 @@ def _served_with_peaks(capacity, demand, peak):
     return demand * x * (1.0 - u * (1.0 - 1.0 / peak))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _in_transit(row, so, L, k):
     total = 0.0
     for j in range(L):
@@ -584,7 +588,7 @@ def _site_building_kw(row, so, E):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _weekly_rent(week, price, pk, k):
     """$ a week to rent one chip k in the cloud at week ``week``: its quoted rent, moving with the chip's deployed
     ``price`` (which falls with time on the market and rises with HBM scarcity); 0 where it cannot be rented."""
@@ -666,7 +670,7 @@ def _offer_h100s(x, xo, ps):
     return x[xo[EXO.job_flops]] / (ps[SCALAR.h100_train_flops] * WEEK_S * ps[SCALAR.deadline_weeks])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cluster_chips(h100s, pk, ps, k):
     """Whole chips of training-capable type k that match ``h100s`` H100s of training throughput."""
     return float(math.ceil(h100s * ps[SCALAR.h100_train_flops] / pk[CHIP.train_flops_per_chip_s, k] - WHOLE_SLACK))
@@ -728,9 +732,9 @@ def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
     R = 1 + 2 * C
     week = row[so[STATE.week]]
     eff_p, eff_d = _efficiency(week, p.efficiency)
-    orders, sales, rent_in, rent_out = np.zeros(K), np.zeros(K), np.zeros(K), np.zeros(K)
+    orders, sales = np.zeros(K), np.zeros(K)
     if variant == VARIANT.fine:
-        shares = np.empty((R, K))
+        shares, rent_in, rent_out = np.empty((R, K)), np.empty(K), np.empty(K)
         for k in range(K):
             orders[k] = max(act[k], 0.0) * ps[SCALAR.max_order_chips_per_week]
             sales[k] = _whole(max(act[K + k], 0.0) * row[so[STATE.fleet] + k])
@@ -763,6 +767,7 @@ def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
         if int(week) % SCHEDULING_PLAN_EVERY_WEEKS == 0 and newest_week > -np.inf:
             orders[newest] = min(SCHEDULING_PLAN_GROWTH * fleet_total, ps[SCALAR.max_order_chips_per_week])
         blocks = _expansion_blocks(SCHEDULING_SITE_ENTRY, row, so, owned, orders, pk, ps, K, E)
+        rent_in, rent_out = np.zeros(K), np.zeros(K)
     else:
         work = _chips_for_demand(dem, pck, pc, eff_p, eff_d)
         weights = np.zeros(K)
@@ -909,7 +914,11 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     #    generation are released in proportion to it; SRAM chips have a wafer cap.
     supply = x[xo[EXO.hbm_supply]:xo[EXO.hbm_supply] + G]
     other = x[xo[EXO.other_hbm_demand]:xo[EXO.other_hbm_demand] + G]
-    allocation, stacks_needed, hbm_share, hbm_drawn = np.empty(G), np.zeros(G), np.empty(G), np.zeros(G)
+    # (per-step arrays that end up in the info or the next state are worked out in place there: no allocation)
+    allocation = info[io[INFO.hbm_allocation]:io[INFO.hbm_allocation] + G]
+    hbm_drawn = info[io[INFO.hbm_drawn]:io[INFO.hbm_drawn] + G]
+    hbm_drawn[:] = 0.0
+    stacks_needed, hbm_share = np.zeros(G), np.empty(G)
     for k in range(K):
         g = int(pk[CHIP.hbm_generation, k])
         if g >= 0:
@@ -967,7 +976,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         info[io[INFO.in_transit] + k] = _in_transit(new, so, L, k)
 
     # 6. Each generation's HBM price index moves toward its excess-demand target.
-    new_hbm_price = np.empty(G)
+    new_hbm_price = new[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
     price_mean, supply_total = 0.0, 0.0
     for g in range(G):
         new_hbm_price[g] = _next_hbm_price(hbm_price[g], supply[g], other[g], stacks_needed[g], ps)
@@ -981,7 +990,8 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     #     offer, if accepted and a slot is free, reserves chips of the type chosen (or the rule's) if enough
     #     are free; its pay follows market rent: the contract value at the start, moving as chip prices do.
     clusters = ps[SCALAR.training_clusters] > 0
-    reserved = np.zeros(K)
+    reserved = info[io[INFO.reserved_chips]:io[INFO.reserved_chips] + K]
+    reserved[:] = 0.0
     revenue_training, completed_n, missed_n, train_used = 0.0, 0.0, 0.0, 0.0
     arrived_job, can_take = False, False
     if clusters:
@@ -1027,8 +1037,6 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
                 if c_weeks[j] <= 0:
                     completed_n += 1.0
                     job_chips[j], c_weeks[j], c_value[j] = 0.0, 0.0, 0.0
-    for k in range(K):
-        info[io[INFO.reserved_chips] + k] = reserved[k]
 
     # 7. Renting: chips rented in serve beside the fleet for the week at the cloud's weekly rent; chips let out
     #    leave it for the week and earn that rent less the marketplace's fee (their power is still ours).
@@ -1050,7 +1058,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         info[io[INFO.rent_price] + k] = rent
 
     # 8. Whole replicas from the shares of the serving fleet, then serving with admission control.
-    train = np.empty(K)
+    train = info[io[INFO.train_chips]:io[INFO.train_chips] + K]
     prefill = info[io[INFO.prefill_chips]:io[INFO.prefill_chips + 1]]
     decode = info[io[INFO.decode_chips]:io[INFO.decode_chips + 1]]
     for k in range(K):
@@ -1058,7 +1066,6 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
             train[k] = reserved[k]  # contracts hold their clusters; the training shares are not used
         else:
             train[k] = _whole(shares[0, k] * serving[k] * (1.0 if pk[CHIP.train_flops_per_chip_s, k] > 0 else 0.0))
-        info[io[INFO.train_chips] + k] = train[k]
         for c in range(C):
             n = max(pck[CLASS_CHIP.replica_chips, c, k], 1.0)
             prefill[c * K + k] = _whole(shares[1 + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
@@ -1072,6 +1079,9 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     served_all = np.empty(C)
     load_d = np.empty(C)
     prefill_busy = np.zeros((C, K))  # share of each chip type's prefill replicas busy with each class
+    # Each chip type's prefill service time and M/D/1 load limit for the class at hand, worked out once for the three
+    # loops over chip types that read them (rewritten for each class; read only where cap_k > 0).
+    service, limit = np.empty(K), np.empty(K)
     revenue = 0.0
     link_rate = ps[SCALAR.kv_link_bytes_per_s]
     years = week / WEEKS_PER_YEAR
@@ -1109,7 +1119,9 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         for k in range(K):
             cap_k = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] * out_per_in
             if cap_k > 0:
-                admissible += cap_k * _max_prefill_load(pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k], budget)
+                service[k] = pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k]
+                limit[k] = _max_prefill_load(service[k], budget)
+                admissible += cap_k * limit[k]
         capacity = min(min(admissible, decode_ok), transfer_cap)
         if ps[SCALAR.disaggregation] == 0.0:
             # Without disaggregated serving a request's decode runs on the chip type that prefilled it, so each
@@ -1117,8 +1129,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
             capacity = 0.0
             for k in range(K):
                 cap_k = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] * out_per_in
-                own_p = cap_k * _max_prefill_load(pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k], budget) \
-                    if cap_k > 0 else 0.0
+                own_p = cap_k * limit[k] if cap_k > 0 else 0.0
                 own_d = 0.0
                 if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
                     own_d = decode[c * K + k] * serve_d[c, k]
@@ -1131,12 +1142,10 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         for k in range(K):
             cap_k = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] * out_per_in
             if cap_k > 0:
-                service_k = pck[CLASS_CHIP.prefill_latency_s, c, k] / eff_p[k]
-                limit = _max_prefill_load(service_k, budget)
-                weight = cap_k * limit / admissible if admissible > 0 else cap_k / prefill_cap
-                rho = limit * fraction
+                weight = cap_k * limit[k] / admissible if admissible > 0 else cap_k / prefill_cap
+                rho = limit[k] * fraction
                 prefill_busy[c, k] = rho
-                ttft += weight * (service_k + rho * service_k / (2.0 * (1.0 - rho)))
+                ttft += weight * (service[k] + rho * service[k] / (2.0 * (1.0 - rho)))
         price = (pc[CLASS.output_price_per_token, c]
                  + pc[CLASS.input_price_per_token, c] * pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c])
         price *= (1.0 - pc[CLASS.price_decline_per_year, c]) ** years
@@ -1231,7 +1240,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
 
     # 10-12. Utilisation, operating cost, capital, money. Chips at work are the serving fleet and the clusters.
     energy, maintenance, depreciation, fleet_stacks, fleet_total, book_total = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-    settled = np.empty(K)
+    settled = 0.0  # what the chips would settle for (read only at the end of the episode)
     for k in range(K):
         busy_p, busy_d = 0.0, 0.0
         for c in range(C):
@@ -1257,7 +1266,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         book[k] -= charge
         book_total += book[k]
         # The settlement marks chips at this week's price and their age this week, as a sale this week would.
-        settled[k] = fleet[k] * prices[k] * _wear(age[k], ps) - book[k]
+        settled += fleet[k] * prices[k] * _wear(age[k], ps) - book[k]
         age[k] = age[k] + 1.0 if fleet[k] > 0 else 0.0
     site_charge = min(new[so[STATE.site_depreciation_rate]], max(new[so[STATE.site_book_value]], 0.0))
     new[so[STATE.site_book_value]] -= site_charge
@@ -1290,9 +1299,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     #     resale value and orders not yet delivered are cancelled for the refund fraction of what was paid.
     settlement = 0.0
     if bankrupt or week + 1.0 >= ps[SCALAR.weeks]:
-        for k in range(K):
-            settlement += settled[k]
-        settlement -= (1.0 - ps[SCALAR.order_refund_fraction]) * prepaid
+        settlement = settled - (1.0 - ps[SCALAR.order_refund_fraction]) * prepaid
     profit = accounting - capital_charge + settlement
     tokens = 0.0
     for c in range(C):
@@ -1301,10 +1308,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     new[so[STATE.week]] = week + 1.0
     new[so[STATE.cash]] = new_cash
     for g in range(G):
-        new[so[STATE.hbm_price] + g] = new_hbm_price[g]
         info[io[INFO.hbm_supply] + g] = supply[g]
-        info[io[INFO.hbm_allocation] + g] = allocation[g]
-        info[io[INFO.hbm_drawn] + g] = hbm_drawn[g]
         info[io[INFO.hbm_price] + g] = new_hbm_price[g]
     new[so[STATE.bankrupt]] = 1.0 if bankrupt else 0.0
     exposure = fleet_stacks / max(fleet_total * ps[SCALAR.max_hbm_stacks], 1.0)
@@ -1365,31 +1369,30 @@ def _observe(row, obs, o, exo, p):
     wanted = _demand_with_backlog(row, so, x, xo, pc, C)
     work = _chips_for_demand(wanted, pck, pc, eff_p, eff_d)
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
-    out = np.empty(obs.shape[0])
-    out[0] = week / ps[SCALAR.weeks]
-    out[1] = row[so[STATE.cash]] / ps[SCALAR.credit_limit_usd]
-    out[2] = min(_coverage(fleet, wanted, work), OBS_CLIP) / MAX_COVERAGE
+    obs[0] = week / ps[SCALAR.weeks]
+    obs[1] = row[so[STATE.cash]] / ps[SCALAR.credit_limit_usd]
+    obs[2] = min(_coverage(fleet, wanted, work), OBS_CLIP) / MAX_COVERAGE
     owned = _owned_and_ordered(row, so, K, L)
-    out[3] = min(_coverage(owned, wanted, work), OBS_CLIP) / MAX_COVERAGE
+    obs[3] = min(_coverage(owned, wanted, work), OBS_CLIP) / MAX_COVERAGE
     queued_stacks = np.zeros(G)
     life = ps[SCALAR.depreciation_years] * WEEKS_PER_YEAR
     for k in range(K):
-        out[4 + k] = fleet[k] / ps[SCALAR.fleet_scale]
-        out[4 + K + k] = (row[so[STATE.queue] + k] + _in_transit(row, so, L, k)) / ps[SCALAR.fleet_scale]
-        out[4 + 2 * K + k] = 1.0 if _available(week, pk, k) else 0.0
-        out[4 + 3 * K + k] = _chip_price(week, hbm_price, pk, ps, k) / pk[CHIP.list_price, k]
-        out[4 + 4 * K + k] = row[so[STATE.last_utilisation] + k]
-        out[4 + 5 * K + k] = row[so[STATE.age_weeks] + k] / life
+        obs[4 + k] = fleet[k] / ps[SCALAR.fleet_scale]
+        obs[4 + K + k] = (row[so[STATE.queue] + k] + _in_transit(row, so, L, k)) / ps[SCALAR.fleet_scale]
+        obs[4 + 2 * K + k] = 1.0 if _available(week, pk, k) else 0.0
+        obs[4 + 3 * K + k] = _chip_price(week, hbm_price, pk, ps, k) / pk[CHIP.list_price, k]
+        obs[4 + 4 * K + k] = row[so[STATE.last_utilisation] + k]
+        obs[4 + 5 * K + k] = row[so[STATE.age_weeks] + k] / life
         g = int(pk[CHIP.hbm_generation, k])
         if g >= 0:
             queued_stacks[g] += row[so[STATE.queue] + k] * pk[CHIP.hbm_stacks, k]
     i = 4 + 6 * K
     for c in range(C):
-        out[i + c] = x[xo[EXO.demand] + c] / (10.0 * max(pc[CLASS.demand0, c], 1.0))
-        out[i + C + c] = 10.0 * math.log(max(x[xo[EXO.demand] + c], 1.0) / max(past[xo[EXO.demand] + c], 1.0))
-        out[i + 2 * C + c] = row[so[STATE.last_served_fraction] + c]
-        out[i + 3 * C + c] = row[so[STATE.last_admissible_load] + c]
-        out[i + 4 * C + c] = row[so[STATE.quality] + c]
+        obs[i + c] = x[xo[EXO.demand] + c] / (10.0 * max(pc[CLASS.demand0, c], 1.0))
+        obs[i + C + c] = 10.0 * math.log(max(x[xo[EXO.demand] + c], 1.0) / max(past[xo[EXO.demand] + c], 1.0))
+        obs[i + 2 * C + c] = row[so[STATE.last_served_fraction] + c]
+        obs[i + 3 * C + c] = row[so[STATE.last_admissible_load] + c]
+        obs[i + 4 * C + c] = row[so[STATE.quality] + c]
     i += 5 * C
     nearest, remaining = np.inf, 0.0
     for j in range(J):
@@ -1398,23 +1401,25 @@ def _observe(row, obs, o, exo, p):
             nearest = min(nearest, row[so[STATE.job_weeks_left] + j])
     for g in range(G):
         scale = max(p.generation[GENERATION.hbm_supply_scale, g], 1.0)
-        out[i + g] = hbm_price[g]
-        out[i + G + g] = x[xo[EXO.hbm_supply] + g] / scale
-        out[i + 2 * G + g] = queued_stacks[g] / max(ps[SCALAR.our_allocation_share] * scale, 1.0) / 10.0
-        out[i + 3 * G + g] = x[xo[EXO.hbm_shock] + g]
+        obs[i + g] = hbm_price[g]
+        obs[i + G + g] = x[xo[EXO.hbm_supply] + g] / scale
+        obs[i + 2 * G + g] = queued_stacks[g] / max(ps[SCALAR.our_allocation_share] * scale, 1.0) / 10.0
+        obs[i + 3 * G + g] = x[xo[EXO.hbm_shock] + g]
     i += 4 * G
-    out[i] = remaining / (ps[SCALAR.slots] * ps[SCALAR.flops_per_job])
-    out[i + 1] = (nearest if nearest < np.inf else ps[SCALAR.deadline_weeks]) / ps[SCALAR.deadline_weeks]
+    obs[i] = remaining / (ps[SCALAR.slots] * ps[SCALAR.flops_per_job])
+    obs[i + 1] = (nearest if nearest < np.inf else ps[SCALAR.deadline_weeks]) / ps[SCALAR.deadline_weeks]
     site_kw = max(row[so[STATE.site_kw]], 1.0)
-    out[i + 2] = (row[so[STATE.site_kw]] - _committed_kw(owned, pk, K)) / site_kw
-    out[i + 3] = _site_building_kw(row, so, o.dims[4]) / site_kw
+    obs[i + 2] = (row[so[STATE.site_kw]] - _committed_kw(owned, pk, K)) / site_kw
+    obs[i + 3] = _site_building_kw(row, so, o.dims[4]) / site_kw
     reserved = 0.0
     for j in range(J):
         reserved += row[so[STATE.job_chips] + j]
-    out[i + 4] = _offer_h100s(x, xo, ps) / ps[SCALAR.fleet_scale]
-    out[i + 5] = reserved / ps[SCALAR.fleet_scale]
+    obs[i + 4] = _offer_h100s(x, xo, ps) / ps[SCALAR.fleet_scale]
+    obs[i + 5] = reserved / ps[SCALAR.fleet_scale]
+    # The entries are clipped after their float32 rounding, in place: rounding is monotonic and keeps +-OBS_CLIP, so
+    # each comes out as if clipped first (no float64 scratch row to allocate).
     for n in range(obs.shape[0]):
-        obs[n] = min(max(out[n], -OBS_CLIP), OBS_CLIP)
+        obs[n] = min(max(obs[n], -OBS_CLIP), OBS_CLIP)
 
 
 def observation_size(dims: dict[str, int]) -> int:

@@ -114,7 +114,7 @@ def test_helpers_compute_the_documented_formulas():
     assert fn.coverage(params, np.eye(s.n_chips)[k][None] * work[0, k], demand, 0)[0] == pytest.approx(1.0)
     assert fn.coverage(params, np.ones((1, s.n_chips)), np.zeros((1, s.n_classes)), 0)[0] == np.inf
     # Knob shares: each chip type's shares sum to 1 and no training without training need.
-    shares = fn.knob_shares(params, a["initial_fleet"][None], demand, np.full((1, 4), 0.5), np.zeros(1), 0)
+    shares = fn.knob_shares(params, a["initial_fleet"][None], demand, np.full((1, dyn.N_KNOBS), 0.5), np.zeros(1), 0)
     fleet_types = a["initial_fleet"] > 0
     np.testing.assert_allclose(shares[0].sum(0)[fleet_types], 1.0)
     assert (shares[0, 0] == 0).all()
