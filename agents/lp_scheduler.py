@@ -60,7 +60,7 @@ def serving_rates(scenario: Scenario, week: float = 0.0,
     rho = max_prefill_load(a["prefill_latency_s"] / eff_p, a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
     prefill_out = rho * a["prefill_rate"] * eff_p * (a["output_tokens"] / a["input_tokens"])[:, None]
     decode_ok = fits & (a["tpot_s"] / eff_d <= a["tpot_slo_s"][:, None])
-    updating = (a["update_flops_per_token"] > 0)[:, None] & (a["train_flops_per_chip_s"] > 0)[None, :]
+    updating = a["student_updating"]
     decode_out = np.where(decode_ok, a["decode_rate"] * np.where(updating, 1.0 - update_share, 1.0) * eff_d, 0.0)
     power = a["system_power_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / J_PER_KWH
     return prefill_out, decode_out, power

@@ -330,7 +330,7 @@ def _solve(params: Params, window: Window, time_limit: float) -> OraclePlan:
     xd = prog.var((T, C, K), 0.0, np.where(decode_any > 0, np.inf, 0.0))
     # RL student classes: decode chips of training-capable types spending their time on RL updates, and the
     # students' quality at the start of each week (demand = D x (floor + (1 - floor) q), as in the env).
-    updating = (a["update_flops_per_token"] > 0)[:, None] & (a["train_flops_per_chip_s"] > 0)[None, :]
+    updating = a["student_updating"]
     xu = prog.var((T, C, K), 0.0, np.where(updating & (decode_any > 0), np.inf, 0.0))
     students = np.flatnonzero(a["update_flops_per_token"] > 0)
     quality = prog.var((T + 1, C), 0.0, 1.0)
@@ -697,7 +697,7 @@ def _update_base(scenario, plan: OraclePlan, t: int) -> float:
     """Decode chips of week t that the env's update share applies to: RL student classes' on training-capable
     types, serving or updating."""
     a = scenario.arrays
-    updating = (a["update_flops_per_token"] > 0)[:, None] & (a["train_flops_per_chip_s"] > 0)[None, :]
+    updating = a["student_updating"]
     return float(((plan.decode[t] + plan.updating[t]) * updating).sum())
 
 

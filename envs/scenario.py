@@ -613,7 +613,9 @@ def _build_arrays(raw, start, weeks, chips, classes, initial, rental):
     # Derived once here so the per-step transition does not recompute them.
     # Capacity sizing (coverage, chips needed) counts a student's training-capable decode chips at the neutral
     # update share; the transition applies the share decided each week.
-    updating = (arrays["update_flops_per_token"] > 0)[:, None] & training_capable[None, :]
+    # (C, K) RL student class x training-capable chip type: the decode chips an update share applies to. One
+    # mask for the env's sizing, the LP scheduler's rates and the oracle's update chips.
+    updating = arrays["student_updating"] = (arrays["update_flops_per_token"] > 0)[:, None] & training_capable[None, :]
     arrays["serving_decode_rate"] = arrays["decode_rate"] * np.where(updating, 1.0 - NEUTRAL_UPDATE_SHARE, 1.0)
     for name, rate in (("prefill", arrays["prefill_rate"]), ("decode", arrays["serving_decode_rate"])):
         # A class that fits no chip gets no capacity anyway; 1.0 keeps the allocator's arithmetic finite.
