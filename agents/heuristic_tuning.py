@@ -14,7 +14,7 @@ minutes. ``python -m agents.tune --policy forecast`` (re)writes the committed en
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,16 +54,20 @@ class Tunable(Protocol):
     def __call__(self, env: DatacenterEnv, params: dict[str, float] | None = None, tuned: bool = True) -> Any: ...
 
 
-def episode_return(env: DatacenterEnv, policy: Any, seed: int) -> float:
-    """The return of one episode of ``policy`` from ``env.reset(seed=seed)``."""
+def _play(env: DatacenterEnv, policy: Any, seed: int) -> Iterator[tuple[Any, float]]:
+    """(action, reward) of each week of one episode of ``policy`` from ``env.reset(seed=seed)``."""
     obs, _ = env.reset(seed=seed)
-    total = 0.0
     while True:
         action, _ = policy.predict(obs)
         obs, reward, terminated, truncated, _ = env.step(action)
-        total += float(reward)
+        yield action, float(reward)
         if terminated or truncated:
-            return total
+            return
+
+
+def episode_return(env: DatacenterEnv, policy: Any, seed: int) -> float:
+    """The return of one episode of ``policy`` from ``env.reset(seed=seed)``."""
+    return sum((reward for _, reward in _play(env, policy, seed)), 0.0)
 
 
 def training_returns(cls: Tunable, params: fn.Params, candidates: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
@@ -91,13 +95,8 @@ def policy_digest(cls: Tunable, params: fn.Params) -> str:
     env = DatacenterEnv(scenario=params.scenario, variant=params.variant, discrete=params.discrete)
     policy, digest = cls(env, tuned=False), hashlib.sha256()
     for seed in PROBE_SEEDS:
-        obs, _ = env.reset(seed=seed)
-        done = False
-        while not done:
-            action, _ = policy.predict(obs)
+        for action, _ in _play(env, policy, seed):
             digest.update(np.ascontiguousarray(action).tobytes())
-            obs, _, terminated, truncated, _ = env.step(action)
-            done = terminated or truncated
     return digest.hexdigest()[:16]
 
 

@@ -229,8 +229,8 @@ def compare(specs: list[Spec], env_id: str, scenario: str | None, seeds: list[in
                 bool((read_run_config(run) or {}).get("randomize")) for run in spec.runs]
     summary.update(env_id=env_id, scenario=scenario, scenario_name=scenario_params.name, seeds=seeds,
                    provenance=provenance(scenario_params.raw, {
-                       spec.env_id(env_id): dynamics_digest(make_env(spec.env_id(env_id), scenario).unwrapped.params)
-                       for spec in specs}))
+                       scored: dynamics_digest(make_env(scored, scenario).unwrapped.params)
+                       for scored in {spec.env_id(env_id) for spec in specs}}))
     table = markdown(summary, env_id, seeds)
     atomic_write_text(out / "results.md", table + "\n")
     atomic_write_text(out / "per_seed.csv", per_seed_csv(rows))
