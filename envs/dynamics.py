@@ -823,7 +823,8 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     t = min(int(week), T - 1)
     x = exo[t]
     eff_p, eff_d = _efficiency(week, p.efficiency)
-    new[:] = row
+    for i in range(row.shape[0]):  # (an explicit loop: ``new[:] = row`` compiles to a slower broadcasting copy)
+        new[i] = row[i]
     fleet, age = new[so[STATE.fleet]:so[STATE.fleet] + K], new[so[STATE.age_weeks]:so[STATE.age_weeks] + K]
     queue, queue_value = new[so[STATE.queue]:so[STATE.queue] + K], new[so[STATE.queue_value]:so[STATE.queue_value] + K]
     pipeline = new[so[STATE.pipeline]:so[STATE.pipeline] + K * L].reshape((K, L))
