@@ -210,7 +210,8 @@ def fingerprint_inputs(params: fn.Params, seeds: Sequence[int], budget: Budget, 
     to an episode's numbers makes it stale), the training seeds and the budget; ``extra`` adds a policy's own
     settings."""
     tables = hashlib.sha256(b"".join(np.ascontiguousarray(t).tobytes()
-                                     for t in (*params.tables, params.initial_row))).hexdigest()[:16]
+                                     for t in (*params.tables[:dyn.N_PRIMARY_TABLES], params.initial_row))
+                            ).hexdigest()[:16]
     return {"format": _FORMAT, "scenario": _digest(dict(params.scenario.raw)), "tables": tables,
             "variant": params.variant, "discrete": params.discrete, "action_space": repr(params.action_space),
             "dynamics": dynamics_digest(params),

@@ -224,7 +224,13 @@ N_INFO_SCALARS = sum(1 for f in INFO_FIELDS if f[1] == "")
 
 
 class Tables(NamedTuple):
-    """A scenario's parameters as the kernels read them (float64; rows named by the declarations above)."""
+    """A scenario's parameters as the kernels read them (float64; rows named by the declarations above).
+
+    The first N_PRIMARY_TABLES fields are the model's inputs; the rest are worked out from them once per scenario
+    by :func:`with_derived` (each holds what a step would otherwise recompute from the same figures every week, with
+    the same float operations, so reading it changes no result). After replacing a primary field, call
+    :func:`with_derived` again.
+    """
 
     chip: np.ndarray  # (len(CHIP_FIELDS), K)
     class_chip: np.ndarray  # (len(CLASS_CHIP_FIELDS), C, K)
@@ -232,6 +238,13 @@ class Tables(NamedTuple):
     scalar: np.ndarray  # (len(SCALAR_SOURCES),)
     efficiency: np.ndarray  # (2, K, Y): prefill and decode rate multipliers of each chip in each year of the episode
     generation: np.ndarray  # (len(GENERATION_FIELDS), G)
+    list_price_path: np.ndarray  # (weeks + 1, K): each chip's list price after its time on the market, by whole week
+    class_price_path: np.ndarray  # (weeks + 1, C): each class's token price multiple (its yearly decline), by week
+    decode_meets_slo: np.ndarray  # (Y, C, K): 1 where chip k's decode TPOT in episode year y meets class c's SLO
+    prompt_per_output: np.ndarray  # (C,): input tokens per output token of each class
+
+
+N_PRIMARY_TABLES = 6  # Tables' fields that are model inputs; the others are derived from them
 
 
 class Offsets(NamedTuple):
@@ -261,12 +274,43 @@ def layout(fields: tuple, dims: dict[str, int]) -> tuple[np.ndarray, list[tuple[
 
 def scenario_tables(scenario: Any) -> Tables:
     a = scenario.arrays
-    return Tables(np.stack([a[k] for k in CHIP_FIELDS]).astype(np.float64),
-                  np.stack([a[k] for k in CLASS_CHIP_FIELDS]).astype(np.float64),
-                  np.stack([a[k] for k in CLASS_FIELDS]).astype(np.float64),
-                  np.array([float(read(scenario)) for read in SCALAR_SOURCES.values()], dtype=np.float64),
-                  np.ascontiguousarray(a["efficiency_by_year"], dtype=np.float64),
-                  np.stack([a[k] for k in GENERATION_FIELDS]).astype(np.float64))
+    primary = (np.stack([a[k] for k in CHIP_FIELDS]).astype(np.float64),
+               np.stack([a[k] for k in CLASS_CHIP_FIELDS]).astype(np.float64),
+               np.stack([a[k] for k in CLASS_FIELDS]).astype(np.float64),
+               np.array([float(read(scenario)) for read in SCALAR_SOURCES.values()], dtype=np.float64),
+               np.ascontiguousarray(a["efficiency_by_year"], dtype=np.float64),
+               np.stack([a[k] for k in GENERATION_FIELDS]).astype(np.float64))
+    return with_derived(primary)
+
+
+def with_derived(tables: Tables | tuple[np.ndarray, ...]) -> Tables:
+    """``tables``' primary fields (the first N_PRIMARY_TABLES) with the derived ones worked out from them."""
+    chip, class_chip, cls, scalar, efficiency, generation = tuple(tables)[:N_PRIMARY_TABLES]
+    return Tables(chip, class_chip, cls, scalar, efficiency, generation,
+                  *_derived_tables(chip, class_chip, cls, scalar, efficiency))
+
+
+@njit(cache=True)
+def _derived_tables(pk, pck, pc, ps, eff):
+    """(list_price_path, class_price_path, decode_meets_slo, prompt_per_output) of :class:`Tables`: compiled, so that
+    each entry is the float the kernels' own formula gives (the same ``pow`` and division)."""
+    weeks, K, C, Y = int(ps[SCALAR.weeks]), pk.shape[1], pc.shape[1], eff.shape[2]
+    list_price, class_price = np.empty((weeks + 1, K)), np.empty((weeks + 1, C))
+    for w in range(weeks + 1):
+        for k in range(K):
+            list_price[w, k] = _list_price_formula(float(w), pk, ps, k)
+        for c in range(C):
+            class_price[w, c] = _class_price_formula(float(w), pc, c)
+    meets = np.zeros((Y, C, K))
+    for y in range(Y):
+        for c in range(C):
+            for k in range(K):
+                if pck[CLASS_CHIP.tpot_s, c, k] / eff[1, k, y] <= pc[CLASS.tpot_slo_s, c]:
+                    meets[y, c, k] = 1.0
+    prompt_per_output = np.empty(C)
+    for c in range(C):
+        prompt_per_output[c] = pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c]
+    return list_price, class_price, meets, prompt_per_output
 
 
 def scenario_offsets(scenario: Any) -> Offsets:
@@ -313,17 +357,24 @@ def _update_cuts(share, pk, pc):
 
 
 @njit(cache=True)
+def _year(week, eff):
+    """The episode year of ``week``: the column of the efficiency tables ``eff`` (2, K, Y) in force then."""
+    return min(max(int(week // WEEKS_PER_YEAR), 0), eff.shape[2] - 1)
+
+
+@njit(cache=True)
 def _efficiency(week, eff):
     """(prefill (K,), decode (K,)) rate multipliers of each chip in the episode year of ``week``: vendors'
     serving software matures, so the same chip serves more over time (tables ``eff`` (2, K, Y))."""
-    y = min(max(int(week // WEEKS_PER_YEAR), 0), eff.shape[2] - 1)
+    y = _year(week, eff)
     return eff[0, :, y], eff[1, :, y]
 
 
 @njit(cache=True)
-def _work_for_demand(dem, pck, pc, eff_p, eff_d):
+def _work_for_demand(dem, pck, prompt_per_output, eff_p, eff_d):
     """(prefill (K,), decode (K,)) chips of each type that serve the prefill and the decode of ``dem`` (C,)
-    alone at this year's efficiency; inf where a demanded class does not fit the chip."""
+    alone at this year's efficiency; inf where a demanded class does not fit the chip (tables ``pck`` and
+    ``prompt_per_output``: arrays, not the Tables, since a call costs two reference counts per array passed)."""
     C, K = pck.shape[1], pck.shape[2]
     prefill_work, decode_work = np.empty(K), np.empty(K)
     for k in range(K):
@@ -331,8 +382,7 @@ def _work_for_demand(dem, pck, pc, eff_p, eff_d):
         for c in range(C):
             if dem[c] > 0:
                 misfit += 1.0 - pck[CLASS_CHIP.fits, c, k]
-            prefill += dem[c] * (pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c]) \
-                * pck[CLASS_CHIP.chip_s_per_prompt_token, c, k]
+            prefill += dem[c] * prompt_per_output[c] * pck[CLASS_CHIP.chip_s_per_prompt_token, c, k]
             decode += dem[c] * pck[CLASS_CHIP.chip_s_per_output_token, c, k]
         prefill_work[k] = np.inf if misfit > 0 else prefill / eff_p[k]
         decode_work[k] = np.inf if misfit > 0 else decode / eff_d[k]
@@ -340,12 +390,12 @@ def _work_for_demand(dem, pck, pc, eff_p, eff_d):
 
 
 @njit(cache=True)
-def _chips_for_demand(dem, pck, pc, eff_p, eff_d):
+def _chips_for_demand(dem, pck, prompt_per_output, eff_p, eff_d):
     """W_k(D): chips of type k that serve demand ``dem`` (C,) colocated; inf if a demanded class does not fit.
 
     A fleet of N_k chips covers sum_k N_k / W_k(D) of D (:func:`_coverage`).
     """
-    work, decode = _work_for_demand(dem, pck, pc, eff_p, eff_d)
+    work, decode = _work_for_demand(dem, pck, prompt_per_output, eff_p, eff_d)
     for k in range(work.shape[0]):
         work[k] += decode[k]
     return work
@@ -369,12 +419,40 @@ def _available(week, pk, k):
 
 
 @njit(cache=True, inline="always")
-def _chip_price(week, hbm_price, pk, ps, k):
+def _path_row(week, path):
+    """The row of a by-week path table (:class:`Tables`) that holds ``week``, or -1 if it is not a whole week there."""
+    w = int(week) if 0.0 <= week < path.shape[0] else -1
+    return w if w == week else -1
+
+
+@njit(cache=True, inline="always")
+def _list_price_formula(week, pk, ps, k):
+    """Chip k's list price at ``week``, falling at the yearly price decline from the week it came on the market."""
+    years = max(week - pk[CHIP.available_week, k], 0.0) / WEEKS_PER_YEAR
+    return pk[CHIP.list_price, k] * (1.0 - ps[SCALAR.price_decline_per_year]) ** years
+
+
+@njit(cache=True, inline="always")
+def _class_price_formula(week, pc, c):
+    """Class c's token prices at ``week`` as a multiple of their starting level (their yearly decline)."""
+    return (1.0 - pc[CLASS.price_decline_per_year, c]) ** (week / WEEKS_PER_YEAR)
+
+
+@njit(cache=True, inline="always")
+def _class_price_multiple(week, p, c):
+    """:func:`_class_price_formula`, read from the path table at whole weeks of the episode (a ``pow`` saved)."""
+    w = _path_row(week, p.class_price_path)
+    return p.class_price_path[w, c] if w >= 0 else _class_price_formula(week, p.cls, c)
+
+
+@njit(cache=True, inline="always")
+def _chip_price(week, hbm_price, pk, ps, list_price_path, k):
     """Deployed price of one chip k: its chip price (the list price falling with time on the market, the HBM
     share moving with its HBM generation's price index, of ``hbm_price`` (G,)) times the system multiple of
-    its form factor (server, network, storage)."""
-    years = max(week - pk[CHIP.available_week, k], 0.0) / WEEKS_PER_YEAR
-    price = pk[CHIP.list_price, k] * (1.0 - ps[SCALAR.price_decline_per_year]) ** years
+    its form factor (server, network, storage). The list price is read from its path table (Tables.list_price_path)
+    at whole weeks of the episode (a ``pow`` saved) and worked out at any other week."""
+    w = _path_row(week, list_price_path)
+    price = list_price_path[w, k] if w >= 0 else _list_price_formula(week, pk, ps, k)
     g = int(pk[CHIP.hbm_generation, k])
     index = hbm_price[g] if g >= 0 else 1.0
     return price * (1.0 + ps[SCALAR.hbm_cost_share] * (index - 1.0)) * pk[CHIP.system_capex_multiple, k]
@@ -388,9 +466,9 @@ def _wear(age_weeks, ps):
 
 
 @njit(cache=True)
-def _resale_price(week, hbm_price, age_weeks, pk, ps, k):
+def _resale_price(week, hbm_price, age_weeks, pk, ps, list_price_path, k):
     """What a used chip k of mean age ``age_weeks`` fetches: today's deployed price of a new one, less wear."""
-    return _chip_price(week, hbm_price, pk, ps, k) * _wear(age_weeks, ps)
+    return _chip_price(week, hbm_price, pk, ps, list_price_path, k) * _wear(age_weeks, ps)
 
 
 @njit(cache=True, inline="always")
@@ -598,14 +676,14 @@ def _weekly_rent(week, price, pk, k):
 
 
 @njit(cache=True)
-def _week_prices(row, so, pk, ps, K, G):
+def _week_prices(row, so, pk, ps, list_price_path, K, G):
     """(deployed price (K,), weekly rent (K,)) of each chip at the row's week and HBM price indices. Each price costs
     a ``pow``, so a step works them out once and hands them to everything that prices chips that week."""
     week = row[so[STATE.week]]
     hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
     prices, rents = np.empty(K), np.empty(K)
     for k in range(K):
-        prices[k] = _chip_price(week, hbm_price, pk, ps, k)
+        prices[k] = _chip_price(week, hbm_price, pk, ps, list_price_path, k)
         rents[k] = _weekly_rent(week, prices[k], pk, k)
     return prices, rents
 
@@ -641,9 +719,15 @@ def _rent_in_chips(u, row, so, rents, dem, work, ps, K):
         price = rents[k]
         if price > 0 and math.isfinite(work[k]) and work[k] > 0:
             cost[k] = price * work[k]
-    for k in np.argsort(cost):
-        if shortfall <= 0 or not math.isfinite(cost[k]):
+    # Cheapest first (ties: the lower index), each type once; a scan, since K is small and a sort allocates.
+    while shortfall > 0:
+        k, lowest = -1, np.inf
+        for i in range(K):
+            if cost[i] < lowest:
+                k, lowest = i, cost[i]
+        if k < 0:
             break
+        cost[k] = np.inf
         take = min(_whole(shortfall * work[k]), ps[SCALAR.max_rent_chips_per_week])
         rent[k] = take
         shortfall -= take / work[k]
@@ -769,7 +853,7 @@ def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
         blocks = _expansion_blocks(SCHEDULING_SITE_ENTRY, row, so, owned, orders, pk, ps, K, E)
         rent_in, rent_out = np.zeros(K), np.zeros(K)
     else:
-        work = _chips_for_demand(dem, pck, pc, eff_p, eff_d)
+        work = _chips_for_demand(dem, pck, p.prompt_per_output, eff_p, eff_d)
         weights = np.zeros(K)
         total = 0.0
         for k in range(K):
@@ -823,6 +907,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     t = min(int(week), T - 1)
     x = exo[t]
     eff_p, eff_d = _efficiency(week, p.efficiency)
+    slo_ok = p.decode_meets_slo[_year(week, p.efficiency)]  # (C, K) decode replicas fast enough for the TPOT SLO
     for i in range(row.shape[0]):  # (an explicit loop: ``new[:] = row`` compiles to a slower broadcasting copy)
         new[i] = row[i]
     fleet, age = new[so[STATE.fleet]:so[STATE.fleet] + K], new[so[STATE.age_weeks]:so[STATE.age_weeks] + K]
@@ -1085,7 +1170,6 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     service, limit = np.empty(K), np.empty(K)
     revenue = 0.0
     link_rate = ps[SCALAR.kv_link_bytes_per_s]
-    years = week / WEEKS_PER_YEAR
     for c in range(C):
         demand, dem_eff = _quality_demand(row, so, x, xo, pc, c), dem[c]
         prefill_sum, decode_cap, decode_ok = 0.0, 0.0, 0.0
@@ -1094,7 +1178,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
             rate_d = decode[c * K + k] * serve_d[c, k]
             decode_cap += rate_d
             # Admission control: decode replicas too slow for the class's TPOT SLO take none of its load.
-            if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
+            if slo_ok[c, k] > 0:
                 decode_ok += rate_d
         # Prefill capacity in output-token equivalents: prompts/s x output tokens per prompt.
         out_per_in = pc[CLASS.output_tokens, c] / pc[CLASS.input_tokens, c]
@@ -1132,7 +1216,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
                 cap_k = prefill[c * K + k] * pck[CLASS_CHIP.prefill_rate, c, k] * eff_p[k] * out_per_in
                 own_p = cap_k * limit[k] if cap_k > 0 else 0.0
                 own_d = 0.0
-                if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
+                if slo_ok[c, k] > 0:
                     own_d = decode[c * K + k] * serve_d[c, k]
                 capacity += min(own_p, own_d)
         served = _served_with_peaks(capacity, dem_eff, pc[CLASS.peak_to_mean, c])
@@ -1149,7 +1233,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
                 ttft += weight * (service[k] + rho * service[k] / (2.0 * (1.0 - rho)))
         price = (pc[CLASS.output_price_per_token, c]
                  + pc[CLASS.input_price_per_token, c] * pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c])
-        price *= (1.0 - pc[CLASS.price_decline_per_year, c]) ** years
+        price *= _class_price_multiple(week, p, c)
         revenue_class = served * price * WEEK_S
         revenue += revenue_class
         unmet = dem_eff - served
@@ -1241,13 +1325,12 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
 
     # 10-12. Utilisation, operating cost, capital, money. Chips at work are the serving fleet and the clusters.
     energy, maintenance, depreciation, fleet_stacks, fleet_total, book_total = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-    settled = 0.0  # what the chips would settle for (read only at the end of the episode)
     for k in range(K):
         busy_p, busy_d = 0.0, 0.0
         for c in range(C):
             busy_p += prefill[c * K + k] * prefill_busy[c, k]
             cut = cuts[c, k]  # update time is busy time
-            if pck[CLASS_CHIP.tpot_s, c, k] / eff_d[k] <= pc[CLASS.tpot_slo_s, c]:
+            if slo_ok[c, k] > 0:
                 busy_d += decode[c * K + k] * (cut + (1.0 - cut) * load_d[c])
             else:
                 busy_d += decode[c * K + k] * cut
@@ -1266,9 +1349,6 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         fleet_total += fleet[k]
         book[k] -= charge
         book_total += book[k]
-        # The settlement marks chips at this week's price and their age this week, as a sale this week would.
-        settled += fleet[k] * prices[k] * _wear(age[k], ps) - book[k]
-        age[k] = age[k] + 1.0 if fleet[k] > 0 else 0.0
     site_charge = min(new[so[STATE.site_depreciation_rate]], max(new[so[STATE.site_book_value]], 0.0))
     new[so[STATE.site_book_value]] -= site_charge
     depreciation += site_charge
@@ -1297,9 +1377,17 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     accounting = revenue - opex - depreciation - write_off + sale_gain
     bankrupt = new_cash < -ps[SCALAR.credit_limit_usd]
     # 13. The end of the episode (the horizon or bankruptcy) settles the books: chips are marked to their
-    #     resale value and orders not yet delivered are cancelled for the refund fraction of what was paid.
+    #     resale value and orders not yet delivered are cancelled for the refund fraction of what was paid. The
+    #     settlement marks chips at this week's price and their age this week, as a sale this week would; the chips
+    #     then age a week.
+    ending = bankrupt or week + 1.0 >= ps[SCALAR.weeks]
+    settled = 0.0
+    for k in range(K):
+        if ending:
+            settled += fleet[k] * prices[k] * _wear(age[k], ps) - book[k]
+        age[k] = age[k] + 1.0 if fleet[k] > 0 else 0.0
     settlement = 0.0
-    if bankrupt or week + 1.0 >= ps[SCALAR.weeks]:
+    if ending:
         settlement = settled - (1.0 - ps[SCALAR.order_refund_fraction]) * prepaid
     profit = accounting - capital_charge + settlement
     tokens = 0.0
@@ -1368,20 +1456,23 @@ def _observe(row, obs, o, exo, p):
     x, past = exo[t], exo[max(t - 4, 0)]
     eff_p, eff_d = _efficiency(week, p.efficiency)
     wanted = _demand_with_backlog(row, so, x, xo, pc, C)
-    work = _chips_for_demand(wanted, pck, pc, eff_p, eff_d)
+    work = _chips_for_demand(wanted, pck, p.prompt_per_output, eff_p, eff_d)
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     obs[0] = week / ps[SCALAR.weeks]
     obs[1] = row[so[STATE.cash]] / ps[SCALAR.credit_limit_usd]
     obs[2] = min(_coverage(fleet, wanted, work), OBS_CLIP) / MAX_COVERAGE
-    owned = _owned_and_ordered(row, so, K, L)
+    owned = np.empty(K)  # :func:`_owned_and_ordered`, with each chip's in-transit sum taken once for both blocks
+    for k in range(K):
+        in_transit = _in_transit(row, so, L, k)
+        owned[k] = row[so[STATE.fleet] + k] + row[so[STATE.queue] + k] + in_transit
+        obs[4 + K + k] = (row[so[STATE.queue] + k] + in_transit) / ps[SCALAR.fleet_scale]
     obs[3] = min(_coverage(owned, wanted, work), OBS_CLIP) / MAX_COVERAGE
     queued_stacks = np.zeros(G)
     life = ps[SCALAR.depreciation_years] * WEEKS_PER_YEAR
     for k in range(K):
         obs[4 + k] = fleet[k] / ps[SCALAR.fleet_scale]
-        obs[4 + K + k] = (row[so[STATE.queue] + k] + _in_transit(row, so, L, k)) / ps[SCALAR.fleet_scale]
         obs[4 + 2 * K + k] = 1.0 if _available(week, pk, k) else 0.0
-        obs[4 + 3 * K + k] = _chip_price(week, hbm_price, pk, ps, k) / pk[CHIP.list_price, k]
+        obs[4 + 3 * K + k] = _chip_price(week, hbm_price, pk, ps, p.list_price_path, k) / pk[CHIP.list_price, k]
         obs[4 + 4 * K + k] = row[so[STATE.last_utilisation] + k]
         obs[4 + 5 * K + k] = row[so[STATE.age_weeks] + k] / life
         g = int(pk[CHIP.hbm_generation, k])
@@ -1434,7 +1525,7 @@ def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, i
     t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
     dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, o.dims[1])
     owned = _owned_and_ordered(row, o.state, o.dims[0], o.dims[3])
-    prices, rents = _week_prices(row, o.state, p.chip, p.scalar, o.dims[0], o.dims[5])
+    prices, rents = _week_prices(row, o.state, p.chip, p.scalar, p.list_price_path, o.dims[0], o.dims[5])
     orders, sales, shares, blocks, rent_in, rent_out, accept, update_share = _decode(
         variant, discrete, actions[b], row, o.state, dem, owned, rents, p, o.dims)
     _transition(row, new_state[b], info[b], o, exo[b], dem, owned, prices, rents, orders, sales, shares, blocks,
@@ -1503,7 +1594,7 @@ def rent_prices_rows(week, hbm_price, p):
     out = np.empty((week.shape[0], pk.shape[1]))
     for b in range(week.shape[0]):
         for k in range(pk.shape[1]):
-            out[b, k] = _weekly_rent(week[b], _chip_price(week[b], hbm_price[b], pk, ps, k), pk, k)
+            out[b, k] = _weekly_rent(week[b], _chip_price(week[b], hbm_price[b], pk, ps, p.list_price_path, k), pk, k)
     return out
 
 
@@ -1514,7 +1605,7 @@ def chip_prices_rows(week, hbm_price, p):
     out = np.empty((week.shape[0], pk.shape[1]))
     for b in range(week.shape[0]):
         for k in range(pk.shape[1]):
-            out[b, k] = _chip_price(week[b], hbm_price[b], pk, ps, k)
+            out[b, k] = _chip_price(week[b], hbm_price[b], pk, ps, p.list_price_path, k)
     return out
 
 
@@ -1526,7 +1617,7 @@ def resale_prices_rows(week, hbm_price, age_weeks, p):
     out = np.empty((week.shape[0], pk.shape[1]))
     for b in range(week.shape[0]):
         for k in range(pk.shape[1]):
-            out[b, k] = _resale_price(week[b], hbm_price[b], age_weeks[b, k], pk, ps, k)
+            out[b, k] = _resale_price(week[b], hbm_price[b], age_weeks[b, k], pk, ps, p.list_price_path, k)
     return out
 
 
@@ -1538,7 +1629,7 @@ def work_rows(week, demand, p):
     prefill, decode = np.empty((B, K)), np.empty((B, K))
     for b in range(B):
         eff_p, eff_d = _efficiency(week[b], p.efficiency)
-        prefill[b], decode[b] = _work_for_demand(demand[b], p.class_chip, p.cls, eff_p, eff_d)
+        prefill[b], decode[b] = _work_for_demand(demand[b], p.class_chip, p.prompt_per_output, eff_p, eff_d)
     return prefill, decode
 
 
@@ -1575,7 +1666,7 @@ def decode_rows(variant, discrete, actions, state, exo, p, o):
         t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
         dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, C)
         owned = _owned_and_ordered(row, o.state, K, o.dims[3])
-        rents = _week_prices(row, o.state, p.chip, p.scalar, K, o.dims[5])[1]
+        rents = _week_prices(row, o.state, p.chip, p.scalar, p.list_price_path, K, o.dims[5])[1]
         orders[b], sales[b], shares[b], blocks[b], rent_in[b], rent_out[b], accept[b], update_share[b] = _decode(
             variant, discrete, actions[b], row, o.state, dem, owned, rents, p, o.dims)
     return orders, sales, shares, blocks, rent_in, rent_out, accept, update_share
@@ -1648,10 +1739,10 @@ def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o
         t = min(int(row[so[STATE.week]]), exo.shape[1] - 1)
         dem = _demand_with_backlog(row, so, exo[b, t], o.exo, p.cls, C)
         eff_p, eff_d = _efficiency(row[so[STATE.week]], p.efficiency)
-        work = _chips_for_demand(dem, p.class_chip, p.cls, eff_p, eff_d)
+        work = _chips_for_demand(dem, p.class_chip, p.prompt_per_output, eff_p, eff_d)
         owned = _owned_and_ordered(row, so, K, L)
         blocks[b] = _expansion_blocks(u_expand[b], row, so, owned, orders[b], p.chip, p.scalar, K, E)
-        rents = _week_prices(row, so, p.chip, p.scalar, K, o.dims[5])[1]
+        rents = _week_prices(row, so, p.chip, p.scalar, p.list_price_path, K, o.dims[5])[1]
         rent_in[b] = _rent_in_chips(u_rent_in[b], row, so, rents, dem, work, p.scalar, K)
         rent_out[b] = _rent_out_chips(u_rent_out[b], row, so, rents, p.scalar, K)
     return blocks, rent_in, rent_out
@@ -1671,6 +1762,6 @@ def contract_offer_rows(state, exo, p, o):
         h100s[b] = _offer_h100s(exo[b, t], o.exo, p.scalar)
         if h100s[b] > 0:
             free = row[so[STATE.fleet]:so[STATE.fleet] + K] - _reserved_chips(row, so, K, J)
-            prices = _week_prices(row, so, p.chip, p.scalar, K, G)[0]
+            prices = _week_prices(row, so, p.chip, p.scalar, p.list_price_path, K, G)[0]
             chosen[b] = _cluster_type(h100s[b], free, prices, p.chip, p.scalar, K)
     return h100s, chosen

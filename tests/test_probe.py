@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import envs
+import envs.dynamics as dyn
 import envs.functional as fn
 from agents.heuristic_tuning import policy_digest
 from agents.heuristics import ForecastPolicy
@@ -19,7 +20,7 @@ def small():
 
 
 def _with_table(params: fn.Params, name: str, change) -> fn.Params:
-    tables = params.tables._replace(**{name: change(getattr(params.tables, name).copy())})
+    tables = dyn.with_derived(params.tables._replace(**{name: change(getattr(params.tables, name).copy())}))
     return dataclasses.replace(params, tables=tables)
 
 
