@@ -375,18 +375,25 @@ def _work_for_demand(dem, pck, prompt_per_output, eff_p, eff_d):
     """(prefill (K,), decode (K,)) chips of each type that serve the prefill and the decode of ``dem`` (C,)
     alone at this year's efficiency; inf where a demanded class does not fit the chip (tables ``pck`` and
     ``prompt_per_output``: arrays, not the Tables, since a call costs two reference counts per array passed)."""
-    C, K = pck.shape[1], pck.shape[2]
+    K = pck.shape[2]
     prefill_work, decode_work = np.empty(K), np.empty(K)
     for k in range(K):
-        misfit, prefill, decode = 0.0, 0.0, 0.0
-        for c in range(C):
-            if dem[c] > 0:
-                misfit += 1.0 - pck[CLASS_CHIP.fits, c, k]
-            prefill += dem[c] * prompt_per_output[c] * pck[CLASS_CHIP.chip_s_per_prompt_token, c, k]
-            decode += dem[c] * pck[CLASS_CHIP.chip_s_per_output_token, c, k]
-        prefill_work[k] = np.inf if misfit > 0 else prefill / eff_p[k]
-        decode_work[k] = np.inf if misfit > 0 else decode / eff_d[k]
+        prefill_work[k], decode_work[k] = _work_of_chip(dem, pck, prompt_per_output, eff_p, eff_d, k)
     return prefill_work, decode_work
+
+
+@njit(cache=True, inline="always")
+def _work_of_chip(dem, pck, prompt_per_output, eff_p, eff_d, k):
+    """(prefill, decode) chips of type k for ``dem`` (C,) (see :func:`_work_for_demand`)."""
+    misfit, prefill, decode = 0.0, 0.0, 0.0
+    for c in range(pck.shape[1]):
+        if dem[c] > 0:
+            misfit += 1.0 - pck[CLASS_CHIP.fits, c, k]
+        prefill += dem[c] * prompt_per_output[c] * pck[CLASS_CHIP.chip_s_per_prompt_token, c, k]
+        decode += dem[c] * pck[CLASS_CHIP.chip_s_per_output_token, c, k]
+    if misfit > 0:
+        return np.inf, np.inf
+    return prefill / eff_p[k], decode / eff_d[k]
 
 
 @njit(cache=True)
@@ -395,9 +402,10 @@ def _chips_for_demand(dem, pck, prompt_per_output, eff_p, eff_d):
 
     A fleet of N_k chips covers sum_k N_k / W_k(D) of D (:func:`_coverage`).
     """
-    work, decode = _work_for_demand(dem, pck, prompt_per_output, eff_p, eff_d)
+    work = np.empty(pck.shape[2])
     for k in range(work.shape[0]):
-        work[k] += decode[k]
+        prefill, decode = _work_of_chip(dem, pck, prompt_per_output, eff_p, eff_d, k)
+        work[k] = prefill + decode
     return work
 
 
@@ -1162,7 +1170,6 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     for c in range(C):
         for k in range(K):
             serve_d[c, k] = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - cuts[c, k]) * eff_d[k]
-    served_all = np.empty(C)
     load_d = np.empty(C)
     prefill_busy = np.zeros((C, K))  # share of each chip type's prefill replicas busy with each class
     # Each chip type's prefill service time and M/D/1 load limit for the class at hand, worked out once for the three
@@ -1241,7 +1248,6 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         new[so[STATE.backlog] + c] = min(unmet * pc[CLASS.carry_over, c], BACKLOG_WEEKS * demand)
         new[so[STATE.last_served_fraction] + c] = served_share
         new[so[STATE.last_admissible_load] + c] = admissible / max(prefill_cap, 1e-9) if prefill_cap > 0 else 0.0
-        served_all[c] = served
         load_d[c] = served / max(decode_ok, 1e-9) if decode_ok > 0 else 0.0
         for key, value in ((INFO.revenue_per_class, revenue_class), (INFO.demand, dem_eff), (INFO.served, served),
                            (INFO.unmet, unmet), (INFO.prefill_capacity, prefill_cap),
@@ -1392,7 +1398,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     profit = accounting - capital_charge + settlement
     tokens = 0.0
     for c in range(C):
-        tokens += served_all[c]
+        tokens += info[io[INFO.served] + c]
     tokens *= WEEK_S
     new[so[STATE.week]] = week + 1.0
     new[so[STATE.cash]] = new_cash
