@@ -53,29 +53,27 @@ def vector_steps_per_s(n: int, mode: str, steps: int) -> float:
 
 
 ROUNDS = 3  # each figure is the best of this many short runs, interleaved with its yardstick's
-
-
-def best_of(measure, rounds: int = ROUNDS) -> float:
-    """The fastest of ``rounds`` runs: on a shared machine the slower runs measure the neighbours."""
-    return max(measure() for _ in range(rounds))
+VECTOR_ROUNDS = 5  # the vector env's figures and the single env's beside them: best of this many alternating runs
 
 
 def main() -> None:
     print(f"first env step in this process (kernels from cache or compiled): "
           f"{first_step_seconds('ChipAlloc/Datacenter-v0'):.2f} s")
-    print(f"each figure: best of {ROUNDS} runs, each run beside a run of its yardstick (this machine is shared)")
-    single = {}
+    print(f"each figure: best of {ROUNDS} runs ({VECTOR_ROUNDS} for the vector env), each run beside a run of its "
+          f"yardstick (this machine is shared; the slower runs measure the neighbours)")
     for env_id in ENV_IDS:
         pairs = [(single_steps_per_s(env_id, steps=7_000), cartpole_steps_per_s(n_steps=20_000)) for _ in range(ROUNDS)]
         rate, cartpole = max(p[0] for p in pairs), max(p[1] for p in pairs)
-        single[env_id] = rate
         print(f"{env_id:<44} {rate:10,.0f} steps/s  ({rate / cartpole:.3f}x CartPole-v1's {cartpole:,.0f})")
     for n, steps in ((1, 300), (64, 100), (1024, 60)):
-        native = best_of(lambda n=n, steps=steps: vector_steps_per_s(n, "vector_entry_point", steps))
-        alone = best_of(lambda: single_steps_per_s("ChipAlloc/Datacenter-v0", steps=7_000))
+        # Vector and single runs alternate, so that a slow spell on the shared machine hits both figures alike.
+        pairs = [(vector_steps_per_s(n, "vector_entry_point", steps), single_steps_per_s("ChipAlloc/Datacenter-v0",
+                                                                                       steps=7_000))
+                 for _ in range(VECTOR_ROUNDS)]
+        native, alone = max(p[0] for p in pairs), max(p[1] for p in pairs)
         sync = vector_steps_per_s(n, "sync", max(2, steps // max(1, n // 16)))
         print(f"vector N={n:<5} native {native:12,.0f} env-steps/s   SyncVectorEnv {sync:10,.0f}   "
-              f"ratio {native / sync:6.1f}x   {native / alone:5.1f}x the single env ({alone:,.0f} steps/s beside it)")
+              f"ratio {native / sync:6.1f}x   {native / alone:5.2f}x the single env ({alone:,.0f} steps/s beside it)")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of this process: {peak_mb:,.0f} MB")
 

@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit, prange
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 # --- Units and model constants --------------------------------------------------------------------
 WEEK_S = 7 * 24 * 3600.0  # seconds in a week: demand is in tokens/s, one step is a week
@@ -311,6 +313,42 @@ def _derived_tables(pk, pck, pc, ps, eff):
     for c in range(C):
         prompt_per_output[c] = pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c]
     return list_price, class_price, meets, prompt_per_output
+
+
+# The lengths of Offsets' fields, fixed by the declarations (the kernels turn each field into a tuple of this length).
+N_STATE_OFFSETS, N_INFO_OFFSETS, N_EXO_OFFSETS = len(STATE_FIELDS) + 1, len(INFO_FIELDS) + 1, len(EXO_FIELDS) + 1
+N_DIMS = len("KCJLEG")
+
+
+@intrinsic
+def _as_tuple(typingctx, array, length):
+    """The first ``length`` (a constant) entries of the 1-D ``array`` as a tuple, each read at a constant index (Numba's
+    own to_fixed_tuple indexes its tuple at run time, which costs about 3 us for the info offsets)."""
+    if not isinstance(length, types.IntegerLiteral) or not isinstance(array, types.Array) or array.ndim != 1:
+        return None
+    n = length.literal_value
+    tuple_type = types.UniTuple(array.dtype, n)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        out = context.get_constant_undef(tuple_type)
+        for i in range(n):
+            pointer = cgutils.get_item_pointer(context, builder, aryty, ary, [context.get_constant(types.intp, i)])
+            out = builder.insert_value(out, context.unpack_value(builder, aryty.dtype, pointer), i)
+        return out
+
+    return tuple_type(array, length), codegen
+
+
+@njit(cache=True)
+def _by_value(o):
+    """``o`` (Offsets of arrays, as Python passes them) with each field a tuple of ints. The batch loops hand this to
+    the per-datacenter kernels: a tuple is passed by value, while each array argument of a compiled call costs
+    atomic reference counts (about 90 per datacenter and step for the four offset arrays). Python keeps passing
+    arrays, which Numba types faster than tuples of ints."""
+    return Offsets(_as_tuple(o.state, N_STATE_OFFSETS), _as_tuple(o.info, N_INFO_OFFSETS),
+                   _as_tuple(o.exo, N_EXO_OFFSETS), _as_tuple(o.dims, N_DIMS))
 
 
 def scenario_offsets(scenario: Any) -> Offsets:
@@ -1561,8 +1599,9 @@ def step_rows(variant, discrete, actions, state, exo, p, o, new_state, obs, info
     Returns False, and steps nothing, if any action entry is invalid (:func:`valid_actions`)."""
     if not valid_actions(actions, discrete):
         return False
+    fixed = _by_value(o)
     for b in range(state.shape[0]):
-        _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info)
+        _step_one(b, variant, discrete, actions, state, exo, p, fixed, new_state, obs, info)
     return True
 
 
@@ -1571,8 +1610,10 @@ def step_rows_parallel(variant, discrete, actions, state, exo, p, o, new_state, 
     """:func:`step_rows` with the rows split over the CPU cores (rows are independent)."""
     if not valid_actions(actions, discrete):
         return False
+    # (the fields go into the parallel loop one by one: Numba cannot hand a NamedTuple to its body)
+    so, io, xo, dims = _by_value(o)
     for b in prange(state.shape[0]):
-        _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info)
+        _step_one(b, variant, discrete, actions, state, exo, p, Offsets(so, io, xo, dims), new_state, obs, info)
     return True
 
 
@@ -1587,8 +1628,9 @@ def step_rows_tuples(variant, discrete, actions, state, exo, tables, offsets, ne
 @njit(cache=True)
 def observe_rows(state, exo, p, o, rows, obs):
     """Writes the observation (float32) of each row ``b`` in ``rows`` of ``state`` into ``obs[b]``."""
+    fixed = _by_value(o)
     for b in rows:
-        _observe(state[b], obs[b], o, exo[b], p)
+        _observe(state[b], obs[b], fixed, exo[b], p)
 
 
 # --- Batched helpers for policies (called from Python through envs.functional) ------------------
@@ -1660,9 +1702,10 @@ def knob_shares_rows(week, fleet, demand, knobs, need, p):
 
 
 @njit(cache=True)
-def decode_rows(variant, discrete, actions, state, exo, p, o):
+def decode_rows(variant, discrete, actions, state, exo, p, offsets):
     """(orders (B, K), sales (B, K), shares (B, 1 + 2C, K), site blocks (B,), rent in (B, K), rent out (B, K),
     contract acceptance (B,), RL update share (B,)) that valid ``actions`` (B, A) decode to."""
+    o = _by_value(offsets)
     B, K, C = state.shape[0], o.dims[0], o.dims[1]
     orders, sales, shares = np.empty((B, K)), np.empty((B, K)), np.empty((B, 1 + 2 * C, K))
     blocks, rent_in, rent_out = np.empty(B), np.empty((B, K)), np.empty((B, K))
@@ -1679,8 +1722,9 @@ def decode_rows(variant, discrete, actions, state, exo, p, o):
 
 
 @njit(cache=True)
-def state_rows_helpers(state, exo, p, o):
+def state_rows_helpers(state, exo, p, offsets):
     """Per row of ``state``: (demand plus backlog (B, C), owned and ordered (B, K), training need (B,))."""
+    o = _by_value(offsets)
     so, xo = o.state, o.exo
     K, C, J, L = o.dims[0], o.dims[1], o.dims[2], o.dims[3]
     B = state.shape[0]
@@ -1732,10 +1776,11 @@ def hbm_market_path(supply, other, stacks_ordered, p):
 
 
 @njit(cache=True)
-def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o):
+def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, offsets):
     """The compact action's expansion, rent-in and rent-out rules (:func:`_expansion_blocks`,
     :func:`_rent_in_chips`, :func:`_rent_out_chips`) for entries ``u_*`` (B,) in [0, 1] and chips wanted
     ``orders`` (B, K): (site blocks (B,), rent in (B, K), rent out (B, K))."""
+    o = _by_value(offsets)
     so = o.state
     K, C, L, E = o.dims[0], o.dims[1], o.dims[3], o.dims[4]
     B = state.shape[0]
@@ -1755,9 +1800,10 @@ def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o
 
 
 @njit(cache=True)
-def contract_offer_rows(state, exo, p, o):
+def contract_offer_rows(state, exo, p, offsets):
     """Per row of ``state``: (the week's cluster contract offer in H100s (B,), 0 if none; the chip type the
     acceptance rule would reserve it on (B,), -1 if no type has enough free chips or there is no offer)."""
+    o = _by_value(offsets)
     so = o.state
     K, J, G = o.dims[0], o.dims[2], o.dims[5]
     B = state.shape[0]
