@@ -1565,16 +1565,16 @@ def observation_size(dims: dict[str, int]) -> int:
 
 @njit(cache=True)
 def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info):
-    row = state[b]
+    row, path, new = state[b], exo[b], new_state[b]
     t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
-    dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, o.dims[1])
+    dem = _demand_with_backlog(row, o.state, path[t], o.exo, p.cls, o.dims[1])
     owned = _owned_and_ordered(row, o.state, o.dims[0], o.dims[3])
     prices, rents = _week_prices(row, o.state, p.chip, p.scalar, p.list_price_path, o.dims[0], o.dims[5])
     orders, sales, shares, blocks, rent_in, rent_out, accept, update_share = _decode(
         variant, discrete, actions[b], row, o.state, dem, owned, rents, p, o.dims)
-    _transition(row, new_state[b], info[b], o, exo[b], dem, owned, prices, rents, orders, sales, shares, blocks,
+    _transition(row, new, info[b], o, path, dem, owned, prices, rents, orders, sales, shares, blocks,
                 rent_in, rent_out, accept, update_share, p)
-    _observe(new_state[b], obs[b], o, exo[b], p)
+    _observe(new, obs[b], o, path, p)
 
 
 @njit(cache=True)
