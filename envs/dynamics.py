@@ -588,12 +588,18 @@ def _in_transit(row, so, L, k):
     return total
 
 
+@njit(cache=True, inline="always")
+def _owned_and_ordered_chip(row, so, k, in_transit):
+    """Chips of type k owned, queued for HBM or in transit (``in_transit``: :func:`_in_transit` of k)."""
+    return row[so[STATE.fleet] + k] + row[so[STATE.queue] + k] + in_transit
+
+
 @njit(cache=True)
 def _owned_and_ordered(row, so, K, L):
     """(K,) chips owned, queued for HBM or in transit."""
     out = np.empty(K)
     for k in range(K):
-        out[k] = row[so[STATE.fleet] + k] + row[so[STATE.queue] + k] + _in_transit(row, so, L, k)
+        out[k] = _owned_and_ordered_chip(row, so, k, _in_transit(row, so, L, k))
     return out
 
 
@@ -1508,7 +1514,7 @@ def _observe(row, obs, o, exo, p):
     owned = np.empty(K)  # :func:`_owned_and_ordered`, with each chip's in-transit sum taken once for both blocks
     for k in range(K):
         in_transit = _in_transit(row, so, L, k)
-        owned[k] = row[so[STATE.fleet] + k] + row[so[STATE.queue] + k] + in_transit
+        owned[k] = _owned_and_ordered_chip(row, so, k, in_transit)
         obs[4 + K + k] = (row[so[STATE.queue] + k] + in_transit) / ps[SCALAR.fleet_scale]
     obs[3] = min(_coverage(owned, wanted, work), OBS_CLIP) / MAX_COVERAGE
     queued_stacks = np.zeros(G)
@@ -1610,7 +1616,8 @@ def step_rows_parallel(variant, discrete, actions, state, exo, p, o, new_state, 
     """:func:`step_rows` with the rows split over the CPU cores (rows are independent)."""
     if not valid_actions(actions, discrete):
         return False
-    # (the fields go into the parallel loop one by one: Numba cannot hand a NamedTuple to its body)
+    # (the fields go into the parallel loop one by one: Numba's parallel lowering cannot type a NamedTuple of
+    # tuples as a variable of the loop body)
     so, io, xo, dims = _by_value(o)
     for b in prange(state.shape[0]):
         _step_one(b, variant, discrete, actions, state, exo, p, Offsets(so, io, xo, dims), new_state, obs, info)

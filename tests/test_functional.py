@@ -1,5 +1,7 @@
 """The functional API (envs.params / reset / step) and the declared data layout it is built on."""
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -100,7 +102,9 @@ def test_large_batches_step_in_parallel_like_small_ones():
 def test_helpers_compute_the_documented_formulas():
     params = envs.params("default")
     s, a = params.scenario, params.scenario.arrays
-    week, hbm = np.array([0.0, 60.0]), np.array([1.0, 1.5])
+    # Whole weeks of the episode read the price path table (Tables.list_price_path); a week between whole weeks or
+    # past the horizon works the formula out; both are the formula.
+    week, hbm = np.array([0.0, 60.0, 60.5, s.weeks + 10.0]), np.array([1.0, 1.5, 1.5, 1.0])
     prices = fn.chip_prices(params, week, np.repeat(hbm[:, None], s.n_hbm_generations, axis=1))
     years = np.maximum(week[:, None] - a["available_week"], 0.0) / 52.0
     expected = a["list_price"] * (1 - s.price_decline_per_year) ** years
@@ -121,6 +125,19 @@ def test_helpers_compute_the_documented_formulas():
     # Failures: floor(fleet x p + u), never more than the fleet.
     np.testing.assert_array_equal(fn.failed_chips(np.array([100.0, 3.0, 0.0]), 0.5, np.array([0.2, 0.9, 0.9])),
                                   [50.0, 2.0, 0.0])
+
+
+def test_derived_tables_follow_a_replaced_input_table():
+    params = envs.params("small")
+    k = dyn.CHIP.list_price
+    chip = params.tables.chip.copy()
+    chip[k] *= 2.0
+    doubled = dataclasses.replace(params, tables=dyn.with_derived(params.tables._replace(chip=chip)))
+    week = np.array([0.0, 30.0])
+    np.testing.assert_allclose(fn.chip_prices(doubled, week, 1.0), 2.0 * fn.chip_prices(params, week, 1.0),
+                               rtol=1e-12)
+    np.testing.assert_allclose(doubled.tables.list_price_path, 2.0 * params.tables.list_price_path, rtol=1e-12)
+    assert params.tables.list_price_path.shape == (params.scenario.weeks + 1, params.scenario.n_chips)
 
 
 def test_hbm_market_path_follows_the_allocation_and_price_rules():
