@@ -341,6 +341,31 @@ def _as_tuple(typingctx, array, length):
     return tuple_type(array, length), codegen
 
 
+@intrinsic
+def _borrowed(typingctx, array):
+    """``array`` without a reference count of its own (a null meminfo): Numba then skips the atomic reference
+    counting on it and on every view taken of it. Only for arrays that the caller holds alive until the kernel
+    returns, and never to be returned or stored."""
+    if not isinstance(array, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+        ary.parent = cgutils.get_null_value(ary.parent.type)
+        return ary._getvalue()
+
+    return array(array), codegen
+
+
+@njit(cache=True)
+def _borrowed_tables(p):
+    """``p`` with every table :func:`_borrowed`."""
+    return Tables(_borrowed(p.chip), _borrowed(p.class_chip), _borrowed(p.cls), _borrowed(p.scalar),
+                  _borrowed(p.efficiency), _borrowed(p.generation), _borrowed(p.list_price_path),
+                  _borrowed(p.class_price_path), _borrowed(p.decode_meets_slo), _borrowed(p.prompt_per_output))
+
+
 @njit(cache=True)
 def _by_value(o):
     """``o`` (Offsets of arrays, as Python passes them) with each field a tuple of ints. The batch loops hand this to
@@ -1606,8 +1631,10 @@ def step_rows(variant, discrete, actions, state, exo, p, o, new_state, obs, info
     if not valid_actions(actions, discrete):
         return False
     fixed = _by_value(o)
+    q = _borrowed_tables(p)
     for b in range(state.shape[0]):
-        _step_one(b, variant, discrete, actions, state, exo, p, fixed, new_state, obs, info)
+        _step_one(b, variant, discrete, _borrowed(actions), _borrowed(state), _borrowed(exo), q, fixed,
+                  _borrowed(new_state), _borrowed(obs), _borrowed(info))
     return True
 
 
@@ -1620,7 +1647,8 @@ def step_rows_parallel(variant, discrete, actions, state, exo, p, o, new_state, 
     # tuples as a variable of the loop body)
     so, io, xo, dims = _by_value(o)
     for b in prange(state.shape[0]):
-        _step_one(b, variant, discrete, actions, state, exo, p, Offsets(so, io, xo, dims), new_state, obs, info)
+        _step_one(b, variant, discrete, _borrowed(actions), _borrowed(state), _borrowed(exo), _borrowed_tables(p),
+                  Offsets(so, io, xo, dims), _borrowed(new_state), _borrowed(obs), _borrowed(info))
     return True
 
 
