@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 from numba.core import cgutils, types
 from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
 
 # --- Units and model constants --------------------------------------------------------------------
 WEEK_S = 7 * 24 * 3600.0  # seconds in a week: demand is in tokens/s, one step is a week
@@ -358,6 +359,47 @@ def _borrowed(typingctx, array):
     return array(array), codegen
 
 
+def _frame_array(zeroed: bool):
+    """An intrinsic that returns a float64 C-order array of ``shape`` (an int or a tuple of ints) whose data live in
+    the stack frame of the compiled function that calls it: no heap allocation and no reference count (a null
+    meminfo), where ``np.empty`` costs a malloc, a free and atomic counts on every pass. The array lives until that
+    function returns, so it must never be returned, stored or made inside a loop (each call grows the frame)."""
+
+    def typer(typingctx, shape):
+        dims = (shape,) if isinstance(shape, types.Integer) else tuple(shape) if isinstance(shape, types.BaseTuple) \
+            else ()
+        if not dims or not all(isinstance(d, types.Integer) for d in dims):
+            return None
+        array_type = types.Array(types.float64, len(dims), "C")
+
+        def codegen(context, builder, signature, args):
+            intp = context.get_value_type(types.intp)
+            values = [args[0]] if len(dims) == 1 else cgutils.unpack_tuple(builder, args[0], len(dims))
+            sizes = [context.cast(builder, v, d, types.intp) for v, d in zip(values, dims)]
+            count = intp(1)
+            for size in sizes:
+                count = builder.mul(count, size)
+            itemsize = intp(8)
+            data = builder.alloca(context.get_data_type(types.float64), size=count)
+            if zeroed:
+                cgutils.memset(builder, data, builder.mul(count, itemsize), 0)
+            strides, stride = [], itemsize
+            for size in reversed(sizes):
+                strides.insert(0, stride)
+                stride = builder.mul(stride, size)
+            array = context.make_array(array_type)(context, builder)
+            populate_array(array, data=data, shape=sizes, strides=strides, itemsize=itemsize, meminfo=None)
+            return array._getvalue()
+
+        return array_type(shape), codegen
+
+    return intrinsic(typer)
+
+
+_frame_empty = _frame_array(zeroed=False)  # np.empty(shape), in the caller's stack frame
+_frame_zeros = _frame_array(zeroed=True)  # np.zeros(shape), in the caller's stack frame
+
+
 @njit(cache=True)
 def _borrowed_tables(p):
     """``p`` with every table :func:`_borrowed`."""
@@ -661,12 +703,12 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
     for k in range(K):
         fleet_flops += fleet[k] * pk[CHIP.train_flops_per_chip_s, k]
     pace = 2.0 * knobs[KNOBS.training_pace] * need / max(fleet_flops, 1e-9)
-    train = np.empty(K)
+    train = _frame_empty(K)
     for k in range(K):
         train[k] = min(pace, MAX_TRAINING_SHARE) * (1.0 if pk[CHIP.train_flops_per_chip_s, k] > 0 else 0.0)
     # "Chips needed" are counted at the serving fleet's own average rate, so needs of different roles
     # are comparable whatever mix of chips (a wafer-scale CS-3 or an 80 GB GPU) is owned.
-    mean_p, mean_d = np.empty(C), np.empty(C)
+    mean_p, mean_d = _frame_empty(C), _frame_empty(C)
     for c in range(C):
         owned, sum_p, sum_d = 0.0, 0.0, 0.0
         for k in range(K):
@@ -681,7 +723,7 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
     # x exactly (pow is exact when its result is representable), so the 2C K pows below are skipped there.
     exponent = 0.5 * gamma
     shares = np.empty((1 + 2 * C, K))
-    total_p, total_d = np.zeros(K), np.zeros(K)
+    total_p, total_d = _frame_zeros(K), _frame_zeros(K)
     for c in range(C):
         need_p = dem[c] * (pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c]) / mean_p[c] * 2.0 \
             * knobs[KNOBS.prefill_bias]
@@ -791,7 +833,8 @@ def _rent_in_chips(u, row, so, rents, dem, work, ps, K):
     shortfall = u * MAX_RENT_COVERAGE - _coverage(fleet, dem, work)
     if not (shortfall > 0 and math.isfinite(shortfall)):
         return rent
-    cost = np.full(K, np.inf)
+    cost = _frame_empty(K)
+    cost[:] = np.inf
     for k in range(K):
         price = rents[k]
         if price > 0 and math.isfinite(work[k]) and work[k] > 0:
@@ -915,7 +958,7 @@ def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
                 accept, strongest = k, act[4 * K + 1 + k]
         update_share = (act[5 * K + 1] + 1.0) / 2.0 * MAX_UPDATE_SHARE
         return orders, sales, shares, blocks, rent_in, rent_out, accept, update_share
-    u = np.empty(act.shape[0])
+    u = _frame_empty(act.shape[0])
     for i in range(act.shape[0]):
         u[i] = act[i] / (LEVELS - 1) if discrete else (act[i] + 1.0) / 2.0
     if variant == VARIANT.scheduling:
@@ -931,7 +974,7 @@ def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
         rent_in, rent_out = np.zeros(K), np.zeros(K)
     else:
         work = _chips_for_demand(dem, pck, p.prompt_per_output, eff_p, eff_d)
-        weights = np.zeros(K)
+        weights = _frame_zeros(K)
         total = 0.0
         for k in range(K):
             if _available(week, pk, k) and pk[CHIP.purchasable, k] > 0 and math.isfinite(work[k]) and work[k] > 0:
@@ -1001,7 +1044,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     #    built: orders must fit the power it has spare for chips not yet committed, and expansion blocks are
     #    ordered (and paid) ahead, ready after the build lead time. Both are scaled down to cash plus credit.
     capped = ps[SCALAR.power_capped] > 0
-    wanted = np.empty(K)
+    wanted = _frame_empty(K)
     capex_wanted, wanted_kw, committed_kw = 0.0, 0.0, 0.0
     for k in range(K):
         unit = pk[CHIP.order_unit, k]
@@ -1081,7 +1124,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
     allocation = info[io[INFO.hbm_allocation]:io[INFO.hbm_allocation] + G]
     hbm_drawn = info[io[INFO.hbm_drawn]:io[INFO.hbm_drawn] + G]
     hbm_drawn[:] = 0.0
-    stacks_needed, hbm_share = np.zeros(G), np.empty(G)
+    stacks_needed, hbm_share = _frame_zeros(G), _frame_empty(G)
     for k in range(K):
         g = int(pk[CHIP.hbm_generation, k])
         if g >= 0:
@@ -1203,8 +1246,8 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
 
     # 7. Renting: chips rented in serve beside the fleet for the week at the cloud's weekly rent; chips let out
     #    leave it for the week and earn that rent less the marketplace's fee (their power is still ours).
-    serving = np.empty(K)
-    own_serving = np.empty(K)
+    serving = _frame_empty(K)
+    own_serving = _frame_empty(K)
     rent_cost, rent_income, let_out_kw = 0.0, 0.0, 0.0
     for k in range(K):
         rent = rents[k]
@@ -1235,15 +1278,15 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
             decode[c * K + k] = _whole(shares[1 + C + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
     # Decode rate per chip left to serve: RL student classes give update_share of their training-capable chips
     # (``cuts``, also read by steps 8b and 10).
-    cuts, serve_d = _update_cuts(update_share, pk, pc), np.empty((C, K))
+    cuts, serve_d = _update_cuts(update_share, pk, pc), _frame_empty((C, K))
     for c in range(C):
         for k in range(K):
             serve_d[c, k] = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - cuts[c, k]) * eff_d[k]
-    load_d = np.empty(C)
-    prefill_busy = np.zeros((C, K))  # share of each chip type's prefill replicas busy with each class
+    load_d = _frame_empty(C)
+    prefill_busy = _frame_zeros((C, K))  # share of each chip type's prefill replicas busy with each class
     # Each chip type's prefill service time and M/D/1 load limit for the class at hand, worked out once for the three
     # loops over chip types that read them (rewritten for each class; read only where cap_k > 0).
-    service, limit = np.empty(K), np.empty(K)
+    service, limit = _frame_empty(K), _frame_empty(K)
     revenue = 0.0
     link_rate = ps[SCALAR.kv_link_bytes_per_s]
     for c in range(C):
@@ -1355,7 +1398,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
         weeks_left = new[so[STATE.job_weeks_left]:so[STATE.job_weeks_left] + J]
         job_value = new[so[STATE.job_value]:so[STATE.job_value] + J]
         order = np.arange(J)
-        keys = np.empty(J)
+        keys = _frame_empty(J)
         for j in range(J):
             keys[j] = weeks_left[j] if job_flops[j] > 0 else np.inf
         for i in range(1, J):  # stable insertion sort by deadline
@@ -1536,13 +1579,13 @@ def _observe(row, obs, o, exo, p):
     obs[0] = week / ps[SCALAR.weeks]
     obs[1] = row[so[STATE.cash]] / ps[SCALAR.credit_limit_usd]
     obs[2] = min(_coverage(fleet, wanted, work), OBS_CLIP) / MAX_COVERAGE
-    owned = np.empty(K)  # :func:`_owned_and_ordered`, with each chip's in-transit sum taken once for both blocks
+    owned = _frame_empty(K)  # :func:`_owned_and_ordered`, with each chip's in-transit sum taken once for both blocks
     for k in range(K):
         in_transit = _in_transit(row, so, L, k)
         owned[k] = _owned_and_ordered_chip(row, so, k, in_transit)
         obs[4 + K + k] = (row[so[STATE.queue] + k] + in_transit) / ps[SCALAR.fleet_scale]
     obs[3] = min(_coverage(owned, wanted, work), OBS_CLIP) / MAX_COVERAGE
-    queued_stacks = np.zeros(G)
+    queued_stacks = _frame_zeros(G)
     life = ps[SCALAR.depreciation_years] * WEEKS_PER_YEAR
     for k in range(K):
         obs[4 + k] = fleet[k] / ps[SCALAR.fleet_scale]
