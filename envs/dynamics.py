@@ -437,28 +437,28 @@ def _quality_demand(row, so, x, xo, pc, c):
 
 
 @njit(cache=True)
-def _demand_with_backlog(row, so, x, xo, pc, C):
-    """(C,) this week's demand (the exogenous row ``x``, scaled by quality) plus the carried-over backlog."""
-    dem = np.empty(C)
-    for c in range(C):
-        dem[c] = _quality_demand(row, so, x, xo, pc, c) + row[so[STATE.backlog] + c]
-    return dem
+def _demand_with_backlog(row, so, x, xo, pc, out):
+    """``out`` (C,), filled with this week's demand (the exogenous row ``x``, scaled by quality) plus the
+    carried-over backlog.
+
+    This helper and the others that take ``out`` write into an array the caller owns, so that the step can hand
+    them arrays in its own stack frame (:func:`_frame_empty`) and the batch helpers their rows of output."""
+    for c in range(out.shape[0]):
+        out[c] = _quality_demand(row, so, x, xo, pc, c) + row[so[STATE.backlog] + c]
+    return out
 
 
 @njit(cache=True)
-def _update_cuts(share, pk, pc):
-    """(C, K) the share of each class's decode chips of each type spent on RL updates: ``share`` for an RL student
-    class on a training-capable chip, else 0 (an inference-only chip serves a student at its full rate, and cannot
-    update it). Worked out once, before the (class, chip) loops that read it: a kernel called with arrays inside such
-    a loop pays two atomic reference counts per array per call."""
+def _update_cuts(share, pk, pc, out):
+    """``out`` (C, K), filled with the share of each class's decode chips of each type spent on RL updates:
+    ``share`` for an RL student class on a training-capable chip, else 0 (an inference-only chip serves a student at
+    its full rate, and cannot update it). Worked out once, before the (class, chip) loops that read it."""
     C, K = pc.shape[1], pk.shape[1]
-    cuts = np.zeros((C, K))
     for c in range(C):
-        if pc[CLASS.update_flops_per_token, c] > 0:
-            for k in range(K):
-                if pk[CHIP.train_flops_per_chip_s, k] > 0:
-                    cuts[c, k] = share
-    return cuts
+        for k in range(K):
+            out[c, k] = share if pc[CLASS.update_flops_per_token, c] > 0 and pk[CHIP.train_flops_per_chip_s, k] > 0 \
+                else 0.0
+    return out
 
 
 @njit(cache=True)
@@ -476,15 +476,11 @@ def _efficiency(week, eff):
 
 
 @njit(cache=True)
-def _work_for_demand(dem, pck, prompt_per_output, eff_p, eff_d):
-    """(prefill (K,), decode (K,)) chips of each type that serve the prefill and the decode of ``dem`` (C,)
-    alone at this year's efficiency; inf where a demanded class does not fit the chip (tables ``pck`` and
-    ``prompt_per_output``: arrays, not the Tables, since a call costs two reference counts per array passed)."""
-    K = pck.shape[2]
-    prefill_work, decode_work = np.empty(K), np.empty(K)
-    for k in range(K):
+def _work_for_demand(dem, pck, prompt_per_output, eff_p, eff_d, prefill_work, decode_work):
+    """``prefill_work`` (K,) and ``decode_work`` (K,), filled with the chips of each type that serve the prefill and
+    the decode of ``dem`` (C,) alone at this year's efficiency; inf where a demanded class does not fit the chip."""
+    for k in range(pck.shape[2]):
         prefill_work[k], decode_work[k] = _work_of_chip(dem, pck, prompt_per_output, eff_p, eff_d, k)
-    return prefill_work, decode_work
 
 
 @njit(cache=True, inline="always")
@@ -502,16 +498,16 @@ def _work_of_chip(dem, pck, prompt_per_output, eff_p, eff_d, k):
 
 
 @njit(cache=True)
-def _chips_for_demand(dem, pck, prompt_per_output, eff_p, eff_d):
-    """W_k(D): chips of type k that serve demand ``dem`` (C,) colocated; inf if a demanded class does not fit.
+def _chips_for_demand(dem, pck, prompt_per_output, eff_p, eff_d, out):
+    """``out`` (K,), filled with W_k(D): chips of type k that serve demand ``dem`` (C,) colocated; inf if a
+    demanded class does not fit.
 
     A fleet of N_k chips covers sum_k N_k / W_k(D) of D (:func:`_coverage`).
     """
-    work = np.empty(pck.shape[2])
-    for k in range(work.shape[0]):
+    for k in range(out.shape[0]):
         prefill, decode = _work_of_chip(dem, pck, prompt_per_output, eff_p, eff_d, k)
-        work[k] = prefill + decode
-    return work
+        out[k] = prefill + decode
+    return out
 
 
 @njit(cache=True)
@@ -662,10 +658,9 @@ def _owned_and_ordered_chip(row, so, k, in_transit):
 
 
 @njit(cache=True)
-def _owned_and_ordered(row, so, K, L):
-    """(K,) chips owned, queued for HBM or in transit."""
-    out = np.empty(K)
-    for k in range(K):
+def _owned_and_ordered(row, so, L, out):
+    """``out`` (K,), filled with the chips owned, queued for HBM or in transit."""
+    for k in range(out.shape[0]):
         out[k] = _owned_and_ordered_chip(row, so, k, _in_transit(row, so, L, k))
     return out
 
@@ -682,8 +677,8 @@ def _training_need(row, so, J):
 
 
 @njit(cache=True)
-def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
-    """The built-in allocator: four knobs in [0, 1] -> shares (1 + 2C, K) of each chip type's fleet.
+def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d, shares):
+    """The built-in allocator: four knobs in [0, 1] -> ``shares`` (1 + 2C, K), filled with each chip type's split.
 
     Rows of the result: 0 training, 1..C prefill of each class, C+1..2C decode of each class.
     training_pace: training-capable chips get 2 x knob x the FLOP/s that active jobs need (``need``)
@@ -698,7 +693,7 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
         on RL updates (0.5 = NEUTRAL_UPDATE_SHARE); their decode needs are sized at the rate left to serve.
     """
     C, K = pck.shape[1], pck.shape[2]
-    cuts = _update_cuts(knobs[KNOBS.rl_updates] * MAX_UPDATE_SHARE, pk, pc)
+    cuts = _update_cuts(knobs[KNOBS.rl_updates] * MAX_UPDATE_SHARE, pk, pc, _frame_empty((C, K)))
     fleet_flops = 0.0
     for k in range(K):
         fleet_flops += fleet[k] * pk[CHIP.train_flops_per_chip_s, k]
@@ -722,7 +717,6 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d):
     # The neutral specialisation (0.5: the zero action, Procurement-v0's fixed knob) gives exponent 1, and x ** 1.0 is
     # x exactly (pow is exact when its result is representable), so the 2C K pows below are skipped there.
     exponent = 0.5 * gamma
-    shares = np.empty((1 + 2 * C, K))
     total_p, total_d = _frame_zeros(K), _frame_zeros(K)
     for c in range(C):
         need_p = dem[c] * (pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c]) / mean_p[c] * 2.0 \
@@ -795,13 +789,13 @@ def _weekly_rent(week, price, pk, k):
 
 
 @njit(cache=True)
-def _week_prices(row, so, pk, ps, list_price_path, K, G):
-    """(deployed price (K,), weekly rent (K,)) of each chip at the row's week and HBM price indices. Each price costs
-    a ``pow``, so a step works them out once and hands them to everything that prices chips that week."""
+def _week_prices(row, so, pk, ps, list_price_path, G, prices, rents):
+    """``prices`` (K,) and ``rents`` (K,), filled with each chip's deployed price and weekly rent at the row's week
+    and HBM price indices. Each price costs a ``pow``, so a step works them out once and hands them to everything
+    that prices chips that week."""
     week = row[so[STATE.week]]
     hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
-    prices, rents = np.empty(K), np.empty(K)
-    for k in range(K):
+    for k in range(prices.shape[0]):
         prices[k] = _chip_price(week, hbm_price, pk, ps, list_price_path, k)
         rents[k] = _weekly_rent(week, prices[k], pk, k)
     return prices, rents
@@ -824,11 +818,12 @@ def _expansion_blocks(u, row, so, owned, orders, pk, ps, K, E):
 
 
 @njit(cache=True)
-def _rent_in_chips(u, row, so, rents, dem, work, ps, K):
-    """(K,) chips the compact rent-in entry ``u`` rents for the week: the shortfall between u x MAX_RENT_COVERAGE
-    of demand ``dem`` and the coverage of the fleet, from the rentable chip with the lowest rent per unit of
-    coverage (the next cheapest past the market's weekly depth), at this week's ``rents`` (K,)."""
-    rent = np.zeros(K)
+def _rent_in_chips(u, row, so, rents, dem, work, ps, rent):
+    """``rent`` (K,), filled with the chips the compact rent-in entry ``u`` rents for the week: the shortfall
+    between u x MAX_RENT_COVERAGE of demand ``dem`` and the coverage of the fleet, from the rentable chip with the
+    lowest rent per unit of coverage (the next cheapest past the market's weekly depth), at this week's ``rents``."""
+    K = rent.shape[0]
+    rent[:] = 0.0
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     shortfall = u * MAX_RENT_COVERAGE - _coverage(fleet, dem, work)
     if not (shortfall > 0 and math.isfinite(shortfall)):
@@ -855,11 +850,12 @@ def _rent_in_chips(u, row, so, rents, dem, work, ps, K):
 
 
 @njit(cache=True)
-def _rent_out_chips(u, row, so, rents, ps, K):
-    """(K,) chips the compact rent-out entry ``u`` lets out: u x the idle chips (last week's unused share of the
-    fleet) of each type that has a rental market this week (``rents`` (K,) > 0), within the market's weekly depth."""
-    out = np.zeros(K)
-    for k in range(K):
+def _rent_out_chips(u, row, so, rents, ps, out):
+    """``out`` (K,), filled with the chips the compact rent-out entry ``u`` lets out: u x the idle chips (last
+    week's unused share of the fleet) of each type that has a rental market this week (``rents`` (K,) > 0), within
+    the market's weekly depth."""
+    for k in range(out.shape[0]):
+        out[k] = 0.0
         if rents[k] > 0:
             idle = row[so[STATE.fleet] + k] * max(1.0 - row[so[STATE.last_utilisation] + k], 0.0)
             out[k] = min(_whole(u * idle), ps[SCALAR.max_rent_chips_per_week])
@@ -881,9 +877,9 @@ def _cluster_chips(h100s, pk, ps, k):
 
 
 @njit(cache=True)
-def _reserved_chips(row, so, K, J):
-    """(K,) chips of each type that accepted cluster contracts hold."""
-    out = np.zeros(K)
+def _reserved_chips(row, so, J, out):
+    """``out`` (K,), filled with the chips of each type that accepted cluster contracts hold."""
+    out[:] = 0.0
     for j in range(J):
         if row[so[STATE.job_chips] + j] > 0:
             out[int(row[so[STATE.job_type] + j])] += row[so[STATE.job_chips] + j]
@@ -905,14 +901,14 @@ def _cluster_type(h100s, free, prices, pk, ps, K):
 
 
 @njit(cache=True)
-def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
+def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims, orders, sales, shares, rent_in, rent_out):
     """(orders (K,), sales (K,), shares (1 + 2C, K), site blocks, rent in (K,), rent out (K,), accept, RL update
-    share) from one
-    datacenter's action: chips wanted, chips to sell, each chip type's split over roles, site expansion blocks
-    to order, chips to rent in from and out to the cloud market this week, and what to do with the week's
-    cluster training contract offer (-1 decline, -2 accept on the chip type the rule picks, k >= 0 accept on
-    chip type k; only read when training runs on clusters), and the share of RL student classes' training-capable
-    decode chips' time spent on RL updates (u x MAX_UPDATE_SHARE of the rl_updates knob or the fine entry).
+    share) from one datacenter's action, the arrays filled in place (``orders`` and the four after it): chips
+    wanted, chips to sell, each chip type's split over roles, site expansion blocks to order, chips to rent in from
+    and out to the cloud market this week, and what to do with the week's cluster training contract offer (-1
+    decline, -2 accept on the chip type the rule picks, k >= 0 accept on chip type k; only read when training runs
+    on clusters), and the share of RL student classes' training-capable decode chips' time spent on RL updates
+    (u x MAX_UPDATE_SHARE of the rl_updates knob or the fine entry).
 
     Compact variants (datacenter, procurement): K chip weight entries, a capacity target, a sale entry, an
     expansion entry, a rent-in and a rent-out entry, then (datacenter) four knobs; each entry maps [-1, 1] (or
@@ -936,9 +932,9 @@ def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
     R = 1 + 2 * C
     week = row[so[STATE.week]]
     eff_p, eff_d = _efficiency(week, p.efficiency)
-    orders, sales = np.zeros(K), np.zeros(K)
+    orders[:] = 0.0
+    sales[:] = 0.0
     if variant == VARIANT.fine:
-        shares, rent_in, rent_out = np.empty((R, K)), np.empty(K), np.empty(K)
         for k in range(K):
             orders[k] = max(act[k], 0.0) * ps[SCALAR.max_order_chips_per_week]
             sales[k] = _whole(max(act[K + k], 0.0) * row[so[STATE.fleet] + k])
@@ -971,9 +967,10 @@ def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
         if int(week) % SCHEDULING_PLAN_EVERY_WEEKS == 0 and newest_week > -np.inf:
             orders[newest] = min(SCHEDULING_PLAN_GROWTH * fleet_total, ps[SCALAR.max_order_chips_per_week])
         blocks = _expansion_blocks(SCHEDULING_SITE_ENTRY, row, so, owned, orders, pk, ps, K, E)
-        rent_in, rent_out = np.zeros(K), np.zeros(K)
+        rent_in[:] = 0.0
+        rent_out[:] = 0.0
     else:
-        work = _chips_for_demand(dem, pck, p.prompt_per_output, eff_p, eff_d)
+        work = _chips_for_demand(dem, pck, p.prompt_per_output, eff_p, eff_d, _frame_empty(K))
         weights = _frame_zeros(K)
         total = 0.0
         for k in range(K):
@@ -990,11 +987,15 @@ def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims):
             # Only the upper half of the entry's range sells, so a neutral (zero) action keeps the fleet.
             sales[oldest] = _whole(max(2.0 * u[K + 1] - 1.0, 0.0) * SELL_MAX_SHARE * row[so[STATE.fleet] + oldest])
         blocks = _expansion_blocks(u[K + 2], row, so, owned, orders, pk, ps, K, E)
-        rent_in = _rent_in_chips(u[K + 3], row, so, rents, dem, work, ps, K)
-        rent_out = _rent_out_chips(u[K + 4], row, so, rents, ps, K)
-    knobs = PROCUREMENT_KNOBS.copy() if variant == VARIANT.procurement else u[u.shape[0] - N_KNOBS:]
+        _rent_in_chips(u[K + 3], row, so, rents, dem, work, ps, rent_in)
+        _rent_out_chips(u[K + 4], row, so, rents, ps, rent_out)
+    if variant == VARIANT.procurement:
+        knobs = _frame_empty(N_KNOBS)
+        knobs[:] = PROCUREMENT_KNOBS
+    else:
+        knobs = u[u.shape[0] - N_KNOBS:]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
-    shares = _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d)
+    _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d, shares)
     accept = -2 if knobs[KNOBS.training_pace] >= 0.5 else -1
     return orders, sales, shares, blocks, rent_in, rent_out, accept, knobs[KNOBS.rl_updates] * MAX_UPDATE_SHARE
 
@@ -1278,7 +1279,7 @@ def _transition(row, new, info, o, exo, dem, owned, prices, rents, orders, sales
             decode[c * K + k] = _whole(shares[1 + C + c, k] * serving[k] * pck[CLASS_CHIP.fits, c, k] / n) * n
     # Decode rate per chip left to serve: RL student classes give update_share of their training-capable chips
     # (``cuts``, also read by steps 8b and 10).
-    cuts, serve_d = _update_cuts(update_share, pk, pc), _frame_empty((C, K))
+    cuts, serve_d = _update_cuts(update_share, pk, pc, _frame_empty((C, K))), _frame_empty((C, K))
     for c in range(C):
         for k in range(K):
             serve_d[c, k] = pck[CLASS_CHIP.decode_rate, c, k] * (1.0 - cuts[c, k]) * eff_d[k]
@@ -1573,8 +1574,8 @@ def _observe(row, obs, o, exo, p):
     t = min(int(week), T - 1)
     x, past = exo[t], exo[max(t - 4, 0)]
     eff_p, eff_d = _efficiency(week, p.efficiency)
-    wanted = _demand_with_backlog(row, so, x, xo, pc, C)
-    work = _chips_for_demand(wanted, pck, p.prompt_per_output, eff_p, eff_d)
+    wanted = _demand_with_backlog(row, so, x, xo, pc, _frame_empty(C))
+    work = _chips_for_demand(wanted, pck, p.prompt_per_output, eff_p, eff_d, _frame_empty(K))
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
     obs[0] = week / ps[SCALAR.weeks]
     obs[1] = row[so[STATE.cash]] / ps[SCALAR.credit_limit_usd]
@@ -1641,11 +1642,14 @@ def observation_size(dims: dict[str, int]) -> int:
 def _step_one(b, variant, discrete, actions, state, exo, p, o, new_state, obs, info):
     row, path, new = state[b], exo[b], new_state[b]
     t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
-    dem = _demand_with_backlog(row, o.state, path[t], o.exo, p.cls, o.dims[1])
-    owned = _owned_and_ordered(row, o.state, o.dims[0], o.dims[3])
-    prices, rents = _week_prices(row, o.state, p.chip, p.scalar, p.list_price_path, o.dims[0], o.dims[5])
+    K, C = o.dims[0], o.dims[1]
+    dem = _demand_with_backlog(row, o.state, path[t], o.exo, p.cls, _frame_empty(C))
+    owned = _owned_and_ordered(row, o.state, o.dims[3], _frame_empty(K))
+    prices, rents = _week_prices(row, o.state, p.chip, p.scalar, p.list_price_path, o.dims[5], _frame_empty(K),
+                                 _frame_empty(K))
     orders, sales, shares, blocks, rent_in, rent_out, accept, update_share = _decode(
-        variant, discrete, actions[b], row, o.state, dem, owned, rents, p, o.dims)
+        variant, discrete, actions[b], row, o.state, dem, owned, rents, p, o.dims, _frame_empty(K), _frame_empty(K),
+        _frame_empty((1 + 2 * C, K)), _frame_empty(K), _frame_empty(K))
     _transition(row, new, info[b], o, path, dem, owned, prices, rents, orders, sales, shares, blocks,
                 rent_in, rent_out, accept, update_share, p)
     _observe(new, obs[b], o, path, p)
@@ -1755,7 +1759,7 @@ def work_rows(week, demand, p):
     prefill, decode = np.empty((B, K)), np.empty((B, K))
     for b in range(B):
         eff_p, eff_d = _efficiency(week[b], p.efficiency)
-        prefill[b], decode[b] = _work_for_demand(demand[b], p.class_chip, p.prompt_per_output, eff_p, eff_d)
+        _work_for_demand(demand[b], p.class_chip, p.prompt_per_output, eff_p, eff_d, prefill[b], decode[b])
     return prefill, decode
 
 
@@ -1775,7 +1779,7 @@ def knob_shares_rows(week, fleet, demand, knobs, need, p):
     out = np.empty((B, 1 + 2 * C, K))
     for b in range(B):
         eff_p, eff_d = _efficiency(week[b], p.efficiency)
-        out[b] = _knob_shares(fleet[b], demand[b], knobs[b], need[b], p.chip, p.class_chip, p.cls, eff_p, eff_d)
+        _knob_shares(fleet[b], demand[b], knobs[b], need[b], p.chip, p.class_chip, p.cls, eff_p, eff_d, out[b])
     return out
 
 
@@ -1788,14 +1792,16 @@ def decode_rows(variant, discrete, actions, state, exo, p, offsets):
     orders, sales, shares = np.empty((B, K)), np.empty((B, K)), np.empty((B, 1 + 2 * C, K))
     blocks, rent_in, rent_out = np.empty(B), np.empty((B, K)), np.empty((B, K))
     accept, update_share = np.empty(B, dtype=np.int64), np.empty(B)
+    dem, owned, prices, rents = np.empty(C), np.empty(K), np.empty(K), np.empty(K)
     for b in range(B):
         row = state[b]
         t = min(int(row[o.state[STATE.week]]), exo.shape[1] - 1)
-        dem = _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, C)
-        owned = _owned_and_ordered(row, o.state, K, o.dims[3])
-        rents = _week_prices(row, o.state, p.chip, p.scalar, p.list_price_path, K, o.dims[5])[1]
-        orders[b], sales[b], shares[b], blocks[b], rent_in[b], rent_out[b], accept[b], update_share[b] = _decode(
-            variant, discrete, actions[b], row, o.state, dem, owned, rents, p, o.dims)
+        _demand_with_backlog(row, o.state, exo[b, t], o.exo, p.cls, dem)
+        _owned_and_ordered(row, o.state, o.dims[3], owned)
+        _week_prices(row, o.state, p.chip, p.scalar, p.list_price_path, o.dims[5], prices, rents)
+        _, _, _, blocks[b], _, _, accept[b], update_share[b] = _decode(
+            variant, discrete, actions[b], row, o.state, dem, owned, rents, p, o.dims, orders[b], sales[b], shares[b],
+            rent_in[b], rent_out[b])
     return orders, sales, shares, blocks, rent_in, rent_out, accept, update_share
 
 
@@ -1810,8 +1816,8 @@ def state_rows_helpers(state, exo, p, offsets):
     for b in range(B):
         row = state[b]
         t = min(int(row[so[STATE.week]]), exo.shape[1] - 1)
-        demand[b] = _demand_with_backlog(row, so, exo[b, t], xo, p.cls, C)
-        owned[b] = _owned_and_ordered(row, so, K, L)
+        _demand_with_backlog(row, so, exo[b, t], xo, p.cls, demand[b])
+        _owned_and_ordered(row, so, L, owned[b])
         need[b] = _training_need(row, so, J)
     return demand, owned, need
 
@@ -1863,17 +1869,18 @@ def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o
     K, C, L, E = o.dims[0], o.dims[1], o.dims[3], o.dims[4]
     B = state.shape[0]
     blocks, rent_in, rent_out = np.empty(B), np.empty((B, K)), np.empty((B, K))
+    dem, work, owned, prices, rents = np.empty(C), np.empty(K), np.empty(K), np.empty(K), np.empty(K)
     for b in range(B):
         row = state[b]
         t = min(int(row[so[STATE.week]]), exo.shape[1] - 1)
-        dem = _demand_with_backlog(row, so, exo[b, t], o.exo, p.cls, C)
+        _demand_with_backlog(row, so, exo[b, t], o.exo, p.cls, dem)
         eff_p, eff_d = _efficiency(row[so[STATE.week]], p.efficiency)
-        work = _chips_for_demand(dem, p.class_chip, p.prompt_per_output, eff_p, eff_d)
-        owned = _owned_and_ordered(row, so, K, L)
+        _chips_for_demand(dem, p.class_chip, p.prompt_per_output, eff_p, eff_d, work)
+        _owned_and_ordered(row, so, L, owned)
         blocks[b] = _expansion_blocks(u_expand[b], row, so, owned, orders[b], p.chip, p.scalar, K, E)
-        rents = _week_prices(row, so, p.chip, p.scalar, p.list_price_path, K, o.dims[5])[1]
-        rent_in[b] = _rent_in_chips(u_rent_in[b], row, so, rents, dem, work, p.scalar, K)
-        rent_out[b] = _rent_out_chips(u_rent_out[b], row, so, rents, p.scalar, K)
+        _week_prices(row, so, p.chip, p.scalar, p.list_price_path, o.dims[5], prices, rents)
+        _rent_in_chips(u_rent_in[b], row, so, rents, dem, work, p.scalar, rent_in[b])
+        _rent_out_chips(u_rent_out[b], row, so, rents, p.scalar, rent_out[b])
     return blocks, rent_in, rent_out
 
 
@@ -1886,12 +1893,13 @@ def contract_offer_rows(state, exo, p, offsets):
     K, J, G = o.dims[0], o.dims[2], o.dims[5]
     B = state.shape[0]
     h100s, chosen = np.zeros(B), np.full(B, -1, dtype=np.int64)
+    reserved, prices, rents = np.empty(K), np.empty(K), np.empty(K)
     for b in range(B):
         row = state[b]
         t = min(int(row[so[STATE.week]]), exo.shape[1] - 1)
         h100s[b] = _offer_h100s(exo[b, t], o.exo, p.scalar)
         if h100s[b] > 0:
-            free = row[so[STATE.fleet]:so[STATE.fleet] + K] - _reserved_chips(row, so, K, J)
-            prices = _week_prices(row, so, p.chip, p.scalar, p.list_price_path, K, G)[0]
+            free = row[so[STATE.fleet]:so[STATE.fleet] + K] - _reserved_chips(row, so, J, reserved)
+            _week_prices(row, so, p.chip, p.scalar, p.list_price_path, G, prices, rents)
             chosen[b] = _cluster_type(h100s[b], free, prices, p.chip, p.scalar, K)
     return h100s, chosen

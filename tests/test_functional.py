@@ -178,3 +178,22 @@ def test_chip_prices_move_with_their_own_generations_index():
     assert (a["hbm_generation"][a["hbm_stacks"] == 0] == -1).all()
     with pytest.raises(ValueError, match=r"hbm_price: expected one index per HBM generation"):
         fn.chip_prices(params, week, np.ones(1))
+
+
+def test_frame_arrays_have_the_requested_shape_layout_and_contents():
+    """The stack-frame arrays the kernel uses instead of np.empty/np.zeros: C order, float64, zeros filled."""
+    from numba import njit
+
+    @njit
+    def fill_and_read(m, n):
+        flat, grid = dyn._frame_zeros(n), dyn._frame_zeros((m, n))
+        scratch = dyn._frame_empty((m, n))
+        for i in range(m):
+            for j in range(n):
+                scratch[i, j] = 10.0 * i + j
+        return flat.sum(), grid.sum(), grid.shape, grid.strides, scratch[m - 1, n - 1], scratch.ravel()[n]
+
+    flat_sum, grid_sum, shape, strides, last, second_row = fill_and_read(3, 5)
+    assert (flat_sum, grid_sum) == (0.0, 0.0)
+    assert shape == (3, 5) and strides == (40, 8)
+    assert last == 24.0 and second_row == 10.0
