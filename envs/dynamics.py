@@ -316,32 +316,10 @@ def _derived_tables(pk, pck, pc, ps, eff):
     return list_price, class_price, meets, prompt_per_output
 
 
-# The lengths of Offsets' fields, fixed by the declarations (the kernels turn each field into a tuple of this length).
-N_STATE_OFFSETS, N_INFO_OFFSETS, N_EXO_OFFSETS = len(STATE_FIELDS) + 1, len(INFO_FIELDS) + 1, len(EXO_FIELDS) + 1
-N_DIMS = len("KCJLEG")
-
-
-@intrinsic
-def _as_tuple(typingctx, array, length):
-    """The first ``length`` (a constant) entries of the 1-D ``array`` as a tuple, each read at a constant index (Numba's
-    own to_fixed_tuple indexes its tuple at run time, which costs about 3 us for the info offsets)."""
-    if not isinstance(length, types.IntegerLiteral) or not isinstance(array, types.Array) or array.ndim != 1:
-        return None
-    n = length.literal_value
-    tuple_type = types.UniTuple(array.dtype, n)
-
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        out = context.get_constant_undef(tuple_type)
-        for i in range(n):
-            pointer = cgutils.get_item_pointer(context, builder, aryty, ary, [context.get_constant(types.intp, i)])
-            out = builder.insert_value(out, context.unpack_value(builder, aryty.dtype, pointer), i)
-        return out
-
-    return tuple_type(array, length), codegen
-
-
+# --- Zero-cost arrays for the kernels ---------------------------------------------------------------
+# A compiled call pays for each array it is handed or makes: atomic reference counts on every pass, and a malloc and
+# a free for each new one. The batch loops hand the kernels borrowed arrays, and the kernels keep their temporaries in
+# their stack frames, so that a datacenter's step makes no heap allocation and counts no references.
 @intrinsic
 def _borrowed(typingctx, array):
     """``array`` without a reference count of its own (a null meminfo): Numba then skips the atomic reference
@@ -401,21 +379,17 @@ _frame_zeros = _frame_array(zeroed=True)  # np.zeros(shape), in the caller's sta
 
 
 @njit(cache=True)
+def _borrowed_offsets(o):
+    """``o`` with every offset array :func:`_borrowed`."""
+    return Offsets(_borrowed(o.state), _borrowed(o.info), _borrowed(o.exo), _borrowed(o.dims))
+
+
+@njit(cache=True)
 def _borrowed_tables(p):
     """``p`` with every table :func:`_borrowed`."""
     return Tables(_borrowed(p.chip), _borrowed(p.class_chip), _borrowed(p.cls), _borrowed(p.scalar),
                   _borrowed(p.efficiency), _borrowed(p.generation), _borrowed(p.list_price_path),
                   _borrowed(p.class_price_path), _borrowed(p.decode_meets_slo), _borrowed(p.prompt_per_output))
-
-
-@njit(cache=True)
-def _by_value(o):
-    """``o`` (Offsets of arrays, as Python passes them) with each field a tuple of ints. The batch loops hand this to
-    the per-datacenter kernels: a tuple is passed by value, while each array argument of a compiled call costs
-    atomic reference counts (about 90 per datacenter and step for the four offset arrays). Python keeps passing
-    arrays, which Numba types faster than tuples of ints."""
-    return Offsets(_as_tuple(o.state, N_STATE_OFFSETS), _as_tuple(o.info, N_INFO_OFFSETS),
-                   _as_tuple(o.exo, N_EXO_OFFSETS), _as_tuple(o.dims, N_DIMS))
 
 
 def scenario_offsets(scenario: Any) -> Offsets:
@@ -1677,7 +1651,7 @@ def step_rows(variant, discrete, actions, state, exo, p, o, new_state, obs, info
     Returns False, and steps nothing, if any action entry is invalid (:func:`valid_actions`)."""
     if not valid_actions(actions, discrete):
         return False
-    fixed = _by_value(o)
+    fixed = _borrowed_offsets(o)
     q = _borrowed_tables(p)
     for b in range(state.shape[0]):
         _step_one(b, variant, discrete, _borrowed(actions), _borrowed(state), _borrowed(exo), q, fixed,
@@ -1690,12 +1664,11 @@ def step_rows_parallel(variant, discrete, actions, state, exo, p, o, new_state, 
     """:func:`step_rows` with the rows split over the CPU cores (rows are independent)."""
     if not valid_actions(actions, discrete):
         return False
-    # (the fields go into the parallel loop one by one: Numba's parallel lowering cannot type a NamedTuple of
-    # tuples as a variable of the loop body)
-    so, io, xo, dims = _by_value(o)
+    # (the borrowed NamedTuples are made inside the loop, at no cost: Numba's parallel lowering cannot carry a
+    # NamedTuple made outside the loop into its body)
     for b in prange(state.shape[0]):
         _step_one(b, variant, discrete, _borrowed(actions), _borrowed(state), _borrowed(exo), _borrowed_tables(p),
-                  Offsets(so, io, xo, dims), _borrowed(new_state), _borrowed(obs), _borrowed(info))
+                  _borrowed_offsets(o), _borrowed(new_state), _borrowed(obs), _borrowed(info))
     return True
 
 
@@ -1710,9 +1683,9 @@ def step_rows_tuples(variant, discrete, actions, state, exo, tables, offsets, ne
 @njit(cache=True)
 def observe_rows(state, exo, p, o, rows, obs):
     """Writes the observation (float32) of each row ``b`` in ``rows`` of ``state`` into ``obs[b]``."""
-    fixed = _by_value(o)
+    fixed, q = _borrowed_offsets(o), _borrowed_tables(p)
     for b in rows:
-        _observe(state[b], obs[b], fixed, exo[b], p)
+        _observe(state[b], obs[b], fixed, exo[b], q)
 
 
 # --- Batched helpers for policies (called from Python through envs.functional) ------------------
@@ -1787,7 +1760,7 @@ def knob_shares_rows(week, fleet, demand, knobs, need, p):
 def decode_rows(variant, discrete, actions, state, exo, p, offsets):
     """(orders (B, K), sales (B, K), shares (B, 1 + 2C, K), site blocks (B,), rent in (B, K), rent out (B, K),
     contract acceptance (B,), RL update share (B,)) that valid ``actions`` (B, A) decode to."""
-    o = _by_value(offsets)
+    o = _borrowed_offsets(offsets)
     B, K, C = state.shape[0], o.dims[0], o.dims[1]
     orders, sales, shares = np.empty((B, K)), np.empty((B, K)), np.empty((B, 1 + 2 * C, K))
     blocks, rent_in, rent_out = np.empty(B), np.empty((B, K)), np.empty((B, K))
@@ -1808,7 +1781,7 @@ def decode_rows(variant, discrete, actions, state, exo, p, offsets):
 @njit(cache=True)
 def state_rows_helpers(state, exo, p, offsets):
     """Per row of ``state``: (demand plus backlog (B, C), owned and ordered (B, K), training need (B,))."""
-    o = _by_value(offsets)
+    o = _borrowed_offsets(offsets)
     so, xo = o.state, o.exo
     K, C, J, L = o.dims[0], o.dims[1], o.dims[2], o.dims[3]
     B = state.shape[0]
@@ -1864,7 +1837,7 @@ def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o
     """The compact action's expansion, rent-in and rent-out rules (:func:`_expansion_blocks`,
     :func:`_rent_in_chips`, :func:`_rent_out_chips`) for entries ``u_*`` (B,) in [0, 1] and chips wanted
     ``orders`` (B, K): (site blocks (B,), rent in (B, K), rent out (B, K))."""
-    o = _by_value(offsets)
+    o = _borrowed_offsets(offsets)
     so = o.state
     K, C, L, E = o.dims[0], o.dims[1], o.dims[3], o.dims[4]
     B = state.shape[0]
@@ -1888,7 +1861,7 @@ def capacity_rule_rows(u_expand, u_rent_in, u_rent_out, orders, state, exo, p, o
 def contract_offer_rows(state, exo, p, offsets):
     """Per row of ``state``: (the week's cluster contract offer in H100s (B,), 0 if none; the chip type the
     acceptance rule would reserve it on (B,), -1 if no type has enough free chips or there is no offer)."""
-    o = _by_value(offsets)
+    o = _borrowed_offsets(offsets)
     so = o.state
     K, J, G = o.dims[0], o.dims[2], o.dims[5]
     B = state.shape[0]

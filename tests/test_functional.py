@@ -1,6 +1,12 @@
 """The functional API (envs.params / reset / step) and the declared data layout it is built on."""
 
 import dataclasses
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import textwrap
 
 import gymnasium as gym
 import numpy as np
@@ -197,3 +203,35 @@ def test_frame_arrays_have_the_requested_shape_layout_and_contents():
     assert (flat_sum, grid_sum) == (0.0, 0.0)
     assert shape == (3, 5) and strides == (40, 8)
     assert last == 24.0 and second_row == 10.0
+
+
+def test_frame_arrays_do_not_pile_up_on_the_stack_over_a_batch(tmp_path):
+    """Each datacenter's step keeps ~2 KB of temporaries in its stack frame; they must be released row by row. Under
+    a 1 MB stack limit, 20,000 rows (40 MB if they piled up; a loop that does pile them up crashes there) step
+    serially and in parallel, alike."""
+    script = tmp_path / "batch.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np
+        import envs
+        from envs import dynamics as dyn, functional as fn
+        params = envs.params("small")
+        one, _ = envs.reset(params, seed=0)
+        n = 20_000
+        state = fn.State(np.repeat(one.rows, n, axis=0), np.repeat(one.exo_rows, n, axis=0), one.exogenous, params)
+        action = np.zeros((n, *params.action_space.shape), dtype=np.float32)
+        new, obs, _, _ = fn.step_arrays(params, state, action)  # the parallel loop (n >= PARALLEL_FROM)
+        variant, _, _, n_obs, n_info, _ = params._step_constants
+        rows, serial_obs, info = np.empty_like(state.rows), np.empty((n, n_obs), np.float32), np.empty((n, n_info))
+        assert dyn.step_rows_tuples(variant, False, action.astype(np.float64), state.rows, state.exo_rows,
+                                    *params._plain_tables, rows, serial_obs, info)  # the serial loop
+        assert (rows == new.rows).all() and (serial_obs == obs).all()
+        print("ok")
+    """))
+
+    def small_stack() -> None:
+        resource.setrlimit(resource.RLIMIT_STACK, (1 << 20, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+
+    root = pathlib.Path(envs.__file__).parents[1]
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, preexec_fn=small_stack,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
