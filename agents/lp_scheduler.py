@@ -25,8 +25,15 @@ from scipy.optimize import linprog
 from agents.base import Plan, Policy
 from agents.heuristics import ForecastPolicy
 from envs.dynamics import J_PER_KWH, NEUTRAL_UPDATE_SHARE, WEEK_S, WEEKS_PER_YEAR, _max_prefill_load
-from envs.functional import capacity_rules, contract_offer, demand_with_backlog, rent_prices, training_need
-from envs.scenario import Scenario
+from envs.functional import (
+    Params,
+    capacity_rules,
+    contract_offer,
+    demand_with_backlog,
+    rent_prices,
+    serving_factors,
+    training_need,
+)
 
 EXA = 1e18  # training FLOPs enter the LP in exaFLOPs: HiGHS treats numbers >= 1e20 as infinite
 
@@ -43,34 +50,36 @@ PEAK_CUT_POINTS = 8  # tangents approximating the share of load served under pea
 max_prefill_load = np.vectorize(_max_prefill_load, otypes=[float])
 
 
-def serving_rates(scenario: Scenario, week: float = 0.0,
+def serving_rates(params: Params, week: float = 0.0,
                   update_share: float = NEUTRAL_UPDATE_SHARE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the LPs count per chip at ``week``: output tokens/s one chip serves in prefill (C, K) at the load that
     keeps TTFT within its SLO, in decode (C, K) within the TPOT SLO (0 where missed; RL student classes' training-
     capable decode chips serve 1 - ``update_share`` of the time), both at that year's vendor software efficiency,
-    and its power cost per week at full load (K,)."""
+    and its power cost per week at full load (K,). The efficiency and the SLO check are the step's own
+    (:func:`envs.functional.serving_factors`)."""
+    scenario = params.scenario
     a = scenario.arrays
-    eff = a["efficiency_by_year"]
-    y = min(max(int(week // WEEKS_PER_YEAR), 0), eff.shape[2] - 1)
-    eff_p, eff_d = eff[0, :, y], eff[1, :, y]
+    factors = serving_factors(params, week)
+    eff_p, eff_d = factors.prefill_efficiency[0], factors.decode_efficiency[0]
     fits = a["fits"] > 0
     # The TTFT budget leaves room for moving the KV cache, in case prefill and decode land on different chips.
     kv_transfer_s = a["kv_bytes_per_request"] / a["kv_link_bytes_per_s"]
     # Each chip type admits prefill load up to where its own TTFT meets the SLO, as the environment does.
     rho = max_prefill_load(a["prefill_latency_s"] / eff_p, a["ttft_slo_s"][:, None] - kv_transfer_s) * fits
     prefill_out = rho * a["prefill_rate"] * eff_p * (a["output_tokens"] / a["input_tokens"])[:, None]
-    decode_ok = fits & (a["tpot_s"] / eff_d <= a["tpot_slo_s"][:, None])
+    decode_ok = fits & factors.decode_meets_slo[0]
     updating = a["student_updating"]
     decode_out = np.where(decode_ok, a["decode_rate"] * np.where(updating, 1.0 - update_share, 1.0) * eff_d, 0.0)
     power = a["system_power_w"] * scenario.pue * scenario.energy_usd_per_kwh * WEEK_S / J_PER_KWH
     return prefill_out, decode_out, power
 
 
-def token_prices(scenario: Scenario, week: float = 0.0) -> np.ndarray:
-    """(C,) $ earned per output token served at ``week``, its prompt's input tokens included."""
-    a = scenario.arrays
+def token_prices(params: Params, week: float = 0.0) -> np.ndarray:
+    """(C,) $ earned per output token served at ``week``, its prompt's input tokens included, falling as the step
+    has it (:func:`envs.functional.serving_factors`)."""
+    a = params.scenario.arrays
     price = a["output_price_per_token"] + a["input_price_per_token"] * a["input_tokens"] / a["output_tokens"]
-    return price * (1.0 - a["price_decline_per_year"]) ** (week / WEEKS_PER_YEAR)
+    return price * serving_factors(params, week).price_multiple[0]
 
 
 def peak_cuts(peak: float, points: int = PEAK_CUT_POINTS) -> list[tuple[float, float]]:
@@ -86,7 +95,7 @@ def peak_cuts(peak: float, points: int = PEAK_CUT_POINTS) -> list[tuple[float, f
     return cuts
 
 
-def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops: float,
+def schedule_lp(params: Params, fleet: np.ndarray, demand: np.ndarray, training_flops: float,
                 value_per_flop: float, week: float = 0.0, rent: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Solve one week's allocation LP; returns chips per role, chips rented in and let out, and the LP's served
     tokens/s and objective.
@@ -97,9 +106,10 @@ def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops:
     ``rent`` (K,) is each chip's weekly cloud rent (0: no rental market): chips rented in join the week's
     fleet at that rent, chips let out leave it for the rent less the marketplace fee, on our power.
     """
+    scenario = params.scenario
     a = scenario.arrays
     K, C = scenario.n_chips, scenario.n_classes
-    prefill_out, decode_out, power = serving_rates(scenario, week)
+    prefill_out, decode_out, power = serving_rates(params, week)
     capable = a["train_flops_per_chip_s"] > 0
     rent = np.zeros(K) if rent is None else np.asarray(rent, dtype=float)
     depth = np.where(rent > 0, float(scenario.rental["max_chips_per_week"]), 0.0)
@@ -116,7 +126,7 @@ def schedule_lp(scenario, fleet: np.ndarray, demand: np.ndarray, training_flops:
     cost[:nt] = power
     cost[ip:id_] = np.tile(power, C)
     cost[id_:is_] = np.tile(power, C)
-    cost[is_:ix] = -token_prices(scenario, week) * WEEK_S
+    cost[is_:ix] = -token_prices(params, week) * WEEK_S
     cost[if_] = -value_per_flop * EXA
     rows, rhs = [], []
     for k in range(K):  # chips
@@ -254,7 +264,7 @@ class LPSchedulerPolicy(Policy):
             fleet = np.maximum(fleet - held, 0.0)
             paced = value = 0.0
         rent = rent_prices(env.params, s.week, s.hbm_price)[0]
-        lp = schedule_lp(scenario, fleet, demand, paced, value, week=float(s.week[0]), rent=rent)
+        lp = schedule_lp(env.params, fleet, demand, paced, value, week=float(s.week[0]), rent=rent)
         # Whole chips: rent in what the LP uses (rounded up), let out only whole idle chips.
         rent_in, rent_out = np.ceil(lp["rent_in"] - 1e-6), np.floor(lp["rent_out"] + 1e-6)
         serving = np.maximum(fleet - rent_out, 0.0) + rent_in

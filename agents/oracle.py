@@ -257,7 +257,7 @@ def _solve(params: Params, window: Window, time_limit: float) -> OraclePlan:
     # Rates change only with the episode year (the vendors' software efficiency).
     # (decode at the full rate: RL student update time is planned as chips of its own, xu below)
     years = weeks // WEEKS_PER_YEAR
-    by_year = {int(y): serving_rates(scenario, y * WEEKS_PER_YEAR, update_share=0.0) for y in np.unique(years)}
+    by_year = {int(y): serving_rates(params, y * WEEKS_PER_YEAR, update_share=0.0) for y in np.unique(years)}
     rates = [by_year[int(y)] for y in years]
     maintenance = a["list_price"] * a["system_capex_multiple"] * scenario.maintenance_per_year / WEEKS_PER_YEAR
     flops_per_chip_week = a["train_flops_per_chip_s"] * WEEK_S / EXA
@@ -513,7 +513,7 @@ def _solve(params: Params, window: Window, time_limit: float) -> OraclePlan:
                  const, const)
         prog.add_cost(site_dep[t], 1.0)
         prog.add_cost(site_book[t], coc)
-        price = token_prices(scenario, weeks[t])
+        price = token_prices(params, weeks[t])
         for c in students:
             # quality moves toward update FLOPs done / those that hold it, at the decay rate; at most
             # MAX_UPDATE_SHARE of the class's training-capable decode chips update (the env's largest share)

@@ -58,8 +58,8 @@ def payback_years(params: fn.Params) -> dict[str, dict[str, tuple[float, float]]
     (sized for the class's peaks, at full load); inf where it cannot serve the class within its SLOs."""
     s = params.scenario
     a = s.arrays
-    prefill_out, decode_out, power = serving_rates(s, 0.0)
-    price = token_prices(s, 0.0)
+    prefill_out, decode_out, power = serving_rates(params, 0.0)
+    price = token_prices(params, 0.0)
     deployed = fn.chip_prices(params, np.zeros(1), 1.0)[0]
     cost = deployed + a["system_power_w"] / W_PER_KW * s.facility_capex_usd_per_kw
     maintenance = deployed * s.maintenance_per_year

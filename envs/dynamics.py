@@ -1725,6 +1725,21 @@ def resale_prices_rows(week, hbm_price, age_weeks, p):
 
 
 @njit(cache=True)
+def serving_factors_rows(week, p):
+    """What the step reads about serving at weeks ``week`` (B,): the vendors' software efficiency of that year for
+    prefill (B, K) and decode (B, K), 1 where a chip's decode meets each class's TPOT SLO then (B, C, K), and each
+    class's token price multiple (B, C) (its yearly decline)."""
+    B, C, K = week.shape[0], p.cls.shape[1], p.chip.shape[1]
+    eff_p, eff_d, meets, price = np.empty((B, K)), np.empty((B, K)), np.empty((B, C, K)), np.empty((B, C))
+    for b in range(B):
+        eff_p[b], eff_d[b] = _efficiency(week[b], p.efficiency)
+        meets[b] = p.decode_meets_slo[_year(week[b], p.efficiency)]
+        for c in range(C):
+            price[b, c] = _class_price_multiple(week[b], p, c)
+    return eff_p, eff_d, meets, price
+
+
+@njit(cache=True)
 def work_rows(week, demand, p):
     """(prefill (B, K), decode (B, K)) chips of each type for the prefill and the decode of ``demand`` (B, C)
     at weeks ``week`` (B,) (the vendors' software efficiency of that year)."""

@@ -492,6 +492,21 @@ def _weeks(week: Any, batch: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(week, dtype=np.float64), (batch,)).copy()
 
 
+class ServingFactors(NamedTuple):
+    """What the step reads about serving at each of B weeks (:func:`serving_factors`)."""
+
+    prefill_efficiency: np.ndarray  # (B, K) the vendors' software efficiency that year: prefill rate multiple
+    decode_efficiency: np.ndarray  # (B, K) the same for decode
+    decode_meets_slo: np.ndarray  # (B, C, K) bool: chip k's decode meets class c's TPOT SLO that year
+    price_multiple: np.ndarray  # (B, C) each class's token price then, as a multiple of its week-0 price
+
+
+def serving_factors(params: Params, week: Any) -> ServingFactors:
+    """:class:`ServingFactors` at ``week`` (B,) or a scalar (B = 1), read from the tables the step reads."""
+    eff_p, eff_d, meets, price = dyn.serving_factors_rows(_weeks(week, np.size(week)), params.tables)
+    return ServingFactors(eff_p, eff_d, meets > 0, price)
+
+
 def prefill_and_decode_chips(params: Params, demand: np.ndarray, week: Any) -> tuple[np.ndarray, np.ndarray]:
     """(B, K) chips of type k for the prefill and for the decode of ``demand`` (B, C) at ``week`` (B,) or a
     scalar (the vendors' software efficiency of that year); inf where a demanded class does not fit that chip."""

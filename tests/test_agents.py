@@ -143,13 +143,13 @@ def test_lp_allocation_is_feasible_and_at_least_as_profitable_that_week_as_the_g
 
 
 def test_weekly_lp_hand_checked_on_one_chip():
-    from envs import load_scenario
+    from envs import load_scenario, params
 
     scenario = load_scenario("small")
     demand = np.zeros(scenario.n_classes)
     demand[2] = 1e4  # batch only, far below one chip's capacity
     fleet = np.array([8.0, 0.0, 0.0])
-    lp = schedule_lp(scenario, fleet, demand, 0.0, 0.0)
+    lp = schedule_lp(params(scenario), fleet, demand, 0.0, 0.0)
     assert lp["served"][2] == pytest.approx(1e4)
     assert lp["served"][:2] == pytest.approx([0.0, 0.0])
     a = scenario.arrays
