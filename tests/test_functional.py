@@ -235,3 +235,22 @@ def test_frame_arrays_do_not_pile_up_on_the_stack_over_a_batch(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, preexec_fn=small_stack,
                           env={**os.environ, "PYTHONPATH": str(root)})
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_serving_factors_are_the_documented_formulas():
+    """What the LP and the oracle read about serving, worked out here from the scenario's figures."""
+    params = envs.params("default")
+    a = params.scenario.arrays
+    week = np.array([0.0, 60.5, 120.0, params.scenario.weeks + 10.0])
+    factors = fn.serving_factors(params, week)
+    eff = a["efficiency_by_year"]
+    for b, w in enumerate(week):
+        y = min(int(w // 52), eff.shape[2] - 1)
+        np.testing.assert_array_equal(factors.prefill_efficiency[b], eff[0, :, y])
+        np.testing.assert_array_equal(factors.decode_efficiency[b], eff[1, :, y])
+        meets = a["tpot_s"] / eff[1, :, y] <= a["tpot_slo_s"][:, None]
+        np.testing.assert_array_equal(factors.decode_meets_slo[b], meets)
+        np.testing.assert_allclose(factors.price_multiple[b], (1.0 - a["price_decline_per_year"]) ** (w / 52.0),
+                                   rtol=1e-12)
+    assert factors.decode_meets_slo.dtype == bool and factors.price_multiple.shape == (4, params.scenario.n_classes)
+    assert not factors.decode_meets_slo.all() and factors.decode_meets_slo.any()  # the SLO check binds somewhere
