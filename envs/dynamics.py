@@ -651,7 +651,7 @@ def _training_need(row, so, J):
 
 
 @njit(cache=True)
-def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d, shares):
+def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, prompt_per_output, eff_p, eff_d, shares):
     """The built-in allocator: four knobs in [0, 1] -> ``shares`` (1 + 2C, K), filled with each chip type's split.
 
     Rows of the result: 0 training, 1..C prefill of each class, C+1..2C decode of each class.
@@ -693,8 +693,7 @@ def _knob_shares(fleet, dem, knobs, need, pk, pck, pc, eff_p, eff_d, shares):
     exponent = 0.5 * gamma
     total_p, total_d = _frame_zeros(K), _frame_zeros(K)
     for c in range(C):
-        need_p = dem[c] * (pc[CLASS.input_tokens, c] / pc[CLASS.output_tokens, c]) / mean_p[c] * 2.0 \
-            * knobs[KNOBS.prefill_bias]
+        need_p = dem[c] * prompt_per_output[c] / mean_p[c] * 2.0 * knobs[KNOBS.prefill_bias]
         need_d = dem[c] / mean_d[c] * 2.0 * (1.0 - knobs[KNOBS.prefill_bias])
         lat = pc[CLASS.latency_class, c]
         priority = lat * (0.5 + knobs[KNOBS.latency_priority]) + (1.0 - lat) * (1.5 - knobs[KNOBS.latency_priority])
@@ -765,8 +764,7 @@ def _weekly_rent(week, price, pk, k):
 @njit(cache=True)
 def _week_prices(row, so, pk, ps, list_price_path, G, prices, rents):
     """``prices`` (K,) and ``rents`` (K,), filled with each chip's deployed price and weekly rent at the row's week
-    and HBM price indices. Each price costs a ``pow``, so a step works them out once and hands them to everything
-    that prices chips that week."""
+    and HBM price indices, worked out once a step for everything that prices chips that week."""
     week = row[so[STATE.week]]
     hbm_price = row[so[STATE.hbm_price]:so[STATE.hbm_price] + G]
     for k in range(prices.shape[0]):
@@ -969,7 +967,8 @@ def _decode(variant, discrete, act, row, so, dem, owned, rents, p, dims, orders,
     else:
         knobs = u[u.shape[0] - N_KNOBS:]
     fleet = row[so[STATE.fleet]:so[STATE.fleet] + K]
-    _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, eff_p, eff_d, shares)
+    _knob_shares(fleet, dem, knobs, _training_need(row, so, J), pk, pck, pc, p.prompt_per_output, eff_p, eff_d,
+                 shares)
     accept = -2 if knobs[KNOBS.training_pace] >= 0.5 else -1
     return orders, sales, shares, blocks, rent_in, rent_out, accept, knobs[KNOBS.rl_updates] * MAX_UPDATE_SHARE
 
@@ -1767,7 +1766,8 @@ def knob_shares_rows(week, fleet, demand, knobs, need, p):
     out = np.empty((B, 1 + 2 * C, K))
     for b in range(B):
         eff_p, eff_d = _efficiency(week[b], p.efficiency)
-        _knob_shares(fleet[b], demand[b], knobs[b], need[b], p.chip, p.class_chip, p.cls, eff_p, eff_d, out[b])
+        _knob_shares(fleet[b], demand[b], knobs[b], need[b], p.chip, p.class_chip, p.cls, p.prompt_per_output, eff_p,
+                     eff_d, out[b])
     return out
 
 

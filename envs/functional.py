@@ -433,14 +433,14 @@ def chip_prices(params: Params, week: np.ndarray, hbm_price: np.ndarray) -> np.n
     """(B, K) deployed price of one chip (chip, server, network and storage) at weeks ``week`` (B,) and HBM
     price indices ``hbm_price`` (B, G), one per HBM generation (``state.hbm_price``): what an order pays per
     chip. Each HBM chip's price moves with its own generation's index."""
-    week = np.asarray(week, dtype=np.float64).reshape(-1)
+    week = _weeks(week)
     return dyn.chip_prices_rows(week, _hbm_indices(params, hbm_price, week.shape[0]), params.tables)
 
 
 def rent_prices(params: Params, week: np.ndarray, hbm_price: np.ndarray) -> np.ndarray:
     """(B, K) $ a week to rent one chip of each type in the cloud at weeks ``week`` (B,) and HBM price indices
     ``hbm_price`` (B, G); 0 where the chip has no rental market (yet)."""
-    week = np.asarray(week, dtype=np.float64).reshape(-1)
+    week = _weeks(week)
     return dyn.rent_prices_rows(week, _hbm_indices(params, hbm_price, week.shape[0]), params.tables)
 
 
@@ -469,7 +469,7 @@ def resale_prices(params: Params, state: State) -> np.ndarray:
 def available_mask(params: Params, week: np.ndarray) -> np.ndarray:
     """(B, K) True where the chip can be bought at week ``week`` (B,): it is on the market and sold (not only
     rented out as cloud capacity)."""
-    return ((np.asarray(week, dtype=np.float64)[:, None] >= params.tables.chip[dyn.CHIP.available_week])
+    return ((_weeks(week)[:, None] >= params.tables.chip[dyn.CHIP.available_week])
             & (params.tables.chip[dyn.CHIP.purchasable] > 0))
 
 
@@ -488,8 +488,15 @@ def training_need(params: Params, state: State) -> np.ndarray:
     return dyn.state_rows_helpers(state.rows, state.exo_rows, params.tables, params.offsets)[2]
 
 
-def _weeks(week: Any, batch: int) -> np.ndarray:
-    return np.broadcast_to(np.asarray(week, dtype=np.float64), (batch,)).copy()
+def _weeks(week: Any, batch: int | None = None) -> np.ndarray:
+    """``week`` as a float64 (B,) array (a scalar spread over ``batch`` rows), refusing NaN, infinite and negative
+    weeks, which the kernels would otherwise read as some other week."""
+    weeks = np.asarray(week, dtype=np.float64).reshape(-1)
+    if batch is not None:
+        weeks = np.broadcast_to(weeks, (batch,)).copy()
+    if not (np.isfinite(weeks).all() and (weeks >= 0).all()):
+        raise ValueError(f"week must be finite and >= 0 (weeks since the episode began), got {week!r}")
+    return weeks
 
 
 class ServingFactors(NamedTuple):
@@ -503,7 +510,7 @@ class ServingFactors(NamedTuple):
 
 def serving_factors(params: Params, week: Any) -> ServingFactors:
     """:class:`ServingFactors` at ``week`` (B,) or a scalar (B = 1), read from the tables the step reads."""
-    eff_p, eff_d, meets, price = dyn.serving_factors_rows(_weeks(week, np.size(week)), params.tables)
+    eff_p, eff_d, meets, price = dyn.serving_factors_rows(_weeks(week), params.tables)
     return ServingFactors(eff_p, eff_d, meets > 0, price)
 
 

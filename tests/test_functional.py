@@ -254,3 +254,14 @@ def test_serving_factors_are_the_documented_formulas():
                                    rtol=1e-12)
     assert factors.decode_meets_slo.dtype == bool and factors.price_multiple.shape == (4, params.scenario.n_classes)
     assert not factors.decode_meets_slo.all() and factors.decode_meets_slo.any()  # the SLO check binds somewhere
+
+
+@pytest.mark.parametrize("week", [np.nan, np.inf, -1.0])
+def test_week_helpers_refuse_weeks_that_are_not_weeks(week):
+    params = envs.params("small")
+    with pytest.raises(ValueError, match="week must be finite and >= 0"):
+        fn.serving_factors(params, week)
+    with pytest.raises(ValueError, match="week must be finite and >= 0"):
+        fn.chip_prices(params, np.array([0.0, week]), 1.0)
+    with pytest.raises(ValueError, match="week must be finite and >= 0"):
+        fn.chips_for_demand(params, np.ones((1, params.scenario.n_classes)), week)
